@@ -1,0 +1,131 @@
+// read/write/readv/writev on any fd. Sockets go through the MSG_DONTWAIT path of
+// socket.cpp's helpers; other fds (pipes, FIFOs, ttys, eventfds, devices, regular files)
+// wait for poll readiness, then make the real call. Only one fiber runs on a carrier at a
+// time, so nothing on this carrier can take the data between the poll and the call.
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "hooks/hooks.h"
+#include "hooks/wait.h"
+
+extern "C" void __chk_fail(void) __attribute__((noreturn));
+
+namespace green::hooks {
+namespace {
+
+template <typename Call>
+ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReason reason,
+                        Call call) {
+    for (;;) {
+        if (ready_now(fd, poll_event) || user_nonblocking(fd)) return call();
+        if (wait_for(fd, epoll_event, kNoDeadline, reason) == Waited::kClosed) {
+            errno = EBADF;
+            return -1;
+        }
+    }
+}
+
+bool is_fifo(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+// A blocking write of more than PIPE_BUF bytes to a pipe can block even after poll said
+// writable (POLLOUT means one free slot: PIPE_BUF bytes). So write in PIPE_BUF pieces, each
+// after POLLOUT; writes of at most PIPE_BUF bytes stay one atomic write, as POSIX promises.
+ssize_t write_fifo(int fd, IovCursor& cursor) {
+    if (user_nonblocking(fd)) return real::get().writev(fd, cursor.data(), cursor.count());
+    const size_t total = cursor.total();
+    size_t done = 0;
+    while (done < total) {
+        if (!ready_now(fd, POLLOUT) &&
+            wait_for(fd, EPOLLOUT, kNoDeadline, ParkReason::kWrite) == Waited::kClosed) {
+            errno = EBADF;
+            return done > 0 ? static_cast<ssize_t>(done) : -1;
+        }
+        iovec piece[16];
+        int n = cursor.slice(PIPE_BUF, piece, 16);
+        ssize_t r = real::get().writev(fd, piece, n);
+        if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
+        done += static_cast<size_t>(r);
+        cursor.advance(static_cast<size_t>(r));
+    }
+    return static_cast<ssize_t>(done);
+}
+
+ssize_t write_other(int fd, const iovec* iov, int iovcnt) {
+    if (is_fifo(fd)) {
+        IovCursor cursor(iov, iovcnt);
+        if (!cursor.valid()) return real::get().writev(fd, iov, iovcnt);  // EFAULT / EINVAL
+        return write_fifo(fd, cursor);
+    }
+    return ready_then_call(fd, POLLOUT, EPOLLOUT, ParkReason::kWrite,
+                           [&] { return real::get().writev(fd, iov, iovcnt); });
+}
+
+}  // namespace
+
+ssize_t read(int fd, void* buf, size_t count) {
+    ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
+                            [&] { return real::get().recv(fd, buf, count, MSG_DONTWAIT); });
+    if (r >= 0 || errno != ENOTSOCK) return r;
+    return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
+                           [&] { return real::get().read(fd, buf, count); });
+}
+
+ssize_t __read_chk(int fd, void* buf, size_t count, size_t buflen) {
+    if (count > buflen) __chk_fail();
+    return hooks::read(fd, buf, count);
+}
+
+ssize_t write(int fd, const void* buf, size_t count) {
+    const char* bytes = static_cast<const char*>(buf);
+    ssize_t r = send_all(fd, 0, count, [&](size_t done) {
+        return real::get().send(fd, bytes + done, count - done, MSG_DONTWAIT);
+    });
+    if (r >= 0 || errno != ENOTSOCK) return r;
+    iovec one{const_cast<void*>(buf), count};
+    return write_other(fd, &one, 1);
+}
+
+ssize_t readv(int fd, const iovec* iov, int iovcnt) {
+    if (iovcnt <= 0 || iovcnt > IOV_MAX) return real::get().readv(fd, iov, iovcnt);  // 0 / EINVAL
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
+                            [&] { return real::get().recvmsg(fd, &msg, MSG_DONTWAIT); });
+    if (r >= 0 || errno != ENOTSOCK) return r;
+    return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
+                           [&] { return real::get().readv(fd, iov, iovcnt); });
+}
+
+ssize_t writev(int fd, const iovec* iov, int iovcnt) {
+    if (iovcnt <= 0 || iovcnt > IOV_MAX) return real::get().writev(fd, iov, iovcnt);
+    // The first attempt hands the program's iovec to the kernel as is, so a bad pointer is
+    // reported as EFAULT; only a short send makes us copy the array to advance through it.
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t first = real::get().sendmsg(fd, &msg, MSG_DONTWAIT);
+    if (first < 0 && errno == ENOTSOCK) return write_other(fd, iov, iovcnt);
+    if (first < 0 && errno != EAGAIN) return -1;
+    IovCursor rest(iov, iovcnt);
+    size_t sent = first > 0 ? static_cast<size_t>(first) : 0;
+    if (!rest.valid() || sent >= rest.total()) return first;
+    rest.advance(sent);
+    size_t advanced = 0;
+    ssize_t more = send_all(fd, 0, rest.total() - sent, [&](size_t done) {
+        rest.advance(done - advanced);
+        advanced = done;
+        msghdr next{};
+        next.msg_iov = rest.data();
+        next.msg_iovlen = static_cast<size_t>(rest.count());
+        return real::get().sendmsg(fd, &next, MSG_DONTWAIT);
+    });
+    if (more >= 0) return static_cast<ssize_t>(sent) + more;
+    return sent > 0 ? static_cast<ssize_t>(sent) : -1;
+}
+
+}  // namespace green::hooks

@@ -1,0 +1,31 @@
+// The real libc functions behind every interposed symbol, resolved once with
+// dlsym(RTLD_NEXT). The only place in libgreen that calls dlsym. Safe before main: a hook
+// that runs before our constructor resolves the table on first use.
+#pragma once
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace green::real {
+
+struct Table {
+#define GREEN_HOOK(ret, name, params, args) ret(*name) params;
+#include "hooks/symbols.def"
+};
+
+extern Table g_table;
+extern bool g_resolved;
+void resolve();
+
+inline const Table& get() {
+    if (__builtin_expect(!g_resolved, 0)) resolve();
+    return g_table;
+}
+
+}  // namespace green::real

@@ -1,0 +1,335 @@
+// pthreads as fibers: creation, join/detach, identity, exit, thread-specific data, and the
+// calls that take a pthread_t (a fiber's pthread_t is its Fiber*; passing one to glibc would
+// crash it, so every such call is interposed). The root fiber (main) keeps its real
+// pthread_t and glibc's own thread-specific data, so values set before our start survive.
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include <mutex>
+#include <vector>
+
+#include "hooks/hooks.h"
+#include "runtime/log.h"
+#include "runtime/runtime.h"
+
+namespace green::hooks {
+namespace {
+
+Fiber* as_fiber(pthread_t thread) {
+    void* handle = reinterpret_cast<void*>(thread);
+    return is_fiber(handle) ? static_cast<Fiber*>(handle) : nullptr;
+}
+
+pthread_t handle_of(Fiber* fiber) { return reinterpret_cast<pthread_t>(fiber); }
+
+// A non-root fiber: the one kind of "thread" whose identity and data we keep ourselves.
+Fiber* spawned_fiber() {
+    Fiber* self = current_fiber();
+    return self && !self->is_root ? self : nullptr;
+}
+
+// Thread-specific data. Keys are glibc's own (so unmanaged threads and the root fiber keep
+// using glibc's storage); each key has a sequence number so that a deleted and re-created key
+// reads as NULL in every fiber, as glibc guarantees.
+struct KeyInfo {
+    uint64_t seq = 0;
+    void (*destructor)(void*) = nullptr;
+    bool in_use = false;
+};
+std::mutex g_keys_lock;
+KeyInfo g_keys[PTHREAD_KEYS_MAX];
+
+struct Slot {
+    pthread_key_t key;
+    uint64_t seq;
+    void* value;
+};
+using Locals = std::vector<Slot>;
+
+Slot* find_slot(Fiber* fiber, pthread_key_t key) {
+    auto* locals = static_cast<Locals*>(fiber->locals);
+    if (!locals) return nullptr;
+    for (Slot& slot : *locals)
+        if (slot.key == key) return &slot;
+    return nullptr;
+}
+
+// At fiber exit, as glibc: call each destructor whose value is non-NULL, up to
+// PTHREAD_DESTRUCTOR_ITERATIONS rounds while destructors keep setting values.
+void run_destructors(Fiber* fiber) {
+    for (int round = 0; round < PTHREAD_DESTRUCTOR_ITERATIONS && fiber->locals; ++round) {
+        bool called = false;
+        auto* locals = static_cast<Locals*>(fiber->locals);
+        for (size_t i = 0; i < locals->size(); ++i) {
+            Slot slot = (*locals)[i];
+            void (*destructor)(void*) = nullptr;
+            {
+                std::lock_guard<std::mutex> hold(g_keys_lock);
+                const KeyInfo& info = g_keys[slot.key];
+                if (info.in_use && info.seq == slot.seq) destructor = info.destructor;
+            }
+            if (!slot.value || !destructor) continue;
+            (*locals)[i].value = nullptr;
+            destructor(slot.value);
+            called = true;
+            locals = static_cast<Locals*>(fiber->locals);
+        }
+        if (!called) break;
+    }
+    delete static_cast<Locals*>(fiber->locals);
+    fiber->locals = nullptr;
+}
+
+uint64_t deadline_from(clockid_t clock, const timespec* abstime, int* err) {
+    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
+        *err = EINVAL;
+        return 0;
+    }
+    timespec now;
+    if (clock_gettime(clock, &now) != 0) {
+        *err = EINVAL;
+        return 0;
+    }
+    int64_t left = (abstime->tv_sec - now.tv_sec) * 1000000000LL + (abstime->tv_nsec - now.tv_nsec);
+    *err = 0;
+    return left <= 0 ? monotonic_now_ns() : deadline_after_ns(static_cast<uint64_t>(left));
+}
+
+int join_fiber(Fiber* target, void** result, uint64_t deadline) {
+    if (!on_fiber()) {
+        log::warn("pthread_join of a fiber from a thread libgreen does not manage: EINVAL");
+        return EINVAL;
+    }
+    return join(target, result, deadline);
+}
+
+}  // namespace
+
+void install() { set_fiber_exit_hook(run_destructors); }
+
+int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
+                   void* arg) {
+    SpawnOptions options;
+    if (attr) {
+        int detach_state = PTHREAD_CREATE_JOINABLE;
+        pthread_attr_getdetachstate(attr, &detach_state);
+        options.detached = detach_state == PTHREAD_CREATE_DETACHED;
+        size_t size = 0;
+        pthread_attr_getstacksize(attr, &size);
+        // glibc keeps the stack's top; getstack reports top - size, so an attr that was
+        // never given a stack reports an address that adds up to NULL.
+        void* stack_low = nullptr;
+        size_t stack_size = 0;
+        pthread_attr_getstack(attr, &stack_low, &stack_size);
+        void* stack_top = static_cast<char*>(stack_low) + stack_size;
+        if (stack_top) {
+            options.user_stack_top = stack_top;
+            options.user_stack_size = size;
+        } else {
+            // glibc reports its default for an attr whose size was never set; that default
+            // then means "not set" and GREEN_STACK_SIZE applies.
+            pthread_attr_t defaults;
+            size_t glibc_default = 0;
+            if (pthread_getattr_default_np(&defaults) == 0) {
+                pthread_attr_getstacksize(&defaults, &glibc_default);
+                pthread_attr_destroy(&defaults);
+            }
+            if (size != glibc_default) options.stack_size = size;
+        }
+    }
+    Fiber* fiber = nullptr;
+    int err = spawn(start, arg, options, &fiber);
+    if (err) return err;
+    *thread = handle_of(fiber);
+    return 0;
+}
+
+int pthread_join(pthread_t thread, void** result) {
+    if (Fiber* target = as_fiber(thread)) return join_fiber(target, result, kNoDeadline);
+    return real::get().pthread_join(thread, result);
+}
+
+int pthread_tryjoin_np(pthread_t thread, void** result) {
+    if (Fiber* target = as_fiber(thread)) return join_fiber(target, result, 0);
+    return real::get().pthread_tryjoin_np(thread, result);
+}
+
+int pthread_timedjoin_np(pthread_t thread, void** result, const timespec* abstime) {
+    if (Fiber* target = as_fiber(thread)) {
+        if (!abstime) return join_fiber(target, result, kNoDeadline);
+        int err = 0;
+        uint64_t deadline = deadline_from(CLOCK_REALTIME, abstime, &err);
+        return err ? err : join_fiber(target, result, deadline == 0 ? 1 : deadline);
+    }
+    return real::get().pthread_timedjoin_np(thread, result, abstime);
+}
+
+int pthread_clockjoin_np(pthread_t thread, void** result, clockid_t clock,
+                         const timespec* abstime) {
+    if (Fiber* target = as_fiber(thread)) {
+        if (!abstime) return join_fiber(target, result, kNoDeadline);
+        if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
+        int err = 0;
+        uint64_t deadline = deadline_from(clock, abstime, &err);
+        return err ? err : join_fiber(target, result, deadline == 0 ? 1 : deadline);
+    }
+    return real::get().pthread_clockjoin_np(thread, result, clock, abstime);
+}
+
+int pthread_detach(pthread_t thread) {
+    if (Fiber* target = as_fiber(thread)) return detach(target);
+    return real::get().pthread_detach(thread);
+}
+
+void pthread_exit(void* value) {
+    Fiber* self = current_fiber();
+    if (!self) real::get().pthread_exit(value);
+    self->hook_depth = 0;  // destructors run by the unwind are program code again
+    exit_current(value);
+}
+
+pthread_t pthread_self() {
+    if (Fiber* self = spawned_fiber()) return handle_of(self);
+    return real::get().pthread_self();
+}
+
+int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+
+int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
+    int err = real::get().pthread_key_create(key, destructor);
+    if (err == 0 && *key < PTHREAD_KEYS_MAX) {
+        std::lock_guard<std::mutex> hold(g_keys_lock);
+        KeyInfo& info = g_keys[*key];
+        ++info.seq;
+        info.destructor = destructor;
+        info.in_use = true;
+    }
+    return err;
+}
+
+int pthread_key_delete(pthread_key_t key) {
+    int err = real::get().pthread_key_delete(key);
+    if (err == 0 && key < PTHREAD_KEYS_MAX) {
+        std::lock_guard<std::mutex> hold(g_keys_lock);
+        KeyInfo& info = g_keys[key];
+        ++info.seq;
+        info.destructor = nullptr;
+        info.in_use = false;
+    }
+    return err;
+}
+
+void* pthread_getspecific(pthread_key_t key) {
+    Fiber* self = spawned_fiber();
+    if (!self) return real::get().pthread_getspecific(key);
+    if (key >= PTHREAD_KEYS_MAX) return nullptr;
+    Slot* slot = find_slot(self, key);
+    if (!slot) return nullptr;
+    uint64_t seq = __atomic_load_n(&g_keys[key].seq, __ATOMIC_RELAXED);
+    return slot->seq == seq ? slot->value : nullptr;
+}
+
+int pthread_setspecific(pthread_key_t key, const void* value) {
+    Fiber* self = spawned_fiber();
+    if (!self) return real::get().pthread_setspecific(key, value);
+    if (key >= PTHREAD_KEYS_MAX) return EINVAL;
+    uint64_t seq;
+    {
+        std::lock_guard<std::mutex> hold(g_keys_lock);
+        if (!g_keys[key].in_use) return EINVAL;
+        seq = g_keys[key].seq;
+    }
+    if (Slot* slot = find_slot(self, key)) {
+        slot->seq = seq;
+        slot->value = const_cast<void*>(value);
+        return 0;
+    }
+    if (!self->locals) self->locals = new Locals();
+    static_cast<Locals*>(self->locals)->push_back(Slot{key, seq, const_cast<void*>(value)});
+    return 0;
+}
+
+int pthread_getattr_np(pthread_t thread, pthread_attr_t* attr) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_getattr_np(thread, attr);
+    int err = pthread_attr_init(attr);
+    if (err) return err;
+    pthread_attr_setstack(attr, fiber->stack.limit, fiber->stack.usable());
+    pthread_attr_setguardsize(attr, fiber->stack.guarded() ? StackPool::page_size() : 0);
+    pthread_attr_setdetachstate(attr, fiber->detached ? PTHREAD_CREATE_DETACHED
+                                                      : PTHREAD_CREATE_JOINABLE);
+    return 0;
+}
+
+int pthread_setname_np(pthread_t thread, const char* name) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_setname_np(thread, name);
+    size_t len = strlen(name);
+    if (len >= sizeof fiber->name) return ERANGE;
+    memcpy(fiber->name, name, len + 1);
+    return 0;
+}
+
+int pthread_getname_np(pthread_t thread, char* name, size_t len) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_getname_np(thread, name, len);
+    if (fiber->name[0] == '\0') {
+        // Like a new thread: it bears the process's name until named.
+        return real::get().pthread_getname_np(real::get().pthread_self(), name, len);
+    }
+    size_t need = strlen(fiber->name) + 1;
+    if (len < need) return ERANGE;
+    memcpy(name, fiber->name, need);
+    return 0;
+}
+
+// Signals to a fiber go to its carrier thread: the handler runs there, on whichever fiber
+// is running (docs/compat.md).
+int pthread_kill(pthread_t thread, int sig) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_kill(thread, sig);
+    if (sig < 0 || sig >= NSIG) return EINVAL;
+    if (sig == 0) return 0;
+    return real::get().pthread_kill(carrier_os_thread(fiber), sig);
+}
+
+int pthread_cancel(pthread_t thread) {
+    if (!as_fiber(thread)) return real::get().pthread_cancel(thread);
+    log::warn("pthread_cancel of a fiber is not supported yet; the fiber keeps running");
+    return ENOTSUP;
+}
+
+int pthread_getschedparam(pthread_t thread, int* policy, sched_param* param) {
+    Fiber* fiber = as_fiber(thread);
+    return real::get().pthread_getschedparam(fiber ? carrier_os_thread(fiber) : thread, policy,
+                                             param);
+}
+
+int pthread_setschedparam(pthread_t thread, int policy, const sched_param* param) {
+    if (as_fiber(thread)) return 0;  // fibers share their carrier's scheduling
+    return real::get().pthread_setschedparam(thread, policy, param);
+}
+
+int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set) {
+    Fiber* fiber = as_fiber(thread);
+    return real::get().pthread_getaffinity_np(fiber ? carrier_os_thread(fiber) : thread, size,
+                                              set);
+}
+
+int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) {
+    if (as_fiber(thread)) return 0;  // fibers run wherever their carrier runs
+    return real::get().pthread_setaffinity_np(thread, size, set);
+}
+
+int pthread_getcpuclockid(pthread_t thread, clockid_t* clock) {
+    Fiber* fiber = as_fiber(thread);
+    return real::get().pthread_getcpuclockid(fiber ? carrier_os_thread(fiber) : thread, clock);
+}
+
+int sched_yield() {
+    green::yield();
+    return 0;
+}
+
+}  // namespace green::hooks

@@ -1,0 +1,146 @@
+// Shared steps of the blocking hooks: what the program asked of an fd (O_NONBLOCK,
+// SO_RCVTIMEO/SO_SNDTIMEO) and the park-until-ready loop. These read the fd's state at the
+// moment of the call instead of caching it: libgreen never changes an fd's flags, so the
+// kernel's answer is always the program's own.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "hooks/real.h"
+#include "runtime/runtime.h"
+
+namespace green::hooks {
+
+// True if the program made the fd non-blocking (fcntl, ioctl FIONBIO, SOCK_NONBLOCK, ...).
+// Also true for a bad fd: the caller then makes the real call, which reports EBADF.
+inline bool user_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 || (flags & O_NONBLOCK);
+}
+
+// The deadline a real blocking call would honour: SO_RCVTIMEO or SO_SNDTIMEO, none when
+// unset or when the fd is not a socket.
+inline uint64_t socket_deadline(int fd, int option) {
+    timeval tv{};
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, option, &tv, &len) != 0) return kNoDeadline;
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) return kNoDeadline;
+    return deadline_after_ns(static_cast<uint64_t>(tv.tv_sec) * 1000000000ull +
+                             static_cast<uint64_t>(tv.tv_usec) * 1000ull);
+}
+
+// Readiness now, without waiting: what a real call would find.
+inline bool ready_now(int fd, short events) {
+    pollfd p{fd, events, 0};
+    return real::get().poll(&p, 1, 0) != 0;  // ready, or an error/POLLNVAL the call reports
+}
+
+// Copies `len` bytes from a pointer the program gave us; false (errno EFAULT) when the
+// memory is not readable, where a real syscall would fail with EFAULT instead of crashing.
+bool copy_from_user(void* dst, const void* src, size_t len);
+
+// The result of a wait, as the call that asked for it must report it.
+enum class Waited { kReady, kTimedOut, kClosed };
+
+inline Waited wait_for(int fd, uint32_t events, uint64_t deadline, ParkReason reason) {
+    switch (wait_fd(fd, events, deadline, reason)) {
+        case WaitResult::kReady: return Waited::kReady;
+        case WaitResult::kTimedOut: return Waited::kTimedOut;
+        case WaitResult::kClosed: return Waited::kClosed;
+    }
+    return Waited::kReady;
+}
+
+// A socket call that a real thread would block in: try it with MSG_DONTWAIT; on EAGAIN
+// park until the socket is ready and try again. `attempt` must not block.
+// Honours the program's own O_NONBLOCK and MSG_DONTWAIT (EAGAIN at once), the socket's
+// timeout `timeout_option` (EAGAIN after it), and a close() during the wait (EBADF).
+template <typename Attempt>
+ssize_t socket_call(int fd, int flags, uint32_t event, int timeout_option, ParkReason reason,
+                    Attempt attempt) {
+    ssize_t r = attempt();
+    if (r >= 0 || errno != EAGAIN || (flags & MSG_DONTWAIT)) return r;
+    if (user_nonblocking(fd)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    uint64_t deadline = socket_deadline(fd, timeout_option);
+    for (;;) {
+        switch (wait_for(fd, event, deadline, reason)) {
+            case Waited::kClosed: errno = EBADF; return -1;
+            case Waited::kTimedOut: errno = EAGAIN; return -1;
+            case Waited::kReady: break;
+        }
+        r = attempt();
+        if (r >= 0 || errno != EAGAIN) return r;
+    }
+}
+
+// A blocking send of `total` bytes returns only when all are queued, or on an error or
+// timeout after which it reports the bytes already sent. `attempt(done)` sends what is left
+// after `done` bytes without blocking.
+template <typename Attempt>
+ssize_t send_all(int fd, int flags, size_t total, Attempt attempt) {
+    size_t done = 0;
+    uint64_t deadline = 0;  // looked up on the first would-block
+    for (;;) {
+        ssize_t r = attempt(done);
+        if (r >= 0) {
+            done += static_cast<size_t>(r);
+            if (done >= total || (flags & MSG_DONTWAIT)) return static_cast<ssize_t>(done);
+            continue;
+        }
+        if (errno != EAGAIN || (flags & MSG_DONTWAIT)) break;
+        if (user_nonblocking(fd)) {
+            errno = EAGAIN;
+            break;
+        }
+        if (deadline == 0) deadline = socket_deadline(fd, SO_SNDTIMEO);
+        Waited w = wait_for(fd, EPOLLOUT, deadline, ParkReason::kWrite);
+        if (w == Waited::kClosed) {
+            errno = EBADF;
+            break;
+        }
+        if (w == Waited::kTimedOut) {
+            errno = EAGAIN;
+            break;
+        }
+    }
+    return done > 0 ? static_cast<ssize_t>(done) : -1;
+}
+
+// An iovec array that can be advanced past bytes already transferred. The program's array is
+// copied through copy_from_user: a bad pointer makes the cursor invalid instead of crashing,
+// and the caller lets the real call report EFAULT.
+class IovCursor {
+public:
+    IovCursor(const iovec* iov, int count);
+    ~IovCursor();
+    IovCursor(const IovCursor&) = delete;
+    IovCursor& operator=(const IovCursor&) = delete;
+    void advance(size_t bytes);
+    bool valid() const { return valid_; }
+    iovec* data() { return cur_; }
+    int count() const { return count_; }
+    size_t total() const { return total_; }
+    // Copies a view of at most `limit` bytes from the current position into `out` (room for
+    // `max` entries); returns its entry count.
+    int slice(size_t limit, iovec* out, int max) const;
+
+private:
+    iovec small_[16];
+    iovec* all_;
+    iovec* cur_;
+    int count_;
+    size_t total_ = 0;
+    bool valid_ = false;
+};
+
+}  // namespace green::hooks

@@ -1,0 +1,367 @@
+// Carrier: the scheduler and its context switches, timers and start-up of a carrier thread.
+// Switches go fiber -> scheduler -> fiber; the scheduler alone runs the libuv loop, so loop
+// callbacks never run on a (possibly small) program stack.
+#include "runtime/carrier.h"
+
+#include <boost/context/detail/fcontext.hpp>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "runtime/counters.h"
+#include "runtime/log.h"
+
+#ifdef GREEN_SANITIZE
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace ctx = boost::context::detail;
+
+namespace green {
+namespace {
+
+// initial-exec: no __tls_get_addr (which may allocate) on the hot path of every hook.
+__thread Carrier* t_carrier __attribute__((tls_model("initial-exec"))) = nullptr;
+__thread Fiber* t_fiber __attribute__((tls_model("initial-exec"))) = nullptr;
+
+constexpr size_t kSchedulerStackSize = 256 * 1024;
+constexpr size_t kSignalStackSize = 64 * 1024;
+
+std::atomic<uint64_t> g_next_root_id{1};
+void (*g_exit_hook)(Fiber*) = nullptr;
+
+struct sigaction g_previous_segv;
+std::atomic<bool> g_segv_installed{false};
+
+// SIGSEGV on the alternate stack: a fault in (or just below) the running fiber's guard page
+// is a stack overflow. Say so in one line, then let the fault kill the process exactly as it
+// would kill a threaded one. Any other fault goes back to the previous disposition.
+void on_segv(int sig, siginfo_t* info, void* ucontext) {
+    (void)ucontext;
+    Fiber* fiber = t_fiber;
+    const char* addr = static_cast<const char*>(info->si_addr);
+    if (fiber && fiber->stack.guarded() && addr < fiber->stack.limit &&
+        addr + 64 * 1024 >= fiber->stack.base) {
+        log::write_line("fatal: stack overflow in fiber %llu (%zu-byte stack); raise "
+                        "GREEN_STACK_SIZE or the thread's pthread_attr_setstacksize",
+                        static_cast<unsigned long long>(fiber->id), fiber->stack.usable());
+        signal(sig, SIG_DFL);
+        return;  // the faulting instruction runs again and the default action ends us
+    }
+    sigaction(sig, &g_previous_segv, nullptr);
+}
+
+void install_overflow_handler() {
+#ifndef GREEN_SANITIZE
+    stack_t current;
+    if (sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+        stack_t alt{};
+        alt.ss_sp = malloc(kSignalStackSize);
+        alt.ss_size = kSignalStackSize;
+        if (alt.ss_sp) sigaltstack(&alt, nullptr);
+    }
+    bool expected = false;
+    if (!g_segv_installed.compare_exchange_strong(expected, true)) return;
+    struct sigaction action {};
+    action.sa_sigaction = on_segv;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGSEGV, &action, &g_previous_segv);
+#endif
+}
+
+size_t glibc_default_stack_size() {
+    pthread_attr_t attr;
+    size_t size = 8 * 1024 * 1024;
+    if (pthread_getattr_default_np(&attr) == 0) {
+        pthread_attr_getstacksize(&attr, &size);
+        pthread_attr_destroy(&attr);
+    }
+    return size;
+}
+
+}  // namespace
+
+namespace counters {
+std::atomic<uint64_t> fibers_created{0};
+std::atomic<uint64_t> fibers_live{0};
+std::atomic<uint64_t> fibers_peak{0};
+std::atomic<uint64_t> switches{0};
+std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)];
+}  // namespace counters
+
+// ---------------------------------------------------------------------------------------
+// Public surface (runtime.h) that is about carriers and scheduling.
+
+uint64_t monotonic_now_ns() { return uv_hrtime(); }
+
+uint64_t deadline_after_ns(uint64_t ns) {
+    uint64_t now = monotonic_now_ns();
+    return ns >= kNoDeadline - now ? kNoDeadline : now + ns;
+}
+
+Fiber* current_fiber() { return t_fiber; }
+bool on_fiber() { return t_fiber != nullptr; }
+Carrier* Carrier::current() { return t_carrier; }
+
+size_t default_stack_size() {
+    Carrier* carrier = t_carrier;
+    return carrier ? carrier->default_stack_size() : glibc_default_stack_size();
+}
+
+bool adopt_current_thread(const RuntimeConfig& config) {
+    if (t_carrier) return true;
+    auto* carrier = new Carrier();
+    if (!carrier->init(config)) {
+        int saved = errno;
+        delete carrier;
+        errno = saved;
+        return false;
+    }
+    return true;
+}
+
+void retire_current_thread() {
+    if (t_carrier) t_carrier->retire();
+}
+
+unsigned long carrier_os_thread(const Fiber* fiber) { return fiber->carrier->os_thread(); }
+
+void set_fiber_exit_hook(void (*hook)(Fiber*)) { g_exit_hook = hook; }
+void (*Carrier::exit_hook())(Fiber*) { return g_exit_hook; }
+
+void yield() { t_carrier->yield(); }
+
+bool sleep_until(uint64_t deadline_ns, ParkReason reason) {
+    return t_carrier->park_until(deadline_ns, reason);
+}
+
+RuntimeStats stats() {
+    RuntimeStats s{};
+    s.fibers_created = counters::fibers_created.load(std::memory_order_relaxed);
+    s.fibers_live = counters::fibers_live.load(std::memory_order_relaxed);
+    s.fibers_peak = counters::fibers_peak.load(std::memory_order_relaxed);
+    s.switches = counters::switches.load(std::memory_order_relaxed);
+    for (int i = 0; i < static_cast<int>(ParkReason::kCount); ++i)
+        s.parks[i] = counters::parks[i].load(std::memory_order_relaxed);
+    return s;
+}
+
+const char* park_reason_name(ParkReason reason) {
+    static const char* const names[] = {"none", "yield", "read", "write",  "accept", "connect",
+                                        "poll", "sleep", "join", "exited"};
+    static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
+    return names[static_cast<int>(reason)];
+}
+
+// ---------------------------------------------------------------------------------------
+// Carrier life cycle.
+
+bool Carrier::init(const RuntimeConfig& config) {
+    os_thread_ = pthread_self();
+    default_stack_size_ =
+        config.default_stack_size ? config.default_stack_size : glibc_default_stack_size();
+    if (uv_loop_init(&loop_) != 0) {
+        errno = ENOMEM;
+        return false;
+    }
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return false;
+    // libuv watches our private epoll set; the program's fds never meet uv_poll_init, so
+    // their flags are never touched (DESIGN.md, problem 3).
+    uv_poll_init(&loop_, &epoll_watch_, epoll_fd_);
+    epoll_watch_.data = this;
+    uv_poll_start(&epoll_watch_, UV_READABLE, on_epoll_ready);
+
+    if (!StackPool::acquire(kSchedulerStackSize, &scheduler_stack_)) return false;
+    scheduler_context_ = ctx::make_fcontext(scheduler_stack_.top, scheduler_stack_.usable(),
+                                            [](ctx::transfer_t t) {
+                                                scheduler_entry(t.fctx, t.data);
+                                            });
+
+    root_ = new Fiber();
+    root_->id = g_next_root_id.fetch_add(1);
+    root_->carrier = this;
+    root_->is_root = true;
+    root_->state = FiberState::kRunning;
+    uv_timer_init(&loop_, &root_->timer);
+    root_->timer.data = root_;
+
+    install_overflow_handler();
+    t_carrier = this;
+    t_fiber = root_;
+    return true;
+}
+
+void Carrier::retire() {
+    if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
+    t_fiber = nullptr;  // from here on, libc calls pass through our hooks
+    uv_close(reinterpret_cast<uv_handle_t*>(&epoll_watch_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
+    if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
+    close(epoll_fd_);
+    StackPool::release(scheduler_stack_);
+    delete root_;
+    t_carrier = nullptr;
+    delete this;
+}
+
+// ---------------------------------------------------------------------------------------
+// Switching. A fiber always switches to the scheduler; the scheduler resumes the next one.
+
+void Carrier::scheduler_entry(void* transfer_context, void* data) {
+    Carrier* self = t_carrier;
+    auto* from = static_cast<Fiber*>(data);
+#ifdef GREEN_SANITIZE
+    __sanitizer_finish_switch_fiber(nullptr, &from->asan_stack_bottom, &from->asan_stack_size);
+#endif
+    from->context = transfer_context;
+    t_fiber = nullptr;
+    self->after_switch_back(from);
+    self->scheduler_loop();
+}
+
+void Carrier::scheduler_loop() {
+    for (;;) {
+        // Run the fibers that are runnable now, then poll the loop; a fiber that yields in a
+        // loop is re-queued behind this batch, so I/O is always polled between batches.
+        for (size_t batch = run_count_; batch > 0 && run_head_; --batch) resume(pop_runnable());
+        if (root_exited_ && live_fibers_ == 0) {
+            // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
+            exit(0);
+        }
+        uv_run(&loop_, run_head_ ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    }
+}
+
+void Carrier::resume(Fiber* fiber) {
+    fiber->state = FiberState::kRunning;
+    t_fiber = fiber;
+    counters::switches.fetch_add(1, std::memory_order_relaxed);
+#ifdef GREEN_SANITIZE
+    __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
+                                   fiber->asan_stack_size);
+#endif
+    ctx::transfer_t back = ctx::jump_fcontext(fiber->context, fiber);
+#ifdef GREEN_SANITIZE
+    auto* from_fiber = static_cast<Fiber*>(back.data);
+    __sanitizer_finish_switch_fiber(asan_fake_stack_, &from_fiber->asan_stack_bottom,
+                                    &from_fiber->asan_stack_size);
+#endif
+    t_fiber = nullptr;
+    auto* from = static_cast<Fiber*>(back.data);
+    from->context = back.fctx;
+    after_switch_back(from);
+}
+
+void Carrier::after_switch_back(Fiber* fiber) {
+    if (fiber->state != FiberState::kDone) return;
+    // The fiber ran its last instruction on its stack: only now may the stack be reused.
+    StackPool::release(fiber->stack);
+    fiber->stack = Stack{};
+    --live_fibers_;
+    counters::fibers_live.fetch_sub(1, std::memory_order_relaxed);
+    if (fiber->detached) free_fiber(fiber);
+}
+
+void Carrier::switch_to_scheduler(Fiber* self) {
+    self->saved_errno = errno;
+#ifdef GREEN_SANITIZE
+    bool done = self->state == FiberState::kDone;
+    __sanitizer_start_switch_fiber(done ? nullptr : &self->asan_fake_stack,
+                                   scheduler_stack_.limit, scheduler_stack_.usable());
+#endif
+    ctx::transfer_t back = ctx::jump_fcontext(scheduler_context_, self);
+#ifdef GREEN_SANITIZE
+    __sanitizer_finish_switch_fiber(self->asan_fake_stack, nullptr, nullptr);
+#endif
+    scheduler_context_ = back.fctx;
+    errno = self->saved_errno;
+}
+
+void Carrier::push_runnable(Fiber* fiber) {
+    fiber->state = FiberState::kRunnable;
+    fiber->next_runnable = nullptr;
+    if (run_tail_)
+        run_tail_->next_runnable = fiber;
+    else
+        run_head_ = fiber;
+    run_tail_ = fiber;
+    ++run_count_;
+}
+
+Fiber* Carrier::pop_runnable() {
+    Fiber* fiber = run_head_;
+    run_head_ = fiber->next_runnable;
+    if (!run_head_) run_tail_ = nullptr;
+    --run_count_;
+    return fiber;
+}
+
+void Carrier::park(ParkReason reason) {
+    Fiber* self = t_fiber;
+    self->state = FiberState::kParked;
+    self->park_reason = reason;
+    counters::parks[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    switch_to_scheduler(self);
+}
+
+void Carrier::unpark(Fiber* fiber) {
+    // Idempotent: a fiber woken by an fd and its timer in one loop turn is queued once.
+    if (fiber->state == FiberState::kParked && fiber->park_reason != ParkReason::kExited)
+        push_runnable(fiber);
+}
+
+void Carrier::yield() {
+    Fiber* self = t_fiber;
+    counters::parks[static_cast<int>(ParkReason::kYield)].fetch_add(1, std::memory_order_relaxed);
+    self->park_reason = ParkReason::kYield;
+    push_runnable(self);
+    switch_to_scheduler(self);
+}
+
+// Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
+// so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
+bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason) {
+    Fiber* self = t_fiber;
+    self->timed_out = false;
+    if (deadline_ns != kNoDeadline) {
+        uint64_t now = monotonic_now_ns();
+        if (deadline_ns <= now) return true;
+        self->deadline_ns = deadline_ns;
+        uv_update_time(&loop_);
+        uv_timer_start(&self->timer, on_timer, (deadline_ns - now + 999999) / 1000000, 0);
+    }
+    park(reason);
+    if (deadline_ns != kNoDeadline) uv_timer_stop(&self->timer);
+    return self->timed_out;
+}
+
+void Carrier::on_timer(uv_timer_t* timer) {
+    auto* fiber = static_cast<Fiber*>(timer->data);
+    uint64_t now = monotonic_now_ns();
+    if (now < fiber->deadline_ns) {
+        uv_update_time(timer->loop);
+        uv_timer_start(timer, on_timer, (fiber->deadline_ns - now + 999999) / 1000000, 0);
+        return;
+    }
+    fiber->timed_out = true;
+    fiber->carrier->unpark(fiber);
+}
+
+void Carrier::root_exited() {
+    root_exited_ = true;
+    root_->state = FiberState::kParked;
+    root_->park_reason = ParkReason::kExited;
+    switch_to_scheduler(root_);
+    log::fatal("the exited root fiber was resumed");
+}
+
+}  // namespace green

@@ -1,0 +1,91 @@
+// A carrier: one OS thread, its libuv loop (never the default loop), its run queue and the
+// scheduler context that runs the loop. Internal to runtime/; hooks use runtime.h.
+// Invariant: the scheduler context never runs program code and never parks.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/fiber.h"
+#include "runtime/runtime.h"
+
+namespace green {
+
+struct FdRecord {
+    FdWaiter* waiters = nullptr;
+    uint32_t gen = 0;      // bumped at every close: stale epoll events are dropped
+    bool in_epoll = false;  // registered (EPOLLONESHOT) in this carrier's epoll set
+};
+
+class Carrier {
+public:
+    static Carrier* current();
+
+    bool init(const RuntimeConfig& config);
+    void retire();
+
+    Fiber* root() const { return root_; }
+    unsigned long os_thread() const { return os_thread_; }
+    size_t default_stack_size() const { return default_stack_size_; }
+
+    // Scheduling. park() returns when another party calls unpark() on this fiber.
+    void park(ParkReason reason);
+    // Parks with a deadline; returns true if the deadline woke us.
+    bool park_until(uint64_t deadline_ns, ParkReason reason);
+    void unpark(Fiber* fiber);
+    void yield();
+
+    Fiber* spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options, int* err);
+    [[noreturn]] void finish(Fiber* fiber);
+    void free_fiber(Fiber* fiber);
+    [[noreturn]] void root_exited();
+    void set_scheduler_context(void* context) { scheduler_context_ = context; }
+    static void (*exit_hook())(Fiber*);
+
+    // fd waits (fd_wait.cpp).
+    WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
+                        ParkReason reason);
+    void fd_closing(int fd);
+
+private:
+    static void scheduler_entry(void* transfer_context, void* data);
+    void scheduler_loop();
+    void resume(Fiber* fiber);
+    void after_switch_back(Fiber* fiber);
+    void switch_to_scheduler(Fiber* self);
+    void push_runnable(Fiber* fiber);
+    Fiber* pop_runnable();
+
+    static void on_timer(uv_timer_t* timer);
+    static void on_epoll_ready(uv_poll_t* handle, int status, int events);
+    FdRecord& record(int fd);
+    void arm(int fd);
+    void dispatch_epoll_events();
+
+public:
+    uv_loop_t loop_;
+
+private:
+    void* scheduler_context_ = nullptr;
+    Stack scheduler_stack_;
+    Fiber* root_ = nullptr;
+    Fiber* run_head_ = nullptr;
+    Fiber* run_tail_ = nullptr;
+    size_t run_count_ = 0;
+    size_t live_fibers_ = 0;  // non-root fibers not yet finished
+    bool root_exited_ = false;
+    size_t default_stack_size_ = 0;
+    unsigned long os_thread_ = 0;
+
+    int epoll_fd_ = -1;
+    uv_poll_t epoll_watch_;
+    std::vector<FdRecord> fds_;
+
+#ifdef GREEN_SANITIZE
+    void* asan_fake_stack_ = nullptr;
+#endif
+};
+
+}  // namespace green

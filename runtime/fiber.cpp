@@ -1,0 +1,189 @@
+// Fiber life cycle: spawn, entry, finish, join, detach, and pthread_exit's forced unwind.
+// The registry of live handles lets hooks tell a fiber's pthread_t from a real thread's.
+#include <boost/context/detail/fcontext.hpp>
+#include <unwind.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <unordered_set>
+
+#include "runtime/carrier.h"
+#include "runtime/counters.h"
+#include "runtime/log.h"
+
+#ifdef GREEN_SANITIZE
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace ctx = boost::context::detail;
+
+namespace green {
+namespace {
+
+// Root fibers are numbered from 1 (carrier.cpp); spawned fibers from here, so ids never clash.
+std::atomic<uint64_t> g_next_fiber_id{1000};
+
+std::mutex g_registry_lock;
+std::unordered_set<const void*>* g_registry = nullptr;  // leaked on purpose: outlives exit
+
+void register_fiber(const Fiber* fiber) {
+    std::lock_guard<std::mutex> hold(g_registry_lock);
+    if (!g_registry) g_registry = new std::unordered_set<const void*>();
+    g_registry->insert(fiber);
+}
+
+void unregister_fiber(const Fiber* fiber) {
+    std::lock_guard<std::mutex> hold(g_registry_lock);
+    if (g_registry) g_registry->erase(fiber);
+}
+
+void fiber_entry(ctx::transfer_t transfer);
+
+}  // namespace
+
+bool is_fiber(const void* handle) {
+    std::lock_guard<std::mutex> hold(g_registry_lock);
+    return g_registry && g_registry->count(handle) != 0;
+}
+
+int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber** out) {
+    int err = 0;
+    Fiber* fiber = Carrier::current()->spawn_fiber(start, arg, options, &err);
+    if (!fiber) return err;
+    *out = fiber;
+    return 0;
+}
+
+Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options,
+                            int* err) {
+    auto* fiber = new Fiber();
+    if (options.user_stack_top) {
+        char* top = static_cast<char*>(options.user_stack_top);
+        fiber->stack = Stack{nullptr, 0, top - options.user_stack_size, top};
+    } else {
+        size_t size = options.stack_size ? options.stack_size : default_stack_size_;
+        if (!StackPool::acquire(size, &fiber->stack)) {
+            *err = EAGAIN;
+            delete fiber;
+            return nullptr;
+        }
+    }
+    fiber->id = g_next_fiber_id.fetch_add(1, std::memory_order_relaxed);
+    fiber->carrier = this;
+    fiber->start = start;
+    fiber->arg = arg;
+    fiber->detached = options.detached;
+#ifdef GREEN_SANITIZE
+    fiber->asan_stack_bottom = fiber->stack.limit;
+    fiber->asan_stack_size = fiber->stack.usable();
+#endif
+    fiber->context = ctx::make_fcontext(fiber->stack.top, fiber->stack.usable(), fiber_entry);
+    uv_timer_init(&loop_, &fiber->timer);
+    fiber->timer.data = fiber;
+    register_fiber(fiber);
+
+    ++live_fibers_;
+    counters::fiber_started();
+    push_runnable(fiber);
+    return fiber;
+}
+
+void Carrier::finish(Fiber* fiber) {
+    if (auto hook = exit_hook()) hook(fiber);
+    fiber->result = fiber->exit_value;
+    fiber->state = FiberState::kDone;
+    if (fiber->joiner) unpark(fiber->joiner);
+    switch_to_scheduler(fiber);
+    log::fatal("finished fiber %llu was resumed", static_cast<unsigned long long>(fiber->id));
+}
+
+void Carrier::free_fiber(Fiber* fiber) {
+    unregister_fiber(fiber);
+    // The timer handle must stay valid until libuv has closed it.
+    uv_close(reinterpret_cast<uv_handle_t*>(&fiber->timer),
+             [](uv_handle_t* handle) { delete static_cast<Fiber*>(handle->data); });
+}
+
+namespace {
+
+void fiber_entry(ctx::transfer_t transfer) {
+    auto* fiber = static_cast<Fiber*>(transfer.data);
+#ifdef GREEN_SANITIZE
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+    // Entered from Carrier::resume(): record the scheduler's context to switch back to.
+    fiber->carrier->set_scheduler_context(transfer.fctx);
+    fiber->entry_frame = __builtin_frame_address(0);
+    errno = 0;
+    try {
+        fiber->exit_value = fiber->start(fiber->arg);
+    } catch (...) {
+        // As with a real thread: an exception that escapes the start routine terminates.
+        // (pthread_exit's forced unwind never reaches here: it stops one frame above.)
+        std::terminate();
+    }
+    fiber->carrier->finish(fiber);
+}
+
+// pthread_exit: a forced unwind of the fiber's stack, as glibc does for a real thread, so
+// that C++ destructors and catch(...) { throw; } blocks run. It stops at the entry frame.
+_Unwind_Reason_Code exit_stop(int, _Unwind_Action actions, _Unwind_Exception_Class,
+                              _Unwind_Exception*, _Unwind_Context* context, void* param) {
+    auto* fiber = static_cast<Fiber*>(param);
+    bool at_entry = (actions & _UA_END_OF_STACK) ||
+                    _Unwind_GetCFA(context) > reinterpret_cast<uintptr_t>(fiber->entry_frame);
+    if (at_entry) fiber->carrier->finish(fiber);  // never returns
+    return _URC_NO_REASON;
+}
+
+void exit_cleanup(_Unwind_Reason_Code, _Unwind_Exception*) {}
+
+}  // namespace
+
+void exit_current(void* value) {
+    Fiber* self = current_fiber();
+    if (self->is_root) Carrier::current()->root_exited();
+    self->exit_value = value;
+    static thread_local _Unwind_Exception exception;
+    std::memset(&exception, 0, sizeof exception);
+    exception.exception_class = 0x47524e4578697400ULL;  // "GRNExit\0"
+    exception.exception_cleanup = exit_cleanup;
+    _Unwind_ForcedUnwind(&exception, exit_stop, self);
+    // Unwinding failed (no unwind info at all): end the fiber without running cleanups.
+    self->carrier->finish(self);
+}
+
+int join(Fiber* target, void** result, uint64_t deadline_ns) {
+    Fiber* self = current_fiber();
+    if (target == self) return EDEADLK;
+    if (target->detached || (target->joiner && target->joiner != self)) return EINVAL;
+    if (target->joiner == nullptr && self->joiner == target) return EDEADLK;  // A joins B joins A
+    Carrier* carrier = target->carrier;
+    while (target->state != FiberState::kDone) {
+        if (deadline_ns != kNoDeadline && monotonic_now_ns() >= deadline_ns) {
+            target->joiner = nullptr;
+            return deadline_ns == 0 ? EBUSY : ETIMEDOUT;
+        }
+        target->joiner = self;
+        carrier->park_until(deadline_ns, ParkReason::kJoin);
+    }
+    if (result) *result = target->result;
+    carrier->free_fiber(target);
+    return 0;
+}
+
+int detach(Fiber* target) {
+    if (target->detached) return EINVAL;
+    if (target->state == FiberState::kDone) {
+        target->carrier->free_fiber(target);
+        return 0;
+    }
+    target->detached = true;
+    return 0;
+}
+
+}  // namespace green

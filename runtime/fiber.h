@@ -1,0 +1,76 @@
+// A fiber: one green thread with its own stack and saved context. Fibers never migrate: a
+// fiber runs only on the carrier that created it, so its __thread state stays put.
+// Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+
+#include "runtime/stack_pool.h"
+
+namespace green {
+
+class Carrier;
+
+enum class FiberState : uint8_t { kRunnable, kRunning, kParked, kDone };
+
+// Why a fiber is parked; kept for diagnostics and statistics.
+enum class ParkReason : uint8_t {
+    kNone,
+    kYield,
+    kRead,
+    kWrite,
+    kAccept,
+    kConnect,
+    kPoll,
+    kSleep,
+    kJoin,
+    kExited,  // the root fiber after pthread_exit: never resumed
+    kCount
+};
+
+const char* park_reason_name(ParkReason reason);
+
+struct Fiber {
+    uint64_t id = 0;
+    Carrier* carrier = nullptr;
+    void* context = nullptr;  // boost fcontext_t of the suspended fiber
+    Stack stack;
+    FiberState state = FiberState::kRunnable;
+    ParkReason park_reason = ParkReason::kNone;
+    bool is_root = false;  // the carrier thread's original context (main() for the process)
+    bool detached = false;
+
+    // Per-fiber copies of per-OS-thread state, swapped on every switch.
+    int saved_errno = 0;
+    // > 0 while the fiber is inside one of our hooks: nested libc calls pass straight through.
+    int hook_depth = 0;
+
+    void* (*start)(void*) = nullptr;
+    void* arg = nullptr;
+    void* result = nullptr;
+    Fiber* joiner = nullptr;  // the fiber parked in join() on this one
+
+    Fiber* next_runnable = nullptr;  // run-queue link
+
+    // The timer that ends a parked wait at a deadline (see Carrier::park_until).
+    uv_timer_t timer;
+    uint64_t deadline_ns = 0;
+    bool timed_out = false;
+
+    // Address of the entry frame: the forced unwind of pthread_exit stops there.
+    void* entry_frame = nullptr;
+    void* exit_value = nullptr;
+
+    void* locals = nullptr;  // owned by hooks (thread-specific data); freed by the exit hook
+    char name[16] = {};
+
+#ifdef GREEN_SANITIZE
+    void* asan_fake_stack = nullptr;
+    const void* asan_stack_bottom = nullptr;
+    size_t asan_stack_size = 0;
+#endif
+};
+
+}  // namespace green

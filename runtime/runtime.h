@@ -1,0 +1,105 @@
+// The runtime's public surface, used by hooks/ and by tests: carriers, fibers, parking,
+// deadlines and fd readiness waits. Knows nothing of libc interposition.
+// Every function here that parks must be called on a fiber (on_fiber() is true).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/fiber.h"
+
+namespace green {
+
+// Deadlines are CLOCK_MONOTONIC nanoseconds; kNoDeadline waits forever.
+constexpr uint64_t kNoDeadline = UINT64_MAX;
+uint64_t monotonic_now_ns();
+// now + ns, saturating at kNoDeadline.
+uint64_t deadline_after_ns(uint64_t ns);
+
+struct RuntimeConfig {
+    size_t default_stack_size = 0;  // 0: glibc's default thread stack size
+};
+
+// Makes the calling OS thread a carrier; its current context becomes the root fiber.
+// Returns false (errno set) if the loop or the epoll set cannot be made.
+bool adopt_current_thread(const RuntimeConfig& config);
+// Tears the carrier of this thread down; the root fiber must be the only live fiber.
+void retire_current_thread();
+
+// The fiber running on this OS thread, or nullptr off-fiber (in the scheduler, on an
+// unmanaged thread, before adoption).
+Fiber* current_fiber();
+bool on_fiber();
+
+size_t default_stack_size();
+
+struct SpawnOptions {
+    size_t stack_size = 0;          // 0: default_stack_size()
+    void* user_stack_top = nullptr;  // a stack the caller owns (pthread_attr_setstack)
+    size_t user_stack_size = 0;
+    bool detached = false;
+};
+
+// Starts start(arg) on a new fiber of the current carrier. Returns 0 or an errno value
+// (EAGAIN when no stack can be had).
+int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber** out);
+
+// True if `handle` is a live or joinable fiber of this process.
+bool is_fiber(const void* handle);
+
+// join: 0, EDEADLK (self), EINVAL (detached or already being joined), ETIMEDOUT,
+// EBUSY (deadline already passed and not done: pthread_tryjoin_np).
+int join(Fiber* target, void** result, uint64_t deadline_ns);
+int detach(Fiber* target);
+
+// Ends the current fiber with `value`, unwinding its stack (C++ destructors run) as
+// glibc's pthread_exit does. On the root fiber the process continues until every other
+// fiber has ended, then exits with status 0.
+[[noreturn]] void exit_current(void* value);
+
+// The pthread_t of the OS thread that carries `fiber` (signals, CPU clocks, affinity).
+unsigned long carrier_os_thread(const Fiber* fiber);
+
+// Runs when a non-root fiber ends, on that fiber, before joiners wake (thread-specific
+// data destructors live in hooks/).
+void set_fiber_exit_hook(void (*hook)(Fiber*));
+
+void yield();
+
+// Parks the current fiber until the deadline. Returns true when the deadline was reached,
+// false when woken early by unpark().
+bool sleep_until(uint64_t deadline_ns, ParkReason reason);
+
+// Readiness waits on fds. Events are EPOLLIN / EPOLLOUT / EPOLLPRI.
+struct FdWaiter {
+    int fd = -1;
+    uint32_t events = 0;
+    uint32_t revents = 0;  // what woke us (EPOLLERR/EPOLLHUP included)
+    bool closed = false;   // the fd was closed (or dup2'd over) while we waited
+    // Intrusive links; the waiter lives on the parked fiber's stack.
+    Fiber* fiber = nullptr;
+    FdWaiter* next = nullptr;
+    FdWaiter* prev = nullptr;
+};
+
+enum class WaitResult { kReady, kTimedOut, kClosed };
+
+WaitResult wait_fd(int fd, uint32_t events, uint64_t deadline_ns, ParkReason reason);
+// Waits until any of the fds is ready, one is closed, or the deadline passes.
+WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns, ParkReason reason);
+
+// Called before the real close()/dup2() of `fd`: waiters wake with kClosed and the fd
+// leaves every epoll set, so the number can be reused safely.
+void fd_closing(int fd);
+
+// Statistics of the current process (all carriers).
+struct RuntimeStats {
+    uint64_t fibers_created;
+    uint64_t fibers_live;
+    uint64_t fibers_peak;
+    uint64_t switches;
+    uint64_t parks[static_cast<int>(ParkReason::kCount)];
+};
+RuntimeStats stats();
+
+}  // namespace green

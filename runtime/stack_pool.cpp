@@ -1,0 +1,87 @@
+// Stack pool. Guard pages cost one VMA each, so vm.max_map_count (65530 by default) caps the
+// number of live guarded stacks near 32k; see docs/design.md. Pools only a bounded number of
+// stacks per size so that a burst of fibers does not pin address space forever.
+#include "runtime/stack_pool.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+#include <vector>
+
+namespace green {
+namespace {
+
+constexpr size_t kMaxPooledPerSize = 1024;
+
+struct Bucket {
+    size_t usable;
+    std::vector<Stack> free;
+};
+
+std::mutex g_lock;
+std::vector<Bucket>* g_buckets = nullptr;  // never destroyed: fibers may outlive static dtors
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+size_t StackPool::page_size() {
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    return page;
+}
+
+bool StackPool::acquire(size_t size, Stack* out) {
+    const size_t page = page_size();
+    const size_t usable = round_up(size, page);
+    {
+        std::lock_guard<std::mutex> hold(g_lock);
+        if (g_buckets) {
+            for (Bucket& b : *g_buckets) {
+                if (b.usable == usable && !b.free.empty()) {
+                    *out = b.free.back();
+                    b.free.pop_back();
+                    return true;
+                }
+            }
+        }
+    }
+    const size_t mapped = usable + page;
+    void* mem = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (mem == MAP_FAILED) {
+        errno = EAGAIN;
+        return false;
+    }
+    char* base = static_cast<char*>(mem);
+    if (mprotect(base, page, PROT_NONE) != 0) {
+        int saved = errno;
+        munmap(mem, mapped);
+        errno = saved == ENOMEM ? EAGAIN : saved;
+        return false;
+    }
+    madvise(base + page, usable, MADV_NOHUGEPAGE);
+    *out = Stack{base, mapped, base + page, base + mapped};
+    return true;
+}
+
+void StackPool::release(const Stack& stack) {
+    if (!stack.guarded()) return;  // the program's own memory (pthread_attr_setstack)
+    madvise(stack.limit, stack.usable(), MADV_DONTNEED);
+    std::lock_guard<std::mutex> hold(g_lock);
+    if (!g_buckets) g_buckets = new std::vector<Bucket>();
+    for (Bucket& b : *g_buckets) {
+        if (b.usable == stack.usable()) {
+            if (b.free.size() < kMaxPooledPerSize) {
+                b.free.push_back(stack);
+                return;
+            }
+            munmap(stack.base, stack.mapped);
+            return;
+        }
+    }
+    g_buckets->push_back(Bucket{stack.usable(), {stack}});
+}
+
+}  // namespace green

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs libgreen's build and test dependencies from Debian's packages and builds it.
+# Works on a fresh Debian 12 machine as root (or with sudo). The library lands at
+# build/libgreen.so. Usage: scripts/setup.sh [--no-install]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libuv1-dev libboost-context-dev libc-ares-dev   # the runtime's libraries
+  googletest libgtest-dev catch2                  # test frameworks
+  curl wget apache2-utils python3 strace          # stock programs the tests drive
+)
+
+if [[ "${1:-}" != "--no-install" ]]; then
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_WERROR=ON
+cmake --build build
+echo "setup: built $(pwd)/build/libgreen.so"

@@ -1,0 +1,52 @@
+// The exported symbols of libgreen.so, one wrapper per hooks/symbols.def entry. A wrapper
+// runs the cooperative hook only on a fiber and outside our own code; everywhere else
+// (unmanaged threads, the scheduler, nested calls from inside a hook, GREEN_DISABLE=1)
+// it calls the real function. This is the one place where that guard lives.
+#include "hooks/hooks.h"
+#include "runtime/runtime.h"
+
+#define GREEN_EXPORT __attribute__((visibility("default")))
+
+namespace {
+
+// Marks the fiber as inside a hook for the duration of the call; nested libc calls made by
+// the hook (or by the runtime under it) see a non-zero depth and pass straight through.
+class InHook {
+public:
+    explicit InHook(green::Fiber* fiber) : fiber_(fiber) { ++fiber_->hook_depth; }
+    ~InHook() { --fiber_->hook_depth; }
+    InHook(const InHook&) = delete;
+    InHook& operator=(const InHook&) = delete;
+
+private:
+    green::Fiber* fiber_;
+};
+
+}  // namespace
+
+extern "C" {
+
+#define GREEN_HOOK(ret, name, params, args)                                  \
+    GREEN_EXPORT ret name params {                                           \
+        green::Fiber* fiber = green::current_fiber();                        \
+        if (!fiber || fiber->hook_depth != 0) return green::real::get().name args; \
+        InHook in_hook(fiber);                                               \
+        return green::hooks::name args;                                      \
+    }
+#define GREEN_HOOK_ALWAYS(ret, name, params, args) \
+    GREEN_EXPORT ret name params { return green::hooks::name args; }
+#define GREEN_HOOK_NORETURN(name, params, args) \
+    GREEN_EXPORT void name params {             \
+        green::hooks::name args;                \
+    }
+// glibc declares pthread_setspecific's value with access(none), which makes GCC think that
+// forwarding it reads uninitialised memory.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "hooks/symbols.def"
+#pragma GCC diagnostic pop
+
+// Lets a program or a test ask whether libgreen is loaded and running this thread on fibers.
+GREEN_EXPORT int green_active(void) { return green::current_fiber() != nullptr; }
+
+}  // extern "C"

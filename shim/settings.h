@@ -1,0 +1,18 @@
+// GREEN_* settings: read once at start, parsed here and nowhere else. A bad value prints one
+// line on stderr naming the variable, the value and what was done instead (docs/settings.md).
+#pragma once
+
+#include <cstddef>
+
+namespace green::shim {
+
+struct Settings {
+    bool disable = false;   // GREEN_DISABLE=1: every hook passes through
+    size_t stack_size = 0;  // GREEN_STACK_SIZE; 0: glibc's default thread stack size
+    int log_level = 1;      // GREEN_LOG: 0 error, 1 warn, 2 info, 3 debug
+};
+
+// Reads the environment; never allocates (runs in our constructor, before main).
+Settings read_settings();
+
+}  // namespace green::shim
