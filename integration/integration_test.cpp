@@ -1,0 +1,271 @@
+// Integration tests: real programs under LD_PRELOAD=libgreen.so, checked on their output and
+// on their OS thread count (the proof that threads became fibers). Every process started
+// here is killed when its test ends.
+#define CATCH_CONFIG_MAIN
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <regex>
+
+#include "process.h"
+
+using namespace itest;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string tool(const char* name) { return build_dir() + "/integration/" + name; }
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+uint8_t pattern(size_t conn, size_t i) { return static_cast<uint8_t>((i * 7 + conn * 13) ^ (i >> 9)); }
+
+struct EchoResult {
+    size_t completed = 0;
+    size_t corrupted = 0;
+    size_t failed = 0;
+};
+
+// `conns` concurrent connections, each sending `bytes` of its own pattern and reading them
+// all back, checked byte by byte. A single-threaded epoll client: the load generator must not
+// be the bottleneck.
+EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s) {
+    EchoResult result;
+    struct Conn {
+        int fd;
+        size_t sent = 0, received = 0;
+        bool bad = false;
+    };
+    std::vector<Conn> c(conns);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (size_t i = 0; i < conns; ++i) {
+        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(c[i].fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT;
+        ev.data.u64 = i;
+        epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev);
+    }
+    std::vector<uint8_t> buf(65536);
+    size_t open = conns;
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    while (open > 0 && Clock::now() < deadline) {
+        epoll_event evs[256];
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int k = 0; k < n; ++k) {
+            size_t i = evs[k].data.u64;
+            Conn& x = c[i];
+            if (x.fd < 0) continue;
+            if ((evs[k].events & EPOLLOUT) && x.sent < bytes) {
+                size_t len = std::min(buf.size(), bytes - x.sent);
+                for (size_t j = 0; j < len; ++j) buf[j] = pattern(i, x.sent + j);
+                ssize_t w = send(x.fd, buf.data(), len, MSG_NOSIGNAL);
+                if (w > 0) x.sent += static_cast<size_t>(w);
+                if (x.sent == bytes) {
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.u64 = i;
+                    epoll_ctl(ep, EPOLL_CTL_MOD, x.fd, &ev);
+                }
+            }
+            if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                ssize_t r = recv(x.fd, buf.data(), buf.size(), 0);
+                if (r > 0) {
+                    for (ssize_t j = 0; j < r; ++j)
+                        if (buf[j] != pattern(i, x.received + j)) x.bad = true;
+                    x.received += static_cast<size_t>(r);
+                }
+                bool done = x.received >= bytes;
+                if (done || r == 0 || (r < 0 && errno != EAGAIN)) {
+                    if (done && !x.bad && x.received == bytes) ++result.completed;
+                    else if (x.bad) ++result.corrupted;
+                    else ++result.failed;
+                    close(x.fd);
+                    x.fd = -1;
+                    --open;
+                }
+            }
+        }
+    }
+    for (auto& x : c)
+        if (x.fd >= 0) close(x.fd);
+    result.failed += open;
+    close(ep);
+    return result;
+}
+
+struct AbResult {
+    int complete = -1, failed = -1, non2xx = 0;
+    double seconds = 0;
+    std::string raw;
+};
+
+AbResult ab(int port, int concurrency, int requests) {
+    Run r = run(Spawn{{"ab", "-q", "-r", "-s", "30", "-c", std::to_string(concurrency), "-n",
+                  std::to_string(requests), "http://127.0.0.1:" + std::to_string(port) + "/"},
+                      {}, false, false},
+                60000);
+    AbResult a;
+    a.raw = r.out + r.err;
+    std::smatch m;
+    if (std::regex_search(r.out, m, std::regex("Complete requests:\\s+(\\d+)"))) a.complete = std::stoi(m[1]);
+    if (std::regex_search(r.out, m, std::regex("Failed requests:\\s+(\\d+)"))) a.failed = std::stoi(m[1]);
+    if (std::regex_search(r.out, m, std::regex("Non-2xx responses:\\s+(\\d+)"))) a.non2xx = std::stoi(m[1]);
+    if (std::regex_search(r.out, m, std::regex("Time taken for tests:\\s+([0-9.]+)"))) a.seconds = std::stod(m[1]);
+    return a;
+}
+
+std::string curl_get(int port, bool green) {
+    Run r = run({{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"},
+                 {},
+                 green},
+                15000);
+    REQUIRE(exited_with(r.status, 0));
+    return r.out;
+}
+
+}  // namespace
+
+TEST_CASE("legacy_echo_server: 1000 connections echo 1 MB each, byte-exact, on <= 4 OS threads",
+          "[echo]") {
+    Process server({{tool("legacy_echo_server"), "0"}, {}, true});
+    int port = server.wait_for_port();
+    REQUIRE(port > 0);
+    ThreadSampler sampler(server);
+    auto start = Clock::now();
+    EchoResult r = echo_load(port, 1000, 1 << 20, 120);
+    INFO("took " << seconds_since(start) << " s");
+    CHECK(r.completed == 1000);
+    CHECK(r.corrupted == 0);
+    CHECK(r.failed == 0);
+    CHECK(sampler.max() >= 1);
+    CHECK(sampler.max() <= 4);
+}
+
+TEST_CASE("legacy_http_server: 1000 concurrent clients, 2000 requests, 1 s handler, < 4 s",
+          "[http]") {
+    Process server({{tool("legacy_http_server"), "0", "1000"}, {}, true});
+    int port = server.wait_for_port();
+    REQUIRE(port > 0);
+    ThreadSampler sampler(server);
+    AbResult a = ab(port, 1000, 2000);
+    INFO(a.raw);
+    CHECK(a.complete == 2000);
+    CHECK(a.failed == 0);
+    CHECK(a.non2xx == 0);
+    CHECK(a.seconds > 0);
+    CHECK(a.seconds < 4.0);
+    CHECK(sampler.max() <= 4);
+}
+
+TEST_CASE("curl fetches from legacy_http_server natively, with the shim, and under the shim",
+          "[curl]") {
+    for (bool green_server : {false, true}) {
+        Process server({{tool("legacy_http_server"), "0", "10"}, {}, green_server});
+        int port = server.wait_for_port();
+        REQUIRE(port > 0);
+        CHECK(curl_get(port, false) == "Hello World!");
+        CHECK(curl_get(port, true) == "Hello World!");
+    }
+}
+
+TEST_CASE("exit with fibers parked keeps the status and runs atexit handlers once", "[exit]") {
+    for (bool green : {false, true}) {
+        Run r = run({{tool("scenarios"), "exit_with_parked"}, {}, green}, 10000);
+        CHECK(exited_with(r.status, 7));
+        CHECK(r.out == "atexit ran\n");
+    }
+}
+
+TEST_CASE("main's pthread_exit lets the other threads finish, then exits 0", "[exit]") {
+    for (bool green : {false, true}) {
+        Run r = run({{tool("scenarios"), "pthread_exit_main"}, {}, green}, 10000);
+        CHECK(exited_with(r.status, 0));
+        CHECK(r.out == "worker done\natexit ran\n");
+    }
+}
+
+TEST_CASE("a fiber stack overflow ends in one clear line and SIGSEGV", "[stack]") {
+    Run r = run({{tool("scenarios"), "stack_overflow"}, {}, true}, 10000);
+    CHECK(WIFSIGNALED(r.status));
+    CHECK(WTERMSIG(r.status) == SIGSEGV);
+    CHECK(r.err.find("green: fatal: stack overflow in fiber") != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+
+TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE=1",
+          "[settings]") {
+    Run shim = run({{tool("scenarios"), "thread_count"}, {}, true}, 10000);
+    CHECK(shim.out == "threads 1\n");
+    Run disabled = run({{tool("scenarios"), "thread_count"}, {"GREEN_DISABLE=1"}, true}, 10000);
+    CHECK(disabled.out == "threads 11\n");
+    CHECK(disabled.err.empty());
+}
+
+TEST_CASE("a bad GREEN_* setting prints one line and the program still runs", "[settings]") {
+    struct Case {
+        const char* env;
+        const char* mentions;
+    } cases[] = {{"GREEN_STACK_SIZE=lots", "GREEN_STACK_SIZE='lots'"},
+                 {"GREEN_STACK_SIZE=1K", "GREEN_STACK_SIZE='1K'"},
+                 {"GREEN_DISABLE=maybe", "GREEN_DISABLE='maybe'"},
+                 {"GREEN_LOG=loud", "GREEN_LOG='loud'"},
+                 {"GREEN_STAK_SIZE=1M", "unknown setting GREEN_STAK_SIZE"}};
+    for (const Case& c : cases) {
+        Run r = run({{tool("scenarios"), "thread_count"}, {c.env}, true}, 10000);
+        INFO(c.env << " -> " << r.err);
+        CHECK(exited_with(r.status, 0));
+        CHECK(r.out == "threads 1\n");
+        CHECK(r.err.find(c.mentions) != std::string::npos);
+        CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    }
+}
+
+TEST_CASE("a child started with fork+exec sees the socket flags the program set", "[flags]") {
+    for (bool green : {false, true}) {
+        Run r = run({{tool("scenarios"), "fork_exec_inherits"}, {}, green}, 10000);
+        CHECK(exited_with(r.status, 0));
+        CHECK(r.out == "nonblock 0\n");
+    }
+}
+
+TEST_CASE("the terminal keeps the flags the program set after it exits", "[flags]") {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    REQUIRE(master >= 0);
+    REQUIRE(grantpt(master) == 0);
+    REQUIRE(unlockpt(master) == 0);
+    int tty = open(ptsname(master), O_RDWR | O_NOCTTY);
+    REQUIRE(tty >= 0);
+    int before = fcntl(tty, F_GETFL);
+    {
+        // The program's stdin is the terminal: spawn with fd 0 = tty.
+        int saved = dup(0);
+        dup2(tty, 0);
+        Process p({{tool("scenarios"), "read_stdin"}, {}, true});
+        dup2(saved, 0);
+        close(saved);
+        REQUIRE(write(master, "hello\n", 6) == 6);
+        int status = p.wait_exit(10000);
+        CHECK(exited_with(status, 0));
+        CHECK(p.read_all_stdout(1000) == "read done\n");
+    }
+    CHECK(fcntl(tty, F_GETFL) == before);
+    CHECK((fcntl(tty, F_GETFL) & O_NONBLOCK) == 0);
+    close(tty);
+    close(master);
+}

@@ -1,0 +1,155 @@
+// Test-side process helpers (see process.h).
+#include "process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace itest {
+
+std::string green_library() { return GREEN_LIBRARY; }
+std::string build_dir() { return GREEN_BUILD_DIR; }
+
+bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+
+Process::Process(const Spawn& spec) {
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    if (spec.capture_stderr) posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+        if (!strncmp(*e, "LD_PRELOAD=", 11) || !strncmp(*e, "GREEN_", 6)) continue;
+        env.emplace_back(*e);
+    }
+    if (spec.green) env.push_back("LD_PRELOAD=" + green_library());
+    for (const auto& e : spec.env) env.push_back(e);
+    std::vector<char*> argv, envp;
+    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    close(err[1]);
+    out_ = out[0];
+    err_ = err[0];
+    if (rc != 0) throw std::runtime_error("posix_spawn " + spec.argv[0] + ": " + strerror(rc));
+}
+
+Process::~Process() {
+    kill_now();
+    if (out_ >= 0) close(out_);
+    if (err_ >= 0) close(err_);
+}
+
+void Process::kill_now(int sig) {
+    if (reaped_ || pid_ <= 0) return;
+    ::kill(pid_, sig);
+    if (sig == SIGKILL) {
+        waitpid(pid_, nullptr, 0);
+        reaped_ = true;
+    }
+}
+
+static std::string read_until(int fd, int timeout_ms, const char* stop) {
+    std::string data;
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        if (stop && data.find(stop) != std::string::npos) break;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        end - std::chrono::steady_clock::now()).count();
+        if (left <= 0) break;
+        pollfd p{fd, POLLIN, 0};
+        if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        data.append(buf, static_cast<size_t>(n));
+    }
+    return data;
+}
+
+int Process::wait_for_port(int timeout_ms) {
+    std::string line = read_until(out_, timeout_ms, "\n");
+    int port = 0;
+    if (sscanf(line.c_str(), "listening on %d", &port) != 1) return 0;
+    return port;
+}
+
+std::string Process::read_all_stdout(int timeout_ms) { return read_until(out_, timeout_ms, nullptr); }
+std::string Process::read_all_stderr(int timeout_ms) { return read_until(err_, timeout_ms, nullptr); }
+
+int Process::threads() const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string key;
+    while (status >> key) {
+        if (key == "Threads:") {
+            int n = -1;
+            status >> n;
+            return n;
+        }
+    }
+    return -1;
+}
+
+int Process::wait_exit(int timeout_ms) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < end) {
+        int status = 0;
+        pid_t r = waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            reaped_ = true;
+            return status;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    kill_now();
+    return -1;
+}
+
+ThreadSampler::ThreadSampler(const Process& p) : p_(p) {
+    thread_ = std::thread([this] {
+        while (!stop_.load()) {
+            int n = p_.threads();
+            if (n > max_.load()) max_.store(n);
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    });
+}
+
+ThreadSampler::~ThreadSampler() {
+    stop_.store(true);
+    thread_.join();
+}
+
+Run run(const Spawn& spec, int timeout_ms) {
+    Spawn s = spec;
+    s.capture_stderr = true;
+    Process p(s);
+    Run r;
+    // Read both pipes until the program closes them (it exits), bounded by the timeout.
+    std::string err;
+    std::thread err_reader([&] { err = p.read_all_stderr(timeout_ms); });
+    r.out = p.read_all_stdout(timeout_ms);
+    err_reader.join();
+    r.err = err;
+    r.status = p.wait_exit(timeout_ms);
+    return r;
+}
+
+}  // namespace itest

@@ -1,0 +1,131 @@
+/* Named scenarios run under the shim by the integration tests, each a small plain pthreads
+ * program that knows nothing of libgreen. Usage: scenarios NAME [args] */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int os_threads(void) {
+    char line[256];
+    int n = -1;
+    FILE* f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+static void* block_on_fd(void* arg) {
+    char c;
+    ssize_t n = read((int)(long)arg, &c, 1);
+    (void)n;
+    return NULL;
+}
+
+static void* nap(void* arg) {
+    usleep((useconds_t)(long)arg);
+    printf("worker done\n");
+    fflush(stdout);
+    return NULL;
+}
+
+static void* snooze(void* arg) {
+    usleep((useconds_t)(long)arg);
+    return NULL;
+}
+
+static void say_atexit(void) { printf("atexit ran\n"); }
+
+static int recurse(int depth) {
+    volatile char pad[1024];
+    pad[0] = (char)depth;
+    return depth > 1000000 ? pad[0] : recurse(depth + 1) + pad[0];
+}
+
+static void* overflow(void* arg) {
+    (void)arg;
+    return (void*)(long)recurse(0);
+}
+
+int main(int argc, char** argv) {
+    const char* name = argc > 1 ? argv[1] : "";
+    if (!strcmp(name, "exit_with_parked")) {
+        /* main returns 7 while ten threads are blocked in read(): status 7, atexit once. */
+        atexit(say_atexit);
+        int p[2];
+        if (pipe(p) != 0) return 1;
+        pthread_t t;
+        for (int i = 0; i < 10; i++) pthread_create(&t, NULL, block_on_fd, (void*)(long)p[0]);
+        usleep(50000);
+        return 7;
+    }
+    if (!strcmp(name, "pthread_exit_main")) {
+        /* main leaves with pthread_exit; the process lives until the last thread ends. */
+        atexit(say_atexit);
+        pthread_t t;
+        pthread_create(&t, NULL, nap, (void*)100000L);
+        pthread_exit(NULL);
+    }
+    if (!strcmp(name, "stack_overflow")) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        pthread_t t;
+        pthread_create(&t, &attr, overflow, NULL);
+        pthread_join(t, NULL);
+        return 0;
+    }
+    if (!strcmp(name, "thread_count")) {
+        /* Ten sleeping threads: prints the OS thread count seen meanwhile. */
+        pthread_t t[10];
+        for (int i = 0; i < 10; i++) pthread_create(&t[i], NULL, snooze, (void*)200000L);
+        usleep(50000);
+        printf("threads %d\n", os_threads());
+        for (int i = 0; i < 10; i++) pthread_join(t[i], NULL);
+        return 0;
+    }
+    if (!strcmp(name, "report_flags")) {
+        /* Prints whether fd argv[2] is non-blocking, as this (exec'd) process sees it. */
+        int fl = fcntl(atoi(argv[2]), F_GETFL);
+        printf("nonblock %d\n", fl >= 0 && (fl & O_NONBLOCK) ? 1 : 0);
+        return 0;
+    }
+    if (!strcmp(name, "fork_exec_inherits")) {
+        /* A thread blocks in read() on one end of a socketpair while main forks and execs a
+         * child that inherits that end and reports its flags. */
+        int sv[2];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+        pthread_t t;
+        pthread_create(&t, NULL, block_on_fd, (void*)(long)sv[0]);
+        usleep(20000);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char fd[16];
+            snprintf(fd, sizeof fd, "%d", sv[0]);
+            execl(argv[0], argv[0], "report_flags", fd, (char*)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (write(sv[1], "x", 1) != 1) return 1;
+        pthread_join(t, NULL);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (!strcmp(name, "read_stdin")) {
+        /* A thread reads stdin (a terminal in the test) until EOF or a line. */
+        pthread_t t;
+        pthread_create(&t, NULL, block_on_fd, (void*)0L);
+        pthread_join(t, NULL);
+        printf("read done\n");
+        return 0;
+    }
+    fprintf(stderr, "scenarios: unknown scenario '%s'\n", name);
+    return 2;
+}
