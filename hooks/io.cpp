@@ -18,7 +18,8 @@ template <typename Call>
 ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReason reason,
                         Call call) {
     for (;;) {
-        if (ready_now(fd, poll_event) || user_nonblocking(fd)) return call();
+        if (ready_now(fd, poll_event) || fails_or_returns_now(fd, poll_event == POLLIN))
+            return call();
         if (wait_for(fd, epoll_event, kNoDeadline, reason) == Waited::kClosed) {
             errno = EBADF;
             return -1;
@@ -67,6 +68,8 @@ ssize_t write_other(int fd, const iovec* iov, int iovcnt) {
 }  // namespace
 
 ssize_t read(int fd, void* buf, size_t count) {
+    // A zero-length read returns 0 at once, even on a socket with no data; recv would wait.
+    if (count == 0) return real::get().read(fd, buf, count);
     ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
                             [&] { return real::get().recv(fd, buf, count, MSG_DONTWAIT); });
     if (r >= 0 || errno != ENOTSOCK) return r;
@@ -94,8 +97,14 @@ ssize_t readv(int fd, const iovec* iov, int iovcnt) {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
-    ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
-                            [&] { return real::get().recvmsg(fd, &msg, MSG_DONTWAIT); });
+    ssize_t r = real::get().recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (r < 0 && errno == EAGAIN) {
+        // As for read: buffers of zero total length return 0 at once.
+        IovCursor cursor(iov, iovcnt);
+        if (!cursor.valid() || cursor.total() == 0) return real::get().readv(fd, iov, iovcnt);
+        r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
+                        [&] { return real::get().recvmsg(fd, &msg, MSG_DONTWAIT); });
+    }
     if (r >= 0 || errno != ENOTSOCK) return r;
     return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
                            [&] { return real::get().readv(fd, iov, iovcnt); });

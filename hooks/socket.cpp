@@ -141,6 +141,7 @@ int accept(int fd, sockaddr* addr, socklen_t* addrlen) {
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags) {
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return real::get().accept4(fd, addr, addrlen, flags);
     return accept_call(fd, [&] { return real::get().accept4(fd, addr, addrlen, flags); });
 }
 
@@ -176,9 +177,15 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
         int so_error = 0;
         socklen_t len = sizeof so_error;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) return -1;
-        if (so_error == 0) return 0;
-        errno = so_error;
-        return -1;
+        if (so_error != 0) {
+            errno = so_error;
+            return -1;
+        }
+        // Linux keeps a socket whose non-blocking connect completed in the connecting state
+        // until connect is called again; a blocking connect would have left it connected
+        // (a later connect then gives EISCONN). This call returns at once.
+        real::get().connect(fd, addr, addrlen);
+        return 0;
     }
 }
 

@@ -25,6 +25,15 @@ inline bool user_nonblocking(int fd) {
     return flags < 0 || (flags & O_NONBLOCK);
 }
 
+// True if the real call would return at once instead of blocking: the fd is bad or
+// non-blocking, or it was not opened for this direction (read on a write end: EBADF).
+inline bool fails_or_returns_now(int fd, bool reading) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & (O_NONBLOCK | O_PATH))) return true;
+    int mode = flags & O_ACCMODE;
+    return reading ? mode == O_WRONLY : mode == O_RDONLY;
+}
+
 // The deadline a real blocking call would honour: SO_RCVTIMEO or SO_SNDTIMEO, none when
 // unset or when the fd is not a socket.
 inline uint64_t socket_deadline(int fd, int option) {

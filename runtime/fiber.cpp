@@ -117,7 +117,6 @@ void fiber_entry(ctx::transfer_t transfer) {
 #endif
     // Entered from Carrier::resume(): record the scheduler's context to switch back to.
     fiber->carrier->set_scheduler_context(transfer.fctx);
-    fiber->entry_frame = __builtin_frame_address(0);
     errno = 0;
     try {
         fiber->exit_value = fiber->start(fiber->arg);
@@ -134,8 +133,11 @@ void fiber_entry(ctx::transfer_t transfer) {
 _Unwind_Reason_Code exit_stop(int, _Unwind_Action actions, _Unwind_Exception_Class,
                               _Unwind_Exception*, _Unwind_Context* context, void* param) {
     auto* fiber = static_cast<Fiber*>(param);
+    // The entry frame is the one whose code is fiber_entry (a CFA comparison is unreliable
+    // at the bottom of an fcontext stack, which is entered by a jump, not a call).
+    void* ip = reinterpret_cast<void*>(_Unwind_GetIP(context));
     bool at_entry = (actions & _UA_END_OF_STACK) ||
-                    _Unwind_GetCFA(context) > reinterpret_cast<uintptr_t>(fiber->entry_frame);
+                    _Unwind_FindEnclosingFunction(ip) == reinterpret_cast<void*>(&fiber_entry);
     if (at_entry) fiber->carrier->finish(fiber);  // never returns
     return _URC_NO_REASON;
 }

@@ -59,9 +59,7 @@ struct Fiber {
     uint64_t deadline_ns = 0;
     bool timed_out = false;
 
-    // Address of the entry frame: the forced unwind of pthread_exit stops there.
-    void* entry_frame = nullptr;
-    void* exit_value = nullptr;
+    void* exit_value = nullptr;  // pthread_exit's value, or what the start routine returned
 
     void* locals = nullptr;  // owned by hooks (thread-specific data); freed by the exit hook
     char name[16] = {};

@@ -2,6 +2,8 @@
 // runs the cooperative hook only on a fiber and outside our own code; everywhere else
 // (unmanaged threads, the scheduler, nested calls from inside a hook, GREEN_DISABLE=1)
 // it calls the real function. This is the one place where that guard lives.
+#include <cerrno>
+
 #include "hooks/hooks.h"
 #include "runtime/runtime.h"
 
@@ -22,6 +24,15 @@ private:
     green::Fiber* fiber_;
 };
 
+// A successful call leaves errno as it found it, as glibc's do; our hooks make internal
+// attempts (EAGAIN, ENOTSOCK) on the way to success. Every GREEN_HOOK call reports failure
+// as -1 (pthread_create and sleep never return -1, so their errno is always kept).
+template <typename T>
+T keep_errno_unless_failed(T result, int saved) {
+    if (result != static_cast<T>(-1)) errno = saved;
+    return result;
+}
+
 }  // namespace
 
 extern "C" {
@@ -31,7 +42,8 @@ extern "C" {
         green::Fiber* fiber = green::current_fiber();                        \
         if (!fiber || fiber->hook_depth != 0) return green::real::get().name args; \
         InHook in_hook(fiber);                                               \
-        return green::hooks::name args;                                      \
+        int saved_errno = errno;                                             \
+        return keep_errno_unless_failed(green::hooks::name args, saved_errno); \
     }
 #define GREEN_HOOK_ALWAYS(ret, name, params, args) \
     GREEN_EXPORT ret name params { return green::hooks::name args; }

@@ -1,0 +1,100 @@
+// Helpers for the semantic tests. These tests are plain programs: they call libc and know
+// nothing of libgreen, and every test runs twice, natively and under LD_PRELOAD=libgreen.so;
+// both runs must pass. Where the shim's answer deliberately differs from a real thread's
+// (only where a real thread would hang forever), the test says so with under_shim().
+#pragma once
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace sem {
+
+using Clock = std::chrono::steady_clock;
+
+// True when libgreen is preloaded and this thread runs on a fiber.
+inline bool under_shim() {
+    using Active = int (*)();
+    auto active = reinterpret_cast<Active>(dlsym(RTLD_DEFAULT, "green_active"));
+    return active && active();
+}
+
+inline long ms_since(Clock::time_point start) {
+    return static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+}
+
+inline bool nonblocking(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+
+// A thread that runs `fn` after `delay_ms`; joined by the destructor.
+class After {
+public:
+    After(int delay_ms, std::function<void()> fn)
+        : thread_([delay_ms, fn] {
+              std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+              fn();
+          }) {}
+    ~After() { thread_.join(); }
+
+private:
+    std::thread thread_;
+};
+
+struct Pair {
+    int a = -1, b = -1;
+    ~Pair() {
+        if (a >= 0) close(a);
+        if (b >= 0) close(b);
+    }
+};
+
+inline Pair socket_pair(int type = SOCK_STREAM) {
+    int sv[2];
+    if (socketpair(AF_UNIX, type, 0, sv) != 0) abort();
+    return Pair{sv[0], sv[1]};
+}
+
+inline Pair pipe_pair() {
+    int p[2];
+    if (pipe(p) != 0) abort();
+    return Pair{p[0], p[1]};
+}
+
+// An unmapped address the compiler cannot see through: the tests pass it where a program
+// would pass a bad pointer, and expect EFAULT.
+template <typename T = void>
+T* bad_pointer() {
+    static volatile uintptr_t address = 16;
+    return reinterpret_cast<T*>(address);
+}
+
+// A value the compiler cannot see through (for deliberately invalid sizes and counts).
+template <typename T>
+T opaque(T value) {
+    volatile T v = value;
+    return v;
+}
+
+// An fd number that is surely closed.
+inline int closed_fd() {
+    int fd = dup(0);
+    close(fd);
+    return fd;
+}
+
+// Ignores SIGPIPE for the test program, as servers do, so EPIPE can be observed.
+struct IgnoreSigpipe {
+    IgnoreSigpipe() { signal(SIGPIPE, SIG_IGN); }
+};
+
+}  // namespace sem

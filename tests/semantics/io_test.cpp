@@ -1,0 +1,378 @@
+// read, write, readv, writev on sockets, pipes and regular files: the results, errno values
+// and timing a real thread sees.
+#include <gtest/gtest.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+
+#include <vector>
+
+#include "common.h"
+
+using namespace sem;
+
+static IgnoreSigpipe ignore_sigpipe;
+
+TEST(Read, ReturnsZeroAtEofAfterPeerCloseOnSocket) {
+    Pair p = socket_pair();
+    close(p.b);
+    p.b = -1;
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), 0);
+}
+
+TEST(Read, ReturnsZeroAtEofAfterWriterCloseOnPipe) {
+    Pair p = pipe_pair();
+    close(p.b);
+    p.b = -1;
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), 0);
+}
+
+TEST(Read, BlocksUntilAnotherThreadWritesToSocket) {
+    Pair p = socket_pair();
+    auto start = Clock::now();
+    After writer(50, [&] { ASSERT_EQ(write(p.b, "hello", 5), 5); });
+    char buf[16];
+    EXPECT_EQ(read(p.a, buf, sizeof buf), 5);
+    EXPECT_GE(ms_since(start), 45);
+    EXPECT_EQ(std::string(buf, 5), "hello");
+}
+
+TEST(Read, BlocksUntilAnotherThreadWritesToPipe) {
+    Pair p = pipe_pair();
+    auto start = Clock::now();
+    After writer(50, [&] { ASSERT_EQ(write(p.b, "hello", 5), 5); });
+    char buf[16];
+    EXPECT_EQ(read(p.a, buf, sizeof buf), 5);
+    EXPECT_GE(ms_since(start), 45);
+}
+
+TEST(Read, ReturnsWhatIsAvailableWithoutWaitingForMore) {
+    Pair p = socket_pair();
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    char buf[100];
+    EXPECT_EQ(read(p.a, buf, sizeof buf), 3);
+}
+
+TEST(Read, ZeroLengthReturnsZero) {
+    Pair p = socket_pair();
+    char c;
+    EXPECT_EQ(read(p.a, &c, 0), 0);
+}
+
+TEST(Read, NonblockingSocketGetsEagainNotAWait) {
+    Pair p = socket_pair();
+    ASSERT_EQ(fcntl(p.a, F_SETFL, fcntl(p.a, F_GETFL) | O_NONBLOCK), 0);
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Read, NonblockingPipeGetsEagainNotAWait) {
+    int fds[2];
+    ASSERT_EQ(pipe2(fds, O_NONBLOCK), 0);
+    Pair p{fds[0], fds[1]};
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Read, FionbioMakesSocketNonblocking) {
+    Pair p = socket_pair();
+    int on = 1;
+    ASSERT_EQ(ioctl(p.a, FIONBIO, &on), 0);
+    EXPECT_TRUE(nonblocking(p.a));
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Read, FlagsShowOnlyWhatTheProgramSet) {
+    Pair p = socket_pair();
+    After writer(20, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+    char c;
+    ASSERT_EQ(read(p.a, &c, 1), 1);  // a blocking read that had to wait
+    EXPECT_FALSE(nonblocking(p.a));
+    EXPECT_FALSE(nonblocking(p.b));
+    ASSERT_EQ(fcntl(p.a, F_SETFL, O_NONBLOCK), 0);
+    EXPECT_TRUE(nonblocking(p.a));
+}
+
+TEST(Read, BadFdGivesEbadf) {
+    char c;
+    EXPECT_EQ(read(-1, &c, 1), -1);
+    EXPECT_EQ(errno, EBADF);
+    EXPECT_EQ(read(closed_fd(), &c, 1), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST(Read, WriteOnlyFdGivesEbadf) {
+    Pair p = pipe_pair();
+    char c;
+    EXPECT_EQ(read(p.b, &c, 1), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST(Read, BadPointerGivesEfaultOnSocket) {
+    Pair p = socket_pair();
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    EXPECT_EQ(read(p.a, bad_pointer<void>(), 3), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST(Read, BadPointerGivesEfaultOnPipe) {
+    Pair p = pipe_pair();
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    EXPECT_EQ(read(p.a, bad_pointer<void>(), 3), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST(Read, RegularFileReadsAndReachesEof) {
+    char path[] = "/tmp/green-sem-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    unlink(path);
+    ASSERT_EQ(write(fd, "0123456789", 10), 10);
+    ASSERT_EQ(lseek(fd, 0, SEEK_SET), 0);
+    char buf[32];
+    EXPECT_EQ(read(fd, buf, 4), 4);
+    EXPECT_EQ(read(fd, buf, 32), 6);
+    EXPECT_EQ(read(fd, buf, 32), 0);
+    close(fd);
+}
+
+TEST(Read, SoRcvtimeoGivesEagainAfterTheTimeout) {
+    Pair p = socket_pair();
+    timeval tv{0, 100000};
+    ASSERT_EQ(setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    auto start = Clock::now();
+    char c;
+    EXPECT_EQ(read(p.a, &c, 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    long took = ms_since(start);
+    EXPECT_GE(took, 95);
+    EXPECT_LT(took, 1000);
+}
+
+TEST(Read, CloseByAnotherThreadNeverReadsTheNumbersNextOwner) {
+    // A real thread blocked in read() stays blocked when another thread closes the fd (the
+    // open file lives on until the read returns): here shutdown() of a dup ends it with EOF.
+    // Under the shim the reader wakes at the close with EBADF. Either way it must not read
+    // from the fd number's next owner.
+    Pair p = socket_pair();
+    int keep = dup(p.a);
+    int fd = p.a;
+    ssize_t got = -2;
+    int err = 0;
+    std::thread reader([&] {
+        char c;
+        got = read(fd, &c, 1);
+        err = errno;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    close(p.a);
+    p.a = -1;
+    Pair reuse = pipe_pair();  // likely takes the closed number
+    ASSERT_EQ(write(reuse.b, "z", 1), 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    shutdown(keep, SHUT_RDWR);
+    reader.join();
+    if (under_shim()) {
+        EXPECT_EQ(got, -1);
+        EXPECT_EQ(err, EBADF);
+    } else {
+        EXPECT_EQ(got, 0);
+    }
+    char c;
+    if (reuse.a == fd) {
+        EXPECT_EQ(read(reuse.a, &c, 1), 1);  // the 'z' is still there
+    }
+    close(keep);
+}
+
+TEST(Read, ReusedFdNumberWorksAfterClose) {
+    int fd;
+    {
+        Pair p = socket_pair();
+        After writer(20, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+        char c;
+        ASSERT_EQ(read(p.a, &c, 1), 1);
+        fd = p.a;
+    }
+    Pair q = socket_pair();
+    EXPECT_TRUE(q.a == fd || q.b == fd);
+    After writer(20, [&] { ASSERT_EQ(write(q.b, "y", 1), 1); });
+    char c = 0;
+    EXPECT_EQ(read(q.a, &c, 1), 1);
+    EXPECT_EQ(c, 'y');
+}
+
+TEST(Write, LargeWriteToPipeDeliversEveryByteInOrder) {
+    Pair p = pipe_pair();
+    const size_t n = 4 << 20;
+    std::vector<unsigned char> out(n), in(n);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<unsigned char>(i * 131 + (i >> 12));
+    std::thread reader([&] {
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = read(p.a, in.data() + got, std::min<size_t>(7000, n - got));
+            ASSERT_GT(r, 0);
+            got += static_cast<size_t>(r);
+        }
+    });
+    EXPECT_EQ(write(p.b, out.data(), n), static_cast<ssize_t>(n));
+    reader.join();
+    EXPECT_TRUE(in == out);
+}
+
+TEST(Write, LargeWriteToSocketDeliversEveryByteInOrder) {
+    Pair p = socket_pair();
+    const size_t n = 8 << 20;
+    std::vector<unsigned char> out(n), in(n);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<unsigned char>(i * 7 + (i >> 10));
+    std::thread reader([&] {
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = read(p.a, in.data() + got, n - got);
+            ASSERT_GT(r, 0);
+            got += static_cast<size_t>(r);
+        }
+    });
+    EXPECT_EQ(write(p.b, out.data(), n), static_cast<ssize_t>(n));
+    reader.join();
+    EXPECT_TRUE(in == out);
+}
+
+TEST(Write, PipeWithNoReaderGivesEpipe) {
+    Pair p = pipe_pair();
+    close(p.a);
+    p.a = -1;
+    EXPECT_EQ(write(p.b, "x", 1), -1);
+    EXPECT_EQ(errno, EPIPE);
+}
+
+TEST(Write, SocketWithClosedPeerGivesEpipe) {
+    Pair p = socket_pair();
+    close(p.a);
+    p.a = -1;
+    EXPECT_EQ(write(p.b, "x", 1), -1);
+    EXPECT_EQ(errno, EPIPE);
+}
+
+TEST(Write, BadFdGivesEbadf) {
+    EXPECT_EQ(write(closed_fd(), "x", 1), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST(Write, BadPointerGivesEfault) {
+    Pair s = socket_pair();
+    EXPECT_EQ(write(s.a, bad_pointer<void>(), 3), -1);
+    EXPECT_EQ(errno, EFAULT);
+    Pair p = pipe_pair();
+    EXPECT_EQ(write(p.b, bad_pointer<void>(), 3), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST(Write, NonblockingFullSocketGivesEagain) {
+    Pair p = socket_pair();
+    ASSERT_EQ(fcntl(p.b, F_SETFL, O_NONBLOCK), 0);
+    std::vector<char> big(1 << 20);
+    ssize_t total = 0, r;
+    while ((r = write(p.b, big.data(), big.size())) > 0) total += r;
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_GT(total, 0);
+}
+
+TEST(Write, SoSndtimeoReturnsThePartialCountAfterTheTimeout) {
+    Pair p = socket_pair();
+    timeval tv{0, 100000};
+    ASSERT_EQ(setsockopt(p.b, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+    std::vector<char> big(16 << 20);
+    auto start = Clock::now();
+    ssize_t r = write(p.b, big.data(), big.size());
+    EXPECT_GT(r, 0);
+    EXPECT_LT(r, static_cast<ssize_t>(big.size()));
+    EXPECT_GE(ms_since(start), 95);
+    // Nothing more fits: the next write times out with nothing sent.
+    EXPECT_EQ(write(p.b, big.data(), big.size()), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Readv, ScattersIntoEveryBuffer) {
+    Pair p = socket_pair();
+    After writer(20, [&] { ASSERT_EQ(write(p.b, "abcdefgh", 8), 8); });
+    char x[3], y[5];
+    iovec iov[2] = {{x, 3}, {y, 5}};
+    EXPECT_EQ(readv(p.a, iov, 2), 8);
+    EXPECT_EQ(std::string(x, 3), "abc");
+    EXPECT_EQ(std::string(y, 5), "defgh");
+}
+
+TEST(Readv, OnPipeWaitsAndScatters) {
+    Pair p = pipe_pair();
+    After writer(20, [&] { ASSERT_EQ(write(p.b, "abcd", 4), 4); });
+    char x[2], y[2];
+    iovec iov[2] = {{x, 2}, {y, 2}};
+    EXPECT_EQ(readv(p.a, iov, 2), 4);
+    EXPECT_EQ(std::string(y, 2), "cd");
+}
+
+TEST(Readv, InvalidCountGivesEinval) {
+    Pair p = socket_pair();
+    iovec iov{nullptr, 0};
+    EXPECT_EQ(readv(p.a, &iov, opaque(-1)), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(readv(p.a, &iov, opaque(IOV_MAX + 1)), -1);
+    EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(Readv, BadIovecPointerGivesEfault) {
+    Pair p = socket_pair();
+    ASSERT_EQ(write(p.b, "ab", 2), 2);
+    EXPECT_EQ(readv(p.a, bad_pointer<iovec>(), 1), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST(Writev, GathersLargeBuffersInOrderOnSocketAndPipe) {
+    for (int kind = 0; kind < 2; ++kind) {
+        Pair p = kind ? pipe_pair() : socket_pair();
+        int rd = p.a, wr = kind ? p.b : p.b;
+        std::vector<std::vector<char>> parts;
+        std::vector<iovec> iov;
+        std::string expect;
+        for (int i = 0; i < 40; ++i) {
+            parts.emplace_back(100000 + i * 997, static_cast<char>('a' + i % 26));
+            expect.append(parts.back().data(), parts.back().size());
+        }
+        for (auto& part : parts) iov.push_back({part.data(), part.size()});
+        std::string got;
+        std::thread reader([&] {
+            char buf[65536];
+            while (got.size() < expect.size()) {
+                ssize_t r = read(rd, buf, sizeof buf);
+                ASSERT_GT(r, 0);
+                got.append(buf, static_cast<size_t>(r));
+            }
+        });
+        EXPECT_EQ(writev(wr, iov.data(), static_cast<int>(iov.size())),
+                  static_cast<ssize_t>(expect.size()));
+        reader.join();
+        EXPECT_TRUE(got == expect) << "kind " << kind;
+    }
+}
+
+TEST(Writev, BadIovecPointerGivesEfault) {
+    Pair s = socket_pair();
+    EXPECT_EQ(writev(s.a, bad_pointer<iovec>(), 1), -1);
+    EXPECT_EQ(errno, EFAULT);
+    Pair p = pipe_pair();
+    EXPECT_EQ(writev(p.b, bad_pointer<iovec>(), 1), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST(Writev, ZeroCountReturnsZero) {
+    Pair p = socket_pair();
+    iovec iov{nullptr, 0};
+    EXPECT_EQ(writev(p.a, &iov, 0), 0);
+}

@@ -1,0 +1,362 @@
+// accept, connect, recv/send families on real TCP, UDP and Unix sockets on 127.0.0.1.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
+#include <vector>
+
+#include "common.h"
+
+using namespace sem;
+
+static IgnoreSigpipe ignore_sigpipe;
+
+namespace {
+
+struct Listener {
+    int fd = -1;
+    sockaddr_in addr{};
+    explicit Listener(int type_flags = 0) {
+        fd = socket(AF_INET, SOCK_STREAM | type_flags, 0);
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 64) != 0)
+            abort();
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    }
+    ~Listener() { close(fd); }
+    const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&addr); }
+};
+
+int tcp_client(const Listener& l) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(fd, l.sa(), sizeof l.addr) != 0) abort();
+    return fd;
+}
+
+// A port on 127.0.0.1 with nothing listening.
+sockaddr_in closed_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return a;
+}
+
+}  // namespace
+
+TEST(Accept, BlocksUntilAClientConnects) {
+    Listener l;
+    auto start = Clock::now();
+    int client = -1;
+    After connector(50, [&] { client = tcp_client(l); });
+    int fd = accept(l.fd, nullptr, nullptr);
+    EXPECT_GE(fd, 0);
+    EXPECT_GE(ms_since(start), 45);
+    close(fd);
+    (void)client;
+}
+
+TEST(Accept, ReturnsThePeerAddress) {
+    Listener l;
+    After connector(10, [&] { close(tcp_client(l)); });
+    sockaddr_in peer{};
+    socklen_t len = sizeof peer;
+    int fd = accept(l.fd, reinterpret_cast<sockaddr*>(&peer), &len);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(len, sizeof peer);
+    EXPECT_EQ(peer.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    close(fd);
+}
+
+TEST(Accept, NonblockingListenerGivesEagain) {
+    Listener l(SOCK_NONBLOCK);
+    EXPECT_EQ(accept(l.fd, nullptr, nullptr), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Accept, SoRcvtimeoGivesEagainAfterTheTimeout) {
+    Listener l;
+    timeval tv{0, 100000};
+    ASSERT_EQ(setsockopt(l.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    auto start = Clock::now();
+    EXPECT_EQ(accept(l.fd, nullptr, nullptr), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_GE(ms_since(start), 95);
+}
+
+TEST(Accept, NonListeningSocketGivesEinval) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(accept(fd, nullptr, nullptr), -1);
+    EXPECT_EQ(errno, EINVAL);
+    close(fd);
+}
+
+TEST(Accept, UdpSocketGivesEopnotsupp) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    EXPECT_EQ(accept(fd, nullptr, nullptr), -1);
+    EXPECT_EQ(errno, EOPNOTSUPP);
+    close(fd);
+}
+
+TEST(Accept, NotASocketGivesEnotsock) {
+    Pair p = pipe_pair();
+    EXPECT_EQ(accept(p.a, nullptr, nullptr), -1);
+    EXPECT_EQ(errno, ENOTSOCK);
+}
+
+TEST(Accept, BadFdGivesEbadf) {
+    EXPECT_EQ(accept(closed_fd(), nullptr, nullptr), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST(Accept4, SetsTheRequestedFlagsOnTheNewSocket) {
+    Listener l;
+    After connector(10, [&] { close(tcp_client(l)); });
+    int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    EXPECT_TRUE(nonblocking(fd));
+    EXPECT_TRUE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
+}
+
+TEST(Accept4, InvalidFlagsGiveEinval) {
+    Listener l;
+    EXPECT_EQ(accept4(l.fd, nullptr, nullptr, 0x40000000), -1);
+    EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(Connect, SucceedsAndLeavesTheSocketBlocking) {
+    Listener l;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(connect(fd, l.sa(), sizeof l.addr), 0);
+    EXPECT_FALSE(nonblocking(fd));
+    int again = connect(fd, l.sa(), sizeof l.addr);
+    EXPECT_EQ(again, -1);
+    EXPECT_EQ(errno, EISCONN);
+    close(fd);
+}
+
+TEST(Connect, RefusedPortGivesEconnrefused) {
+    sockaddr_in a = closed_port();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), -1);
+    EXPECT_EQ(errno, ECONNREFUSED);
+    EXPECT_FALSE(nonblocking(fd));
+    close(fd);
+}
+
+TEST(Connect, NonblockingSocketGivesEinprogressOrSuccess) {
+    Listener l;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int r = connect(fd, l.sa(), sizeof l.addr);
+    EXPECT_TRUE(r == 0 || errno == EINPROGRESS);
+    EXPECT_TRUE(nonblocking(fd));
+    close(fd);
+}
+
+TEST(Connect, UnixSocketToMissingPathGivesEnoent) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    strcpy(a.sun_path, "/nonexistent/green-socket");
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), -1);
+    EXPECT_EQ(errno, ENOENT);
+    close(fd);
+}
+
+TEST(Connect, BadFdGivesEbadf) {
+    Listener l;
+    EXPECT_EQ(connect(closed_fd(), l.sa(), sizeof l.addr), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST(Connect, BadAddressLengthGivesEinval) {
+    Listener l;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_EQ(connect(fd, l.sa(), 3), -1);
+    EXPECT_EQ(errno, EINVAL);
+    close(fd);
+}
+
+TEST(Recv, WaitallWaitsForEveryByte) {
+    Pair p = socket_pair();
+    std::thread writer([&] {
+        for (int i = 0; i < 4; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            ASSERT_EQ(write(p.b, "ab", 2), 2);
+        }
+    });
+    char buf[8];
+    EXPECT_EQ(recv(p.a, buf, 8, MSG_WAITALL), 8);
+    EXPECT_EQ(std::string(buf, 8), "abababab");
+    writer.join();
+}
+
+TEST(Recv, WaitallReturnsShortAtEof) {
+    Pair p = socket_pair();
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    After closer(20, [&] { shutdown(p.b, SHUT_WR); });
+    char buf[8];
+    EXPECT_EQ(recv(p.a, buf, 8, MSG_WAITALL), 3);
+}
+
+TEST(Recv, PeekLeavesTheData) {
+    Pair p = socket_pair();
+    After writer(10, [&] { ASSERT_EQ(write(p.b, "xyz", 3), 3); });
+    char buf[8];
+    EXPECT_EQ(recv(p.a, buf, 8, MSG_PEEK), 3);
+    EXPECT_EQ(recv(p.a, buf, 8, 0), 3);
+}
+
+TEST(Recv, DontwaitGivesEagain) {
+    Pair p = socket_pair();
+    char c;
+    EXPECT_EQ(recv(p.a, &c, 1, MSG_DONTWAIT), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Recv, NotASocketGivesEnotsock) {
+    Pair p = pipe_pair();
+    char c;
+    EXPECT_EQ(recv(p.a, &c, 1, 0), -1);
+    EXPECT_EQ(errno, ENOTSOCK);
+}
+
+TEST(Recv, SoRcvtimeoGivesEagain) {
+    Pair p = socket_pair();
+    timeval tv{0, 50000};
+    setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    EXPECT_EQ(recv(p.a, &c, 1, 0), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Recvfrom, UdpDatagramKeepsItsBoundaryAndSource) {
+    int rx = socket(AF_INET, SOCK_DGRAM, 0), tx = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    getsockname(rx, reinterpret_cast<sockaddr*>(&a), &len);
+    After sender(20, [&] {
+        sendto(tx, "one", 3, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        sendto(tx, "two!", 4, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    });
+    char buf[16];
+    sockaddr_in from{};
+    socklen_t flen = sizeof from;
+    EXPECT_EQ(recvfrom(rx, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen), 3);
+    EXPECT_EQ(from.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    EXPECT_EQ(recvfrom(rx, buf, 2, 0, nullptr, nullptr), 2);  // truncated datagram
+    close(rx);
+    close(tx);
+}
+
+TEST(Recvmsg, ReceivesAPassedFileDescriptor) {
+    Pair p = socket_pair();
+    Pair data = pipe_pair();
+    std::thread sender([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        char c = 'f';
+        iovec iov{&c, 1};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &data.b, sizeof(int));
+        ASSERT_EQ(sendmsg(p.b, &msg, 0), 1);
+    });
+    char c = 0;
+    iovec iov{&c, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ASSERT_EQ(recvmsg(p.a, &msg, 0), 1);
+    sender.join();
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    ASSERT_NE(cm, nullptr);
+    int passed;
+    memcpy(&passed, CMSG_DATA(cm), sizeof passed);
+    ASSERT_EQ(write(passed, "k", 1), 1);
+    char k;
+    EXPECT_EQ(read(data.a, &k, 1), 1);
+    close(passed);
+}
+
+TEST(Send, LargeSendOverTcpArrivesWhole) {
+    Listener l;
+    int client = tcp_client(l);
+    int server = accept(l.fd, nullptr, nullptr);
+    const size_t n = 16 << 20;
+    std::vector<char> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>(i % 251);
+    std::vector<char> in(n);
+    std::thread reader([&] {
+        size_t got = 0;
+        while (got < n) {
+            ssize_t r = recv(server, in.data() + got, n - got, 0);
+            ASSERT_GT(r, 0);
+            got += static_cast<size_t>(r);
+        }
+    });
+    EXPECT_EQ(send(client, out.data(), n, 0), static_cast<ssize_t>(n));
+    reader.join();
+    EXPECT_TRUE(in == out);
+    close(client);
+    close(server);
+}
+
+TEST(Send, NosignalToClosedPeerGivesEpipe) {
+    Pair p = socket_pair();
+    close(p.a);
+    p.a = -1;
+    EXPECT_EQ(send(p.b, "x", 1, MSG_NOSIGNAL), -1);
+    EXPECT_EQ(errno, EPIPE);
+}
+
+TEST(Send, DontwaitOnFullSocketGivesEagainOrPartial) {
+    Pair p = socket_pair();
+    std::vector<char> big(1 << 20);
+    ssize_t r;
+    while ((r = send(p.b, big.data(), big.size(), MSG_DONTWAIT)) > 0) {
+    }
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+TEST(Sendmsg, GathersAndDeliversInOrder) {
+    Pair p = socket_pair();
+    char a[] = "hello ", b[] = "world";
+    iovec iov[2] = {{a, 6}, {b, 5}};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    EXPECT_EQ(sendmsg(p.b, &msg, 0), 11);
+    char buf[16];
+    EXPECT_EQ(recv(p.a, buf, sizeof buf, 0), 11);
+    EXPECT_EQ(std::string(buf, 11), "hello world");
+}
+
+TEST(Sendto, UnconnectedUdpWithoutAddressGivesEdestaddrreq) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    EXPECT_EQ(sendto(fd, "x", 1, 0, nullptr, 0), -1);
+    EXPECT_EQ(errno, EDESTADDRREQ);
+    close(fd);
+}
