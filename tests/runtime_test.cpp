@@ -1,0 +1,258 @@
+// Unit tests of runtime/: carriers, fibers, stacks, parking, timers and fd waits.
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "carrier_fixture.h"
+#include "runtime/runtime.h"
+#include "runtime/stack_pool.h"
+
+using namespace green;
+
+TEST(Carrier, AdoptionMakesTheThreadsContextTheRootFiber) {
+    on_carrier([] {
+        Fiber* root = current_fiber();
+        ASSERT_NE(root, nullptr);
+        EXPECT_TRUE(root->is_root);
+        EXPECT_TRUE(on_fiber());
+    });
+    EXPECT_FALSE(on_fiber());
+}
+
+TEST(Fiber, JoinReturnsTheStartRoutinesResult) {
+    on_carrier([] {
+        Fiber* f = nullptr;
+        ASSERT_EQ(spawn([](void* a) -> void* { return static_cast<char*>(a) + 1; },
+                        reinterpret_cast<void*>(41), {}, &f),
+                  0);
+        void* result = nullptr;
+        EXPECT_EQ(join(f, &result, kNoDeadline), 0);
+        EXPECT_EQ(reinterpret_cast<long>(result), 42);
+    });
+}
+
+TEST(Fiber, RunnableFibersRunInCreationOrderAndYieldInterleaves) {
+    on_carrier([] {
+        std::string trace;
+        auto a = [&] {
+            trace += "a1";
+            yield();
+            trace += "a2";
+        };
+        auto b = [&] {
+            trace += "b1";
+            yield();
+            trace += "b2";
+        };
+        Fiber* fa = go(&a);
+        Fiber* fb = go(&b);
+        join(fa, nullptr, kNoDeadline);
+        join(fb, nullptr, kNoDeadline);
+        EXPECT_EQ(trace, "a1b1a2b2");
+    });
+}
+
+TEST(Fiber, JoinErrorsMatchGlibc) {
+    on_carrier([] {
+        EXPECT_EQ(join(current_fiber(), nullptr, kNoDeadline), EDEADLK);
+        auto idle = [] { sleep_until(deadline_after_ns(20000000), ParkReason::kSleep); };
+        Fiber* f = go(&idle);
+        EXPECT_EQ(join(f, nullptr, 0), EBUSY);
+        EXPECT_EQ(join(f, nullptr, deadline_after_ns(1000000)), ETIMEDOUT);
+        EXPECT_EQ(join(f, nullptr, kNoDeadline), 0);
+        Fiber* g = go(&idle);
+        EXPECT_EQ(detach(g), 0);
+        EXPECT_EQ(detach(g), EINVAL);
+        EXPECT_EQ(join(g, nullptr, kNoDeadline), EINVAL);
+        sleep_until(deadline_after_ns(40000000), ParkReason::kSleep);
+    });
+}
+
+TEST(Fiber, ErrnoIsPerFiber) {
+    on_carrier([] {
+        auto other = [] {
+            errno = 7;
+            yield();
+            EXPECT_EQ(errno, 7);
+        };
+        Fiber* f = go(&other);
+        errno = 5;
+        yield();
+        EXPECT_EQ(errno, 5);
+        join(f, nullptr, kNoDeadline);
+        EXPECT_EQ(errno, 5);
+    });
+}
+
+namespace {
+int g_unwound = 0;
+struct CountsUnwind {
+    ~CountsUnwind() { ++g_unwound; }
+};
+}  // namespace
+
+TEST(Fiber, ExitCurrentUnwindsTheStackAndDeliversTheValue) {
+    on_carrier([] {
+        g_unwound = 0;
+        Fiber* f = nullptr;
+        spawn(
+            [](void*) -> void* {
+                CountsUnwind guard;
+                exit_current(reinterpret_cast<void*>(9));
+            },
+            nullptr, {}, &f);
+        void* result = nullptr;
+        EXPECT_EQ(join(f, &result, kNoDeadline), 0);
+        EXPECT_EQ(reinterpret_cast<long>(result), 9);
+        EXPECT_EQ(g_unwound, 1);
+    });
+}
+
+TEST(Fiber, TenThousandFibersSleepAtOnce) {
+    on_carrier(
+        [] {
+            const int n = 10000;
+            std::vector<Fiber*> fibers(n);
+            auto nap = [] { sleep_until(deadline_after_ns(100000000), ParkReason::kSleep); };
+            uint64_t start = monotonic_now_ns();
+            for (auto& f : fibers) f = go(&nap);
+            for (auto* f : fibers) ASSERT_EQ(join(f, nullptr, kNoDeadline), 0);
+            uint64_t took = monotonic_now_ns() - start;
+            EXPECT_GE(took, 100000000u);
+            EXPECT_LT(took, 3000000000u);
+        },
+        RuntimeConfig{64 * 1024});
+}
+
+TEST(Timer, SleepUntilNeverWakesBeforeTheDeadline) {
+    on_carrier([] {
+        for (uint64_t ns : {1000000ull, 3500000ull, 20000000ull}) {
+            uint64_t deadline = deadline_after_ns(ns);
+            EXPECT_TRUE(sleep_until(deadline, ParkReason::kSleep));
+            EXPECT_GE(monotonic_now_ns(), deadline);
+        }
+    });
+}
+
+TEST(FdWait, ReadyWhenAnotherFiberWrites) {
+    on_carrier([] {
+        int p[2];
+        ASSERT_EQ(pipe(p), 0);
+        auto writer = [&] {
+            sleep_until(deadline_after_ns(10000000), ParkReason::kSleep);
+            ASSERT_EQ(write(p[1], "x", 1), 1);
+        };
+        Fiber* f = go(&writer);
+        EXPECT_EQ(wait_fd(p[0], EPOLLIN, kNoDeadline, ParkReason::kRead), WaitResult::kReady);
+        join(f, nullptr, kNoDeadline);
+        close(p[0]);
+        close(p[1]);
+    });
+}
+
+TEST(FdWait, TimesOutAtTheDeadline) {
+    on_carrier([] {
+        int p[2];
+        ASSERT_EQ(pipe(p), 0);
+        uint64_t deadline = deadline_after_ns(15000000);
+        EXPECT_EQ(wait_fd(p[0], EPOLLIN, deadline, ParkReason::kRead), WaitResult::kTimedOut);
+        EXPECT_GE(monotonic_now_ns(), deadline);
+        close(p[0]);
+        close(p[1]);
+    });
+}
+
+TEST(FdWait, ClosingTheFdWakesEveryWaiterWithClosed) {
+    on_carrier([] {
+        int p[2];
+        ASSERT_EQ(pipe(p), 0);
+        WaitResult seen[2] = {WaitResult::kReady, WaitResult::kReady};
+        auto w0 = [&] { seen[0] = wait_fd(p[0], EPOLLIN, kNoDeadline, ParkReason::kRead); };
+        auto w1 = [&] { seen[1] = wait_fd(p[0], EPOLLIN, kNoDeadline, ParkReason::kRead); };
+        Fiber* a = go(&w0);
+        Fiber* b = go(&w1);
+        yield();
+        fd_closing(p[0]);
+        close(p[0]);
+        join(a, nullptr, kNoDeadline);
+        join(b, nullptr, kNoDeadline);
+        EXPECT_EQ(seen[0], WaitResult::kClosed);
+        EXPECT_EQ(seen[1], WaitResult::kClosed);
+        close(p[1]);
+    });
+}
+
+TEST(FdWait, ReadersAndWritersOfOneFdWakeForTheirOwnEvent) {
+    on_carrier([] {
+        int sv[2];
+        ASSERT_EQ(pipe2(sv, 0), 0);
+        int rd = sv[0];
+        int wr = sv[1];
+        bool reader_woke = false;
+        auto reader = [&] {
+            reader_woke = wait_fd(rd, EPOLLIN, kNoDeadline, ParkReason::kRead) == WaitResult::kReady;
+        };
+        Fiber* r = go(&reader);
+        yield();
+        // The write end is writable at once; the reader must stay parked until data comes.
+        EXPECT_EQ(wait_fd(wr, EPOLLOUT, kNoDeadline, ParkReason::kWrite), WaitResult::kReady);
+        EXPECT_FALSE(reader_woke);
+        ASSERT_EQ(write(wr, "x", 1), 1);
+        join(r, nullptr, kNoDeadline);
+        EXPECT_TRUE(reader_woke);
+        close(rd);
+        close(wr);
+    });
+}
+
+TEST(FdWait, RegularFileCountsAsReady) {
+    on_carrier([] {
+        int fd = open("/proc/self/exe", O_RDONLY);
+        ASSERT_GE(fd, 0);
+        EXPECT_EQ(wait_fd(fd, EPOLLIN, kNoDeadline, ParkReason::kRead), WaitResult::kReady);
+        close(fd);
+    });
+}
+
+TEST(StackPool, StacksHaveAGuardPageAndAreReused) {
+    Stack a;
+    ASSERT_TRUE(StackPool::acquire(64 * 1024, &a));
+    EXPECT_EQ(a.usable(), 64u * 1024);
+    EXPECT_EQ(a.limit - a.base, static_cast<long>(StackPool::page_size()));
+    // The guard page is mapped PROT_NONE: /proc/self/maps shows it as ---p.
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    bool guard_found = false;
+    char start[32];
+    snprintf(start, sizeof start, "%lx-", reinterpret_cast<unsigned long>(a.base));
+    while (std::getline(maps, line))
+        if (line.rfind(start, 0) == 0) guard_found = line.find(" ---p ") != std::string::npos;
+    EXPECT_TRUE(guard_found);
+    StackPool::release(a);
+    Stack b;
+    ASSERT_TRUE(StackPool::acquire(64 * 1024, &b));
+    EXPECT_EQ(b.base, a.base);
+    StackPool::release(b);
+}
+
+TEST(Stats, CountFibersAndParks) {
+    on_carrier([] {
+        RuntimeStats before = stats();
+        auto nap = [] { sleep_until(deadline_after_ns(1000000), ParkReason::kSleep); };
+        Fiber* f = go(&nap);
+        join(f, nullptr, kNoDeadline);
+        RuntimeStats after = stats();
+        EXPECT_EQ(after.fibers_created - before.fibers_created, 1u);
+        EXPECT_GE(after.parks[static_cast<int>(ParkReason::kSleep)] -
+                      before.parks[static_cast<int>(ParkReason::kSleep)],
+                  1u);
+        EXPECT_GE(after.parks[static_cast<int>(ParkReason::kJoin)] -
+                      before.parks[static_cast<int>(ParkReason::kJoin)],
+                  1u);
+    });
+}
