@@ -244,6 +244,16 @@ TEST_CASE("a child started with fork+exec sees the socket flags the program set"
     }
 }
 
+TEST_CASE("a forked child that closes the listener leaves the parent's accept working",
+          "[fork]") {
+    for (bool green : {false, true}) {
+        Run r = run({{tool("scenarios"), "fork_child_closes_listener"}, {}, green}, 10000);
+        INFO("green " << green << " stderr " << r.err);
+        CHECK(exited_with(r.status, 0));
+        CHECK(r.out == "child 0 accepted 1\n");
+    }
+}
+
 TEST_CASE("the terminal keeps the flags the program set after it exits", "[flags]") {
     int master = posix_openpt(O_RDWR | O_NOCTTY);
     REQUIRE(master >= 0);

@@ -1,7 +1,9 @@
 /* Named scenarios run under the shim by the integration tests, each a small plain pthreads
  * program that knows nothing of libgreen. Usage: scenarios NAME [args] */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +39,17 @@ static void* nap(void* arg) {
 
 static void* snooze(void* arg) {
     usleep((useconds_t)(long)arg);
+    return NULL;
+}
+
+static void* accept_one(void* arg) {
+    return (void*)(long)accept((int)(long)arg, NULL, NULL);
+}
+
+static void* write_later(void* arg) {
+    usleep(20000);
+    ssize_t n = write((int)(long)arg, "w", 1);
+    (void)n;
     return NULL;
 }
 
@@ -117,6 +130,40 @@ int main(int argc, char** argv) {
         if (write(sv[1], "x", 1) != 1) return 1;
         pthread_join(t, NULL);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (!strcmp(name, "fork_child_closes_listener")) {
+        /* A thread waits in accept() while main forks a child that closes its copy of the
+         * listener and exits, as fork-per-connection servers do; then a client connects.
+         * The parent's accept must still complete, and a child that blocks works too. */
+        int lfd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (bind(lfd, (struct sockaddr*)&a, sizeof a) != 0 || listen(lfd, 8) != 0) return 1;
+        getsockname(lfd, (struct sockaddr*)&a, &len);
+        pthread_t t;
+        pthread_create(&t, NULL, accept_one, (void*)(long)lfd);
+        usleep(20000);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(lfd);
+            int p[2];
+            if (pipe(p) != 0) _exit(3);
+            pthread_t w;
+            pthread_create(&w, NULL, write_later, (void*)(long)p[1]);
+            char c;
+            ssize_t n = read(p[0], &c, 1); /* parks: the child's runtime must work */
+            _exit(n == 1 && c == 'w' ? 0 : 4);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, (struct sockaddr*)&a, sizeof a) != 0) return 5;
+        void* accepted = NULL;
+        pthread_join(t, &accepted);
+        printf("child %d accepted %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+               (int)(long)accepted >= 0);
+        return 0;
     }
     if (!strcmp(name, "read_stdin")) {
         /* A thread reads stdin (a terminal in the test) until EOF or a line. */

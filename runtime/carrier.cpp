@@ -6,6 +6,7 @@
 #include <boost/context/detail/fcontext.hpp>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -174,13 +175,13 @@ bool Carrier::init(const RuntimeConfig& config) {
         errno = ENOMEM;
         return false;
     }
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) return false;
-    // libuv watches our private epoll set; the program's fds never meet uv_poll_init, so
-    // their flags are never touched (DESIGN.md, problem 3).
-    uv_poll_init(&loop_, &epoll_watch_, epoll_fd_);
-    epoll_watch_.data = this;
-    uv_poll_start(&epoll_watch_, UV_READABLE, on_epoll_ready);
+    if (!watch_new_epoll_set()) return false;
+    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+    pthread_once(&atfork_once, [] {
+        pthread_atfork(nullptr, nullptr, [] {
+            if (Carrier* carrier = t_carrier) carrier->reset_after_fork();
+        });
+    });
 
     if (!StackPool::acquire(kSchedulerStackSize, &scheduler_stack_)) return false;
     scheduler_context_ = ctx::make_fcontext(scheduler_stack_.top, scheduler_stack_.usable(),
@@ -195,6 +196,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     root_->state = FiberState::kRunning;
     uv_timer_init(&loop_, &root_->timer);
     root_->timer.data = root_;
+    track(root_);
 
     install_overflow_handler();
     t_carrier = this;
@@ -205,7 +207,8 @@ bool Carrier::init(const RuntimeConfig& config) {
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
-    uv_close(reinterpret_cast<uv_handle_t*>(&epoll_watch_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
     if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
@@ -214,6 +217,69 @@ void Carrier::retire() {
     delete root_;
     t_carrier = nullptr;
     delete this;
+}
+
+// libuv watches our private epoll set; the program's fds never meet uv_poll_init, so their
+// flags are never touched (DESIGN.md, problem 3).
+bool Carrier::watch_new_epoll_set() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return false;
+    epoll_watch_ = new uv_poll_t;
+    uv_poll_init(&loop_, epoll_watch_, epoll_fd_);
+    epoll_watch_->data = this;
+    uv_poll_start(epoll_watch_, UV_READABLE, on_epoll_ready);
+    return true;
+}
+
+void Carrier::track(Fiber* fiber) {
+    fiber->prev_on_carrier = nullptr;
+    fiber->next_on_carrier = all_fibers_;
+    if (all_fibers_) all_fibers_->prev_on_carrier = fiber;
+    all_fibers_ = fiber;
+}
+
+void Carrier::untrack(Fiber* fiber) {
+    if (fiber->prev_on_carrier)
+        fiber->prev_on_carrier->next_on_carrier = fiber->next_on_carrier;
+    else
+        all_fibers_ = fiber->next_on_carrier;
+    if (fiber->next_on_carrier) fiber->next_on_carrier->prev_on_carrier = fiber->prev_on_carrier;
+}
+
+// Runs in the child, in fork(), on the forking fiber. After fork the child shares the
+// parent's epoll set and libuv backend (the same kernel objects): an epoll_ctl by the child
+// would change the parent's waits. So the child gets its own, and the parent's other fibers,
+// which do not exist in a threaded program's child, are never resumed.
+void Carrier::reset_after_fork() {
+    Fiber* self = t_fiber;
+    for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
+        if (f == self) continue;
+        uv_timer_stop(&f->timer);
+        if (f->state != FiberState::kDone) {
+            f->state = FiberState::kParked;
+            f->park_reason = ParkReason::kExited;
+        }
+    }
+    run_head_ = run_tail_ = nullptr;
+    run_count_ = 0;
+    const bool root_survives = self == nullptr || self->is_root;
+    live_fibers_ = root_survives ? 0 : 1;
+    root_exited_ = !root_survives;  // the forking thread is the child's last one
+    counters::fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
+
+    // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
+    // a handle included) would edit the parent's.
+    if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
+    uv_poll_stop(epoll_watch_);
+    uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    syscall(SYS_close, epoll_fd_);  // the child's reference only; raw: not our close hook
+    if (!watch_new_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
+    for (FdRecord& rec : fds_) {
+        rec.waiters = nullptr;
+        rec.in_epoll = false;
+        ++rec.gen;
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -44,6 +44,12 @@ public:
     void set_scheduler_context(void* context) { scheduler_context_ = context; }
     static void (*exit_hook())(Fiber*);
 
+    // In the child after fork(): only the forking fiber exists there, as only the forking
+    // thread survives a fork; the loop and the epoll set become the child's own.
+    void reset_after_fork();
+    void track(Fiber* fiber);
+    void untrack(Fiber* fiber);
+
     // fd waits (fd_wait.cpp).
     WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
                         ParkReason reason);
@@ -60,6 +66,7 @@ private:
 
     static void on_timer(uv_timer_t* timer);
     static void on_epoll_ready(uv_poll_t* handle, int status, int events);
+    bool watch_new_epoll_set();
     FdRecord& record(int fd);
     void arm(int fd);
     void dispatch_epoll_events();
@@ -79,8 +86,10 @@ private:
     size_t default_stack_size_ = 0;
     unsigned long os_thread_ = 0;
 
+    Fiber* all_fibers_ = nullptr;  // linked through Fiber::next_on_carrier
+
     int epoll_fd_ = -1;
-    uv_poll_t epoll_watch_;
+    uv_poll_t* epoll_watch_ = nullptr;  // on the heap: a fork replaces it before it is closed
     std::vector<FdRecord> fds_;
 
 #ifdef GREEN_SANITIZE

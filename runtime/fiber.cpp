@@ -85,6 +85,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     uv_timer_init(&loop_, &fiber->timer);
     fiber->timer.data = fiber;
     register_fiber(fiber);
+    track(fiber);
 
     ++live_fibers_;
     counters::fiber_started();
@@ -103,6 +104,7 @@ void Carrier::finish(Fiber* fiber) {
 
 void Carrier::free_fiber(Fiber* fiber) {
     unregister_fiber(fiber);
+    untrack(fiber);
     // The timer handle must stay valid until libuv has closed it.
     uv_close(reinterpret_cast<uv_handle_t*>(&fiber->timer),
              [](uv_handle_t* handle) { delete static_cast<Fiber*>(handle->data); });

@@ -53,6 +53,8 @@ struct Fiber {
     Fiber* joiner = nullptr;  // the fiber parked in join() on this one
 
     Fiber* next_runnable = nullptr;  // run-queue link
+    Fiber* next_on_carrier = nullptr;  // every fiber of the carrier not yet freed
+    Fiber* prev_on_carrier = nullptr;
 
     // The timer that ends a parked wait at a deadline (see Carrier::park_until).
     uv_timer_t timer;
