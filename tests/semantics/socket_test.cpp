@@ -36,6 +36,20 @@ int tcp_client(const Listener& l) {
     return fd;
 }
 
+// A one-byte message with room for one passed file descriptor.
+struct FdMessage {
+    iovec iov;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    explicit FdMessage(char* byte) : iov{byte, 1} {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    FdMessage(const FdMessage&) = delete;
+};
+
 // A port on 127.0.0.1 with nothing listening.
 sockaddr_in closed_port() {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -266,31 +280,19 @@ TEST(Recvmsg, ReceivesAPassedFileDescriptor) {
     std::thread sender([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         char c = 'f';
-        iovec iov{&c, 1};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+        FdMessage out(&c);
+        cmsghdr* cm = CMSG_FIRSTHDR(&out.msg);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &data.b, sizeof(int));
-        ASSERT_EQ(sendmsg(p.b, &msg, 0), 1);
+        ASSERT_EQ(sendmsg(p.b, &out.msg, 0), 1);
     });
     char c = 0;
-    iovec iov{&c, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ASSERT_EQ(recvmsg(p.a, &msg, 0), 1);
+    FdMessage in(&c);
+    ASSERT_EQ(recvmsg(p.a, &in.msg, 0), 1);
     sender.join();
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cmsghdr* cm = CMSG_FIRSTHDR(&in.msg);
     ASSERT_NE(cm, nullptr);
     int passed;
     memcpy(&passed, CMSG_DATA(cm), sizeof passed);
