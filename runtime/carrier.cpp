@@ -17,6 +17,7 @@
 
 #include "runtime/counters.h"
 #include "runtime/log.h"
+#include "runtime/spinlock.h"
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -158,8 +159,10 @@ RuntimeStats stats() {
 }
 
 const char* park_reason_name(ParkReason reason) {
-    static const char* const names[] = {"none", "yield", "read", "write",  "accept", "connect",
-                                        "poll", "sleep", "join", "exited"};
+    static const char* const names[] = {"none",  "yield",  "read",      "write",   "accept",
+                                        "connect", "poll", "sleep",     "join",    "mutex",
+                                        "cond",  "rwlock", "semaphore", "barrier", "once",
+                                        "futex", "exited"};
     static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
     return names[static_cast<int>(reason)];
 }
@@ -176,6 +179,9 @@ bool Carrier::init(const RuntimeConfig& config) {
         return false;
     }
     if (!watch_new_epoll_set()) return false;
+    remote_wake_ = new uv_async_t;
+    uv_async_init(&loop_, remote_wake_, on_remote_wake);
+    remote_wake_->data = this;
     static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
     pthread_once(&atfork_once, [] {
         pthread_atfork(nullptr, nullptr, [] {
@@ -191,6 +197,7 @@ bool Carrier::init(const RuntimeConfig& config) {
 
     root_ = new Fiber();
     root_->id = g_next_root_id.fetch_add(1);
+    root_->tid = static_cast<int32_t>(syscall(SYS_gettid));
     root_->carrier = this;
     root_->is_root = true;
     root_->state = FiberState::kRunning;
@@ -210,6 +217,8 @@ void Carrier::retire() {
     uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(remote_wake_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
     uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
     if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
     close(epoll_fd_);
@@ -262,6 +271,8 @@ void Carrier::reset_after_fork() {
     }
     run_head_ = run_tail_ = nullptr;
     run_count_ = 0;
+    inbox_.clear();  // wake-ups sent by the parent's other threads
+    inbox_lock_.unlock();
     const bool root_survives = self == nullptr || self->is_root;
     live_fibers_ = root_survives ? 0 : 1;
     root_exited_ = !root_survives;  // the forking thread is the child's last one
@@ -378,6 +389,7 @@ void Carrier::park(ParkReason reason) {
     Fiber* self = t_fiber;
     self->state = FiberState::kParked;
     self->park_reason = reason;
+    ++self->park_seq;
     counters::parks[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
     switch_to_scheduler(self);
 }
@@ -423,6 +435,34 @@ void Carrier::on_timer(uv_timer_t* timer) {
     }
     fiber->timed_out = true;
     fiber->carrier->unpark(fiber);
+}
+
+// Wake-ups from other threads: queued in the inbox, delivered on this carrier's thread.
+void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
+    {
+        SpinGuard hold(inbox_lock_);
+        inbox_.push_back(RemoteWake{fiber, park_seq});
+    }
+    uv_async_send(remote_wake_);
+}
+
+void Carrier::on_remote_wake(uv_async_t* handle) {
+    auto* self = static_cast<Carrier*>(handle->data);
+    std::vector<RemoteWake> batch;
+    {
+        SpinGuard hold(self->inbox_lock_);
+        batch.swap(self->inbox_);
+    }
+    for (const RemoteWake& wake : batch) {
+        Fiber* fiber = wake.fiber;
+        uint32_t left = fiber->remote_wakes_pending.fetch_sub(1, std::memory_order_acq_rel) - 1;
+        if (fiber->free_when_delivered) {
+            if (left == 0) self->free_fiber(fiber);
+            continue;
+        }
+        // Only the park the waker meant: the fiber may have timed out and parked again since.
+        if (fiber->park_seq == wake.park_seq) self->unpark(fiber);
+    }
 }
 
 void Carrier::root_exited() {

@@ -10,6 +10,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/runtime.h"
+#include "runtime/spinlock.h"
 
 namespace green {
 
@@ -35,6 +36,9 @@ public:
     // Parks with a deadline; returns true if the deadline woke us.
     bool park_until(uint64_t deadline_ns, ParkReason reason);
     void unpark(Fiber* fiber);
+    // From any thread: wakes `fiber` if it is still in the park numbered `park_seq`. The
+    // caller has counted the wake-up in fiber->remote_wakes_pending.
+    void unpark_remote(Fiber* fiber, uint64_t park_seq);
     void yield();
 
     Fiber* spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options, int* err);
@@ -65,6 +69,7 @@ private:
     Fiber* pop_runnable();
 
     static void on_timer(uv_timer_t* timer);
+    static void on_remote_wake(uv_async_t* handle);
     static void on_epoll_ready(uv_poll_t* handle, int status, int events);
     bool watch_new_epoll_set();
     FdRecord& record(int fd);
@@ -87,6 +92,14 @@ private:
     unsigned long os_thread_ = 0;
 
     Fiber* all_fibers_ = nullptr;  // linked through Fiber::next_on_carrier
+
+    struct RemoteWake {
+        Fiber* fiber;
+        uint64_t park_seq;
+    };
+    SpinLock inbox_lock_;
+    std::vector<RemoteWake> inbox_;
+    uv_async_t* remote_wake_ = nullptr;
 
     int epoll_fd_ = -1;
     uv_poll_t* epoll_watch_ = nullptr;  // on the heap: a fork replaces it before it is closed

@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <mutex>
 #include <unordered_set>
 
 #include "runtime/carrier.h"
 #include "runtime/counters.h"
 #include "runtime/log.h"
+#include "runtime/spinlock.h"
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -26,18 +26,28 @@ namespace {
 
 // Root fibers are numbered from 1 (carrier.cpp); spawned fibers from here, so ids never clash.
 std::atomic<uint64_t> g_next_fiber_id{1000};
+// Above the largest pid_max (2^22), below INT32_MAX; wraps after two billion fibers.
+constexpr int32_t kFirstFiberTid = 1 << 22;
+std::atomic<int32_t> g_next_fiber_tid{kFirstFiberTid};
 
-std::mutex g_registry_lock;
+int32_t next_fiber_tid() {
+    int32_t tid = g_next_fiber_tid.fetch_add(1, std::memory_order_relaxed);
+    if (tid > 0 && tid < INT32_MAX) return tid;
+    g_next_fiber_tid.store(kFirstFiberTid + 1, std::memory_order_relaxed);
+    return kFirstFiberTid;
+}
+
+SpinLock g_registry_lock;
 std::unordered_set<const void*>* g_registry = nullptr;  // leaked on purpose: outlives exit
 
 void register_fiber(const Fiber* fiber) {
-    std::lock_guard<std::mutex> hold(g_registry_lock);
+    SpinGuard hold(g_registry_lock);
     if (!g_registry) g_registry = new std::unordered_set<const void*>();
     g_registry->insert(fiber);
 }
 
 void unregister_fiber(const Fiber* fiber) {
-    std::lock_guard<std::mutex> hold(g_registry_lock);
+    SpinGuard hold(g_registry_lock);
     if (g_registry) g_registry->erase(fiber);
 }
 
@@ -46,7 +56,7 @@ void fiber_entry(ctx::transfer_t transfer);
 }  // namespace
 
 bool is_fiber(const void* handle) {
-    std::lock_guard<std::mutex> hold(g_registry_lock);
+    SpinGuard hold(g_registry_lock);
     return g_registry && g_registry->count(handle) != 0;
 }
 
@@ -73,6 +83,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
         }
     }
     fiber->id = g_next_fiber_id.fetch_add(1, std::memory_order_relaxed);
+    fiber->tid = next_fiber_tid();
     fiber->carrier = this;
     fiber->start = start;
     fiber->arg = arg;
@@ -103,8 +114,14 @@ void Carrier::finish(Fiber* fiber) {
 }
 
 void Carrier::free_fiber(Fiber* fiber) {
-    unregister_fiber(fiber);
-    untrack(fiber);
+    if (!fiber->free_when_delivered) {
+        unregister_fiber(fiber);
+        untrack(fiber);
+    }
+    if (fiber->remote_wakes_pending.load(std::memory_order_acquire) != 0) {
+        fiber->free_when_delivered = true;  // on_remote_wake frees it when the last arrives
+        return;
+    }
     // The timer handle must stay valid until libuv has closed it.
     uv_close(reinterpret_cast<uv_handle_t*>(&fiber->timer),
              [](uv_handle_t* handle) { delete static_cast<Fiber*>(handle->data); });

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "runtime/stack_pool.h"
@@ -26,6 +27,13 @@ enum class ParkReason : uint8_t {
     kPoll,
     kSleep,
     kJoin,
+    kMutex,
+    kCond,
+    kRwlock,
+    kSemaphore,
+    kBarrier,
+    kOnce,
+    kFutex,
     kExited,  // the root fiber after pthread_exit: never resumed
     kCount
 };
@@ -34,6 +42,9 @@ const char* park_reason_name(ParkReason reason);
 
 struct Fiber {
     uint64_t id = 0;
+    // A 32-bit identity in the space of kernel thread ids, for lock owners (glibc stores a
+    // TID in a mutex's __owner): the root fiber's is its real TID, others' lie above any TID.
+    int32_t tid = 0;
     Carrier* carrier = nullptr;
     void* context = nullptr;  // boost fcontext_t of the suspended fiber
     Stack stack;
@@ -53,6 +64,10 @@ struct Fiber {
     Fiber* joiner = nullptr;  // the fiber parked in join() on this one
 
     Fiber* next_runnable = nullptr;  // run-queue link
+    uint64_t park_seq = 0;           // bumped by every park: tells a stale wake-up from a live one
+    // Wake-ups sent from other threads and not yet delivered; the fiber is freed only at 0.
+    std::atomic<uint32_t> remote_wakes_pending{0};
+    bool free_when_delivered = false;
     Fiber* next_on_carrier = nullptr;  // every fiber of the carrier not yet freed
     Fiber* prev_on_carrier = nullptr;
 

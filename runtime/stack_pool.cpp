@@ -3,11 +3,12 @@
 // stacks per size so that a burst of fibers does not pin address space forever.
 #include "runtime/stack_pool.h"
 
+#include "runtime/spinlock.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
 #include <vector>
 
 namespace green {
@@ -20,7 +21,7 @@ struct Bucket {
     std::vector<Stack> free;
 };
 
-std::mutex g_lock;
+SpinLock g_lock;
 std::vector<Bucket>* g_buckets = nullptr;  // never destroyed: fibers may outlive static dtors
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -36,7 +37,7 @@ bool StackPool::acquire(size_t size, Stack* out) {
     const size_t page = page_size();
     const size_t usable = round_up(size, page);
     {
-        std::lock_guard<std::mutex> hold(g_lock);
+        SpinGuard hold(g_lock);
         if (g_buckets) {
             for (Bucket& b : *g_buckets) {
                 if (b.usable == usable && !b.free.empty()) {
@@ -69,7 +70,7 @@ bool StackPool::acquire(size_t size, Stack* out) {
 void StackPool::release(const Stack& stack) {
     if (!stack.guarded()) return;  // the program's own memory (pthread_attr_setstack)
     madvise(stack.limit, stack.usable(), MADV_DONTNEED);
-    std::lock_guard<std::mutex> hold(g_lock);
+    SpinGuard hold(g_lock);
     if (!g_buckets) g_buckets = new std::vector<Bucket>();
     for (Bucket& b : *g_buckets) {
         if (b.usable == stack.usable()) {
