@@ -9,7 +9,15 @@ namespace green::hooks {
 
 #define GREEN_HOOK(ret, name, params, args) ret name params;
 #define GREEN_HOOK_NORETURN(name, params, args) [[noreturn]] void name params;
+#define GREEN_HOOK_MANUAL(ret, name, params)
 #include "hooks/symbols.def"
+
+// syscall(2) with its six possible arguments, as the shim's variadic wrapper passes them.
+long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+
+// GREEN_DISABLE=1 asks for every call to pass through. Read from the environment on first
+// use, so that it holds even for calls made before libgreen's constructor.
+bool disabled();
 
 // Registers the runtime callbacks hooks need (thread-specific data destructors).
 void install();

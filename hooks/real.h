@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>

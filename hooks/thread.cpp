@@ -9,9 +9,15 @@
 #include <mutex>
 #include <vector>
 
+#include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "runtime/log.h"
 #include "runtime/runtime.h"
+
+// glibc clears this in its pthread_create; libstdc++ reads it to choose between the single-
+// and multi-threaded versions of static-initialisation guards, shared_ptr reference counts
+// and more. A fiber is a thread to the program, so creating one must clear it too.
+extern "C" char __libc_single_threaded;
 
 namespace green::hooks {
 namespace {
@@ -81,21 +87,6 @@ void run_destructors(Fiber* fiber) {
     fiber->locals = nullptr;
 }
 
-uint64_t deadline_from(clockid_t clock, const timespec* abstime, int* err) {
-    if (abstime->tv_nsec < 0 || abstime->tv_nsec >= 1000000000L) {
-        *err = EINVAL;
-        return 0;
-    }
-    timespec now;
-    if (clock_gettime(clock, &now) != 0) {
-        *err = EINVAL;
-        return 0;
-    }
-    int64_t left = (abstime->tv_sec - now.tv_sec) * 1000000000LL + (abstime->tv_nsec - now.tv_nsec);
-    *err = 0;
-    return left <= 0 ? monotonic_now_ns() : deadline_after_ns(static_cast<uint64_t>(left));
-}
-
 int join_fiber(Fiber* target, void** result, uint64_t deadline) {
     if (!on_fiber()) {
         log::warn("pthread_join of a fiber from a thread libgreen does not manage: EINVAL");
@@ -138,6 +129,7 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
             if (size != glibc_default) options.stack_size = size;
         }
     }
+    __libc_single_threaded = 0;
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
@@ -158,8 +150,8 @@ int pthread_tryjoin_np(pthread_t thread, void** result) {
 int pthread_timedjoin_np(pthread_t thread, void** result, const timespec* abstime) {
     if (Fiber* target = as_fiber(thread)) {
         if (!abstime) return join_fiber(target, result, kNoDeadline);
-        int err = 0;
-        uint64_t deadline = deadline_from(CLOCK_REALTIME, abstime, &err);
+        uint64_t deadline = 0;
+        int err = deadline_at(CLOCK_REALTIME, abstime, &deadline);
         return err ? err : join_fiber(target, result, deadline == 0 ? 1 : deadline);
     }
     return real::get().pthread_timedjoin_np(thread, result, abstime);
@@ -169,9 +161,9 @@ int pthread_clockjoin_np(pthread_t thread, void** result, clockid_t clock,
                          const timespec* abstime) {
     if (Fiber* target = as_fiber(thread)) {
         if (!abstime) return join_fiber(target, result, kNoDeadline);
-        if (clock != CLOCK_REALTIME && clock != CLOCK_MONOTONIC) return EINVAL;
-        int err = 0;
-        uint64_t deadline = deadline_from(clock, abstime, &err);
+        if (!waitable_clock(clock)) return EINVAL;
+        uint64_t deadline = 0;
+        int err = deadline_at(clock, abstime, &deadline);
         return err ? err : join_fiber(target, result, deadline == 0 ? 1 : deadline);
     }
     return real::get().pthread_clockjoin_np(thread, result, clock, abstime);

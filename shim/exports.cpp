@@ -3,6 +3,7 @@
 // (unmanaged threads, the scheduler, nested calls from inside a hook, GREEN_DISABLE=1)
 // it calls the real function. This is the one place where that guard lives.
 #include <cerrno>
+#include <cstdarg>
 
 #include "hooks/hooks.h"
 #include "runtime/runtime.h"
@@ -47,6 +48,7 @@ extern "C" {
     }
 #define GREEN_HOOK_ALWAYS(ret, name, params, args) \
     GREEN_EXPORT ret name params { return green::hooks::name args; }
+#define GREEN_HOOK_MANUAL(ret, name, params)
 #define GREEN_HOOK_NORETURN(name, params, args) \
     GREEN_EXPORT void name params {             \
         green::hooks::name args;                \
@@ -57,6 +59,16 @@ extern "C" {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "hooks/symbols.def"
 #pragma GCC diagnostic pop
+
+// syscall(2) is variadic: take the six argument registers the kernel ABI can use.
+GREEN_EXPORT long syscall(long number, ...) {
+    va_list ap;
+    va_start(ap, number);
+    long a[6];
+    for (long& v : a) v = va_arg(ap, long);
+    va_end(ap);
+    return green::hooks::syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
 
 // Lets a program or a test ask whether libgreen is loaded and running this thread on fibers.
 GREEN_EXPORT int green_active(void) { return green::current_fiber() != nullptr; }

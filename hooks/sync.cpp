@@ -1,0 +1,603 @@
+// Fiber-aware mutexes, condition variables, rwlocks, semaphores, barriers, pthread_once and
+// spinlocks, all on the runtime's parking lot. These always run (also on threads libgreen
+// does not manage), so every party to a lock waits in the same place.
+//
+// Mutexes keep glibc's own layout and lock-word protocol (__lock 0 free / 1 locked /
+// 2 locked with waiters; __owner, __count, __nusers as glibc keeps them), so the static
+// initialisers, pthread_mutex_init and pthread_mutex_destroy's EBUSY check work unchanged.
+// Condition variables, rwlocks and barriers keep their own state inside glibc's storage,
+// valid when all-zero (what the static initialisers give).
+// Process-shared, robust and priority mutexes are glibc's (they may block the carrier).
+#include <linux/futex.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+#include "hooks/deadline.h"
+#include "hooks/hooks.h"
+#include "runtime/parking_lot.h"
+#include "runtime/spinlock.h"
+
+namespace green::hooks {
+namespace {
+
+using parking_lot::Parked;
+
+// ---------------------------------------------------------------------------------------
+// Identity of the caller, for lock owners: a fiber's tid, or the OS thread's real TID.
+
+__thread int32_t t_thread_tid __attribute__((tls_model("initial-exec"))) = 0;
+
+int32_t self_tid() {
+    if (Fiber* f = current_fiber()) return f->tid;
+    if (t_thread_tid == 0) t_thread_tid = static_cast<int32_t>(syscall(SYS_gettid));
+    return t_thread_tid;
+}
+
+// glibc's lock words are plain (or volatile) ints; we access them as atomics of that size.
+template <typename T, typename U = std::remove_volatile_t<T>>
+std::atomic<U>& atomic_at(T* p) {
+    static_assert(sizeof(std::atomic<U>) == sizeof(U));
+    return *reinterpret_cast<std::atomic<U>*>(const_cast<U*>(p));
+}
+
+// Parks the caller on `key` while `still_blocked()`; the deadline is kNoDeadline for an
+// untimed wait. Returns false at the deadline.
+template <typename Blocked>
+bool wait_while(const void* key, Blocked still_blocked, uint64_t deadline, ParkReason reason) {
+    return parking_lot::park(key, still_blocked, deadline, reason) != Parked::kTimedOut;
+}
+
+// ---------------------------------------------------------------------------------------
+// Mutexes.
+
+constexpr int kKindMask = 3;  // PTHREAD_MUTEX_KIND_MASK_NP
+// Robust (16), priority-inherit (32), priority-protect (64), process-shared (128).
+constexpr int kSpecialKinds = 16 | 32 | 64 | 128;
+
+bool ours(const pthread_mutex_t* m) { return !disabled() && !(m->__data.__kind & kSpecialKinds); }
+
+// Takes the lock word; 0, ETIMEDOUT, or EINVAL for a bad abstime once we would wait.
+int acquire(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
+    auto& word = atomic_at(&m->__data.__lock);
+    int expected = 0;
+    if (word.compare_exchange_strong(expected, 1, std::memory_order_acquire)) return 0;
+    uint64_t deadline = kNoDeadline;
+    if (abstime) {
+        int err = deadline_at(clock, abstime, &deadline);
+        if (err) return err;
+    }
+    for (;;) {
+        if (word.exchange(2, std::memory_order_acquire) == 0) return 0;
+        if (!wait_while(&m->__data.__lock, [&] { return word.load() == 2; }, deadline,
+                        ParkReason::kMutex))
+            return ETIMEDOUT;
+    }
+}
+
+void release(pthread_mutex_t* m) {
+    auto& word = atomic_at(&m->__data.__lock);
+    if (word.exchange(0, std::memory_order_release) == 2) parking_lot::unpark(&m->__data.__lock, 1);
+}
+
+int lock_mutex(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
+    const int kind = m->__data.__kind & kKindMask;
+    const int32_t self = self_tid();
+    if (m->__data.__owner == self) {
+        if (kind == PTHREAD_MUTEX_RECURSIVE) {
+            if (m->__data.__count + 1 == 0) return EAGAIN;
+            ++m->__data.__count;
+            return 0;
+        }
+        if (kind == PTHREAD_MUTEX_ERRORCHECK) return EDEADLK;
+    }
+    int err = acquire(m, abstime, clock);
+    if (err) return err;
+    m->__data.__owner = self;
+    m->__data.__count = 1;
+    ++m->__data.__nusers;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Condition variables: our own state in pthread_cond_t's 48 bytes.
+
+struct CondState {
+    std::atomic<uint32_t> seq;      // bumped by every signal and broadcast
+    std::atomic<uint32_t> waiters;
+    uint32_t monotonic;  // 1: timedwait measures CLOCK_MONOTONIC (pthread_condattr_setclock)
+};
+static_assert(sizeof(CondState) <= sizeof(pthread_cond_t));
+
+CondState* state_of(pthread_cond_t* c) { return reinterpret_cast<CondState*>(c); }
+
+int cond_wait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
+    uint64_t deadline = kNoDeadline;
+    if (abstime) {
+        int err = deadline_at(clock, abstime, &deadline);
+        if (err) return err;
+    }
+    CondState* cs = state_of(c);
+    uint32_t seq = cs->seq.load(std::memory_order_acquire);
+    cs->waiters.fetch_add(1, std::memory_order_relaxed);
+    int err = hooks::pthread_mutex_unlock(m);
+    if (err) {
+        cs->waiters.fetch_sub(1, std::memory_order_relaxed);
+        return err;
+    }
+    bool in_time = wait_while(&cs->seq, [&] { return cs->seq.load() == seq; }, deadline,
+                              ParkReason::kCond);
+    cs->waiters.fetch_sub(1, std::memory_order_relaxed);
+    // Like glibc: the mutex is held again when the wait returns, even after a timeout.
+    while (hooks::pthread_mutex_lock(m) == EAGAIN) {
+    }
+    return in_time ? 0 : ETIMEDOUT;
+}
+
+void cond_wake(pthread_cond_t* c, size_t count) {
+    CondState* cs = state_of(c);
+    if (cs->waiters.load(std::memory_order_relaxed) == 0) return;
+    cs->seq.fetch_add(1, std::memory_order_release);
+    parking_lot::unpark(&cs->seq, count);
+}
+
+// ---------------------------------------------------------------------------------------
+// Read-write locks: our own state in pthread_rwlock_t's 56 bytes; glibc's __flags word
+// (the kind, from pthread_rwlockattr_setkind_np or the _NP initialisers) stays where it is.
+
+struct RwState {
+    std::atomic<int32_t> state;  // -1: a writer holds it; n >= 0: n readers hold it
+    std::atomic<uint32_t> writers_waiting;
+    int32_t writer;  // the writer's tid, for EDEADLK
+};
+static_assert(sizeof(RwState) <= offsetof(pthread_rwlock_t, __data.__flags));
+
+RwState* state_of(pthread_rwlock_t* l) { return reinterpret_cast<RwState*>(l); }
+
+// glibc prefers readers for every kind but PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP.
+bool prefers_writers(const pthread_rwlock_t* l) {
+    return l->__data.__flags == PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP;
+}
+
+int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
+    if (disabled()) return real::get().pthread_rwlock_rdlock(l);
+    RwState* rw = state_of(l);
+    const int32_t self = self_tid();
+    if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
+    uint64_t deadline = kNoDeadline;
+    bool deadline_known = abstime == nullptr;
+    for (;;) {
+        int32_t s = rw->state.load(std::memory_order_relaxed);
+        bool writer_first = prefers_writers(l) && rw->writers_waiting.load() > 0;
+        if (s >= 0 && !writer_first) {
+            if (s == INT32_MAX) return EAGAIN;
+            if (rw->state.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) return 0;
+            continue;
+        }
+        if (try_only) return EBUSY;
+        if (!deadline_known) {
+            int err = deadline_at(clock, abstime, &deadline);
+            if (err) return err;
+            deadline_known = true;
+        }
+        if (!wait_while(&rw->state, [&] { return rw->state.load() == s; }, deadline,
+                        ParkReason::kRwlock))
+            return ETIMEDOUT;
+    }
+}
+
+int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
+    if (disabled()) return real::get().pthread_rwlock_wrlock(l);
+    RwState* rw = state_of(l);
+    const int32_t self = self_tid();
+    if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
+    uint64_t deadline = kNoDeadline;
+    bool deadline_known = abstime == nullptr;
+    for (;;) {
+        int32_t s = 0;
+        if (rw->state.compare_exchange_strong(s, -1, std::memory_order_acquire)) {
+            rw->writer = self;
+            return 0;
+        }
+        if (try_only) return EBUSY;
+        if (!deadline_known) {
+            int err = deadline_at(clock, abstime, &deadline);
+            if (err) return err;
+            deadline_known = true;
+        }
+        rw->writers_waiting.fetch_add(1);
+        bool in_time = wait_while(&rw->state, [&] { return rw->state.load() == s; }, deadline,
+                                  ParkReason::kRwlock);
+        rw->writers_waiting.fetch_sub(1);
+        if (!in_time) {
+            parking_lot::unpark(&rw->state, parking_lot::kAll);  // readers held back for us
+            return ETIMEDOUT;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Semaphores: glibc's layout (value in the low 32 bits of the first word, glibc's waiter
+// count in the high 32). Private semaphores wait in the parking lot; a process-shared one
+// may be posted by another process, which only wakes futex waiters, so a fiber re-checks it
+// every few milliseconds.
+
+struct SemWord {
+    std::atomic<uint64_t> data;
+    int private_flag;  // FUTEX_PRIVATE_FLAG for a private semaphore, 0 for a shared one
+};
+
+constexpr uint64_t kSemValueMask = 0xffffffffu;
+
+bool sem_take(SemWord* s) {
+    uint64_t d = s->data.load(std::memory_order_relaxed);
+    while ((d & kSemValueMask) > 0)
+        if (s->data.compare_exchange_weak(d, d - 1, std::memory_order_acquire)) return true;
+    return false;
+}
+
+int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
+    auto* s = reinterpret_cast<SemWord*>(sem);
+    uint64_t deadline = kNoDeadline;
+    // Unlike the mutex calls, glibc checks the timeout before it looks at the value.
+    if (abstime) {
+        int err = deadline_at(clock, abstime, &deadline);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+    }
+    const bool shared = s->private_flag == 0;
+    for (;;) {
+        if (sem_take(s)) return 0;
+        uint64_t until = deadline;
+        if (shared) until = std::min(deadline, deadline_after_ns(5000000));
+        Parked r = parking_lot::park(
+            &s->data, [&] { return (s->data.load() & kSemValueMask) == 0; }, until,
+            ParkReason::kSemaphore);
+        if (r == Parked::kTimedOut && until == deadline && deadline != kNoDeadline) {
+            if (sem_take(s)) return 0;
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Barriers: our own state in pthread_barrier_t's 32 bytes.
+
+struct BarrierState {
+    SpinLock lock;
+    uint32_t count;
+    uint32_t arrived;
+    std::atomic<uint32_t> round;
+};
+static_assert(sizeof(BarrierState) <= sizeof(pthread_barrier_t));
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+bool disabled() {
+    static int mode = -1;  // -1 unknown, 0 enabled, 1 disabled; a benign race: same answer
+    if (__builtin_expect(mode < 0, 0)) {
+        const char* v = getenv("GREEN_DISABLE");
+        mode = v && (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"));
+    }
+    return mode == 1;
+}
+
+int pthread_mutex_lock(pthread_mutex_t* m) {
+    if (!ours(m)) return real::get().pthread_mutex_lock(m);
+    return lock_mutex(m, nullptr, CLOCK_REALTIME);
+}
+
+int pthread_mutex_timedlock(pthread_mutex_t* m, const timespec* abstime) {
+    if (!ours(m)) return real::get().pthread_mutex_timedlock(m, abstime);
+    return lock_mutex(m, abstime, CLOCK_REALTIME);
+}
+
+int pthread_mutex_clocklock(pthread_mutex_t* m, clockid_t clock, const timespec* abstime) {
+    if (!ours(m)) return real::get().pthread_mutex_clocklock(m, clock, abstime);
+    if (!waitable_clock(clock)) return EINVAL;
+    return lock_mutex(m, abstime, clock);
+}
+
+int pthread_mutex_trylock(pthread_mutex_t* m) {
+    if (!ours(m)) return real::get().pthread_mutex_trylock(m);
+    const int32_t self = self_tid();
+    if (m->__data.__owner == self && (m->__data.__kind & kKindMask) == PTHREAD_MUTEX_RECURSIVE) {
+        if (m->__data.__count + 1 == 0) return EAGAIN;
+        ++m->__data.__count;
+        return 0;
+    }
+    int expected = 0;
+    if (!atomic_at(&m->__data.__lock).compare_exchange_strong(expected, 1,
+                                                             std::memory_order_acquire))
+        return EBUSY;
+    m->__data.__owner = self;
+    m->__data.__count = 1;
+    ++m->__data.__nusers;
+    return 0;
+}
+
+int pthread_mutex_unlock(pthread_mutex_t* m) {
+    if (!ours(m)) return real::get().pthread_mutex_unlock(m);
+    const int kind = m->__data.__kind & kKindMask;
+    if (kind == PTHREAD_MUTEX_RECURSIVE || kind == PTHREAD_MUTEX_ERRORCHECK) {
+        if (m->__data.__owner != self_tid() || atomic_at(&m->__data.__lock).load() == 0)
+            return EPERM;
+        if (kind == PTHREAD_MUTEX_RECURSIVE && --m->__data.__count != 0) return 0;
+    }
+    m->__data.__owner = 0;
+    --m->__data.__nusers;
+    release(m);
+    return 0;
+}
+
+int pthread_cond_init(pthread_cond_t* c, const pthread_condattr_t* attr) {
+    if (disabled()) return real::get().pthread_cond_init(c, attr);
+    std::memset(c, 0, sizeof *c);
+    clockid_t clock = CLOCK_REALTIME;
+    if (attr) pthread_condattr_getclock(attr, &clock);
+    state_of(c)->monotonic = clock == CLOCK_MONOTONIC;
+    return 0;
+}
+
+int pthread_cond_destroy(pthread_cond_t* c) {
+    if (disabled()) return real::get().pthread_cond_destroy(c);
+    return 0;
+}
+
+int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m) {
+    if (disabled()) return real::get().pthread_cond_wait(c, m);
+    return cond_wait(c, m, nullptr, CLOCK_REALTIME);
+}
+
+int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime) {
+    if (disabled()) return real::get().pthread_cond_timedwait(c, m, abstime);
+    return cond_wait(c, m, abstime, state_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME);
+}
+
+int pthread_cond_clockwait(pthread_cond_t* c, pthread_mutex_t* m, clockid_t clock,
+                           const timespec* abstime) {
+    if (disabled()) return real::get().pthread_cond_clockwait(c, m, clock, abstime);
+    if (!waitable_clock(clock)) return EINVAL;
+    return cond_wait(c, m, abstime, clock);
+}
+
+int pthread_cond_signal(pthread_cond_t* c) {
+    if (disabled()) return real::get().pthread_cond_signal(c);
+    cond_wake(c, 1);
+    return 0;
+}
+
+int pthread_cond_broadcast(pthread_cond_t* c) {
+    if (disabled()) return real::get().pthread_cond_broadcast(c);
+    cond_wake(c, parking_lot::kAll);
+    return 0;
+}
+
+int pthread_rwlock_init(pthread_rwlock_t* l, const pthread_rwlockattr_t* attr) {
+    if (disabled()) return real::get().pthread_rwlock_init(l, attr);
+    std::memset(l, 0, sizeof *l);
+    int kind = PTHREAD_RWLOCK_PREFER_READER_NP;
+    if (attr) pthread_rwlockattr_getkind_np(attr, &kind);
+    l->__data.__flags = static_cast<unsigned>(kind);
+    return 0;
+}
+
+int pthread_rwlock_destroy(pthread_rwlock_t* l) {
+    if (disabled()) return real::get().pthread_rwlock_destroy(l);
+    return 0;
+}
+
+int pthread_rwlock_rdlock(pthread_rwlock_t* l) { return rdlock(l, false, nullptr, CLOCK_REALTIME); }
+
+int pthread_rwlock_tryrdlock(pthread_rwlock_t* l) {
+    if (disabled()) return real::get().pthread_rwlock_tryrdlock(l);
+    return rdlock(l, true, nullptr, CLOCK_REALTIME);
+}
+
+int pthread_rwlock_timedrdlock(pthread_rwlock_t* l, const timespec* abstime) {
+    if (disabled()) return real::get().pthread_rwlock_timedrdlock(l, abstime);
+    return rdlock(l, false, abstime, CLOCK_REALTIME);
+}
+
+int pthread_rwlock_clockrdlock(pthread_rwlock_t* l, clockid_t clock, const timespec* abstime) {
+    if (disabled()) return real::get().pthread_rwlock_clockrdlock(l, clock, abstime);
+    if (!waitable_clock(clock)) return EINVAL;
+    return rdlock(l, false, abstime, clock);
+}
+
+int pthread_rwlock_wrlock(pthread_rwlock_t* l) { return wrlock(l, false, nullptr, CLOCK_REALTIME); }
+
+int pthread_rwlock_trywrlock(pthread_rwlock_t* l) {
+    if (disabled()) return real::get().pthread_rwlock_trywrlock(l);
+    return wrlock(l, true, nullptr, CLOCK_REALTIME);
+}
+
+int pthread_rwlock_timedwrlock(pthread_rwlock_t* l, const timespec* abstime) {
+    if (disabled()) return real::get().pthread_rwlock_timedwrlock(l, abstime);
+    return wrlock(l, false, abstime, CLOCK_REALTIME);
+}
+
+int pthread_rwlock_clockwrlock(pthread_rwlock_t* l, clockid_t clock, const timespec* abstime) {
+    if (disabled()) return real::get().pthread_rwlock_clockwrlock(l, clock, abstime);
+    if (!waitable_clock(clock)) return EINVAL;
+    return wrlock(l, false, abstime, clock);
+}
+
+int pthread_rwlock_unlock(pthread_rwlock_t* l) {
+    if (disabled()) return real::get().pthread_rwlock_unlock(l);
+    RwState* rw = state_of(l);
+    int32_t s = rw->state.load();
+    if (s == -1) {
+        rw->writer = 0;
+        rw->state.store(0, std::memory_order_release);
+        parking_lot::unpark(&rw->state, parking_lot::kAll);
+        return 0;
+    }
+    if (s == 0) return EPERM;  // not locked
+    if (rw->state.fetch_sub(1, std::memory_order_release) == 1)
+        parking_lot::unpark(&rw->state, parking_lot::kAll);
+    return 0;
+}
+
+int sem_wait(sem_t* sem) {
+    if (disabled()) return real::get().sem_wait(sem);
+    return sem_wait_until(sem, nullptr, CLOCK_REALTIME);
+}
+
+int sem_trywait(sem_t* sem) {
+    if (disabled()) return real::get().sem_trywait(sem);
+    if (sem_take(reinterpret_cast<SemWord*>(sem))) return 0;
+    errno = EAGAIN;
+    return -1;
+}
+
+int sem_timedwait(sem_t* sem, const timespec* abstime) {
+    if (disabled()) return real::get().sem_timedwait(sem, abstime);
+    return sem_wait_until(sem, abstime, CLOCK_REALTIME);
+}
+
+int sem_clockwait(sem_t* sem, clockid_t clock, const timespec* abstime) {
+    if (disabled()) return real::get().sem_clockwait(sem, clock, abstime);
+    if (!waitable_clock(clock)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return sem_wait_until(sem, abstime, clock);
+}
+
+int sem_post(sem_t* sem) {
+    if (disabled()) return real::get().sem_post(sem);
+    auto* s = reinterpret_cast<SemWord*>(sem);
+    uint64_t d = s->data.load(std::memory_order_relaxed);
+    do {
+        if ((d & kSemValueMask) == SEM_VALUE_MAX) {
+            errno = EOVERFLOW;
+            return -1;
+        }
+    } while (!s->data.compare_exchange_weak(d, d + 1, std::memory_order_release));
+    // glibc's own waiters (in another process, for a shared semaphore) sleep on the futex.
+    if (d >> 32) syscall(SYS_futex, &s->data, FUTEX_WAKE | s->private_flag, 1, nullptr, nullptr, 0);
+    parking_lot::unpark(&s->data, 1);
+    return 0;
+}
+
+int pthread_barrier_init(pthread_barrier_t* b, const pthread_barrierattr_t* attr, unsigned count) {
+    if (disabled()) return real::get().pthread_barrier_init(b, attr, count);
+    if (count == 0) return EINVAL;
+    auto* bs = new (b) BarrierState{};
+    bs->count = count;
+    return 0;
+}
+
+int pthread_barrier_destroy(pthread_barrier_t* b) {
+    if (disabled()) return real::get().pthread_barrier_destroy(b);
+    auto* bs = reinterpret_cast<BarrierState*>(b);
+    SpinGuard hold(bs->lock);
+    return bs->arrived != 0 ? EBUSY : 0;
+}
+
+int pthread_barrier_wait(pthread_barrier_t* b) {
+    if (disabled()) return real::get().pthread_barrier_wait(b);
+    auto* bs = reinterpret_cast<BarrierState*>(b);
+    uint32_t round;
+    {
+        SpinGuard hold(bs->lock);
+        round = bs->round.load();
+        if (++bs->arrived == bs->count) {
+            bs->arrived = 0;
+            bs->round.store(round + 1, std::memory_order_release);
+            parking_lot::unpark(&bs->round, parking_lot::kAll);
+            return PTHREAD_BARRIER_SERIAL_THREAD;
+        }
+    }
+    while (bs->round.load(std::memory_order_acquire) == round)
+        wait_while(&bs->round, [&] { return bs->round.load() == round; }, kNoDeadline,
+                   ParkReason::kBarrier);
+    return 0;
+}
+
+// pthread_once: 0 not run, 1 running, 2 done (the states glibc's PTHREAD_ONCE_INIT starts).
+int pthread_once(pthread_once_t* once, void (*init)(void)) {
+    if (disabled()) return real::get().pthread_once(once, init);
+    auto& state = atomic_at(once);
+    for (;;) {
+        int s = state.load(std::memory_order_acquire);
+        if (s == 2) return 0;
+        if (s == 0 && state.compare_exchange_strong(s, 1, std::memory_order_acquire)) {
+            try {
+                init();
+            } catch (...) {
+                // As glibc: an init routine left by an exception (or cancellation) has not
+                // run; the next caller tries again.
+                state.store(0, std::memory_order_release);
+                parking_lot::unpark(once, parking_lot::kAll);
+                throw;
+            }
+            state.store(2, std::memory_order_release);
+            parking_lot::unpark(once, parking_lot::kAll);
+            return 0;
+        }
+        wait_while(once, [&] { return state.load() == 1; }, kNoDeadline, ParkReason::kOnce);
+    }
+}
+
+// Spinlocks: a fiber that finds one taken yields, so that a holder parked on the same
+// carrier can run and release it. The lock word keeps glibc's encoding, which differs by
+// architecture (x86-64: 1 is free, as pthread_spin_init is an alias of pthread_spin_unlock),
+// so the free value is learnt from glibc's own initialiser.
+namespace {
+
+int spin_free_value() {
+    static const int value = [] {
+        pthread_spinlock_t probe = 0x5a5a;
+        real::get();  // resolve the table before the first hook needs it
+        ::pthread_spin_init(&probe, PTHREAD_PROCESS_PRIVATE);
+        return static_cast<int>(probe);
+    }();
+    return value;
+}
+
+bool spin_try(pthread_spinlock_t* lock) {
+    const int free_value = spin_free_value();
+    int expected = free_value;
+    return atomic_at(lock).compare_exchange_strong(expected, free_value ^ 1,
+                                                   std::memory_order_acquire);
+}
+
+}  // namespace
+
+int pthread_spin_lock(pthread_spinlock_t* lock) {
+    if (disabled()) return real::get().pthread_spin_lock(lock);
+    while (!spin_try(lock)) {
+        if (on_fiber())
+            green::yield();
+        else
+            __builtin_ia32_pause();
+    }
+    return 0;
+}
+
+int pthread_spin_trylock(pthread_spinlock_t* lock) {
+    if (disabled()) return real::get().pthread_spin_trylock(lock);
+    return spin_try(lock) ? 0 : EBUSY;
+}
+
+int pthread_spin_unlock(pthread_spinlock_t* lock) {
+    if (disabled()) return real::get().pthread_spin_unlock(lock);
+    atomic_at(lock).store(spin_free_value(), std::memory_order_release);
+    return 0;
+}
+
+}  // namespace green::hooks
