@@ -184,6 +184,57 @@ TEST_CASE("curl fetches from legacy_http_server natively, with the shim, and und
     }
 }
 
+TEST_CASE("C++ pipeline: 1000 std::threads with mutex, condition_variable, counting_semaphore "
+          "and atomic::wait agree with native threads on <= 4 OS threads",
+          "[cxx]") {
+    Run native = run({{tool("cxx_threads"), "pipeline"}, {}, false}, 60000);
+    Run green = run({{tool("cxx_threads"), "pipeline"}, {}, true}, 60000);
+    INFO(native.out << green.out << green.err);
+    CHECK(exited_with(native.status, 0));
+    CHECK(exited_with(green.status, 0));
+    auto checksum = [](const std::string& out) { return out.substr(0, out.find('\n')); };
+    CHECK(checksum(green.out) == checksum(native.out));
+    std::smatch m;
+    REQUIRE(std::regex_search(green.out, m, std::regex("threads (\\d+)")));
+    CHECK(std::stoi(m[1]) <= 4);
+}
+
+TEST_CASE("stress: 10,000 threads on 16 mutexes and condvars, counts exact, no deadlock",
+          "[stress]") {
+    auto start = Clock::now();
+    Run r = run({{tool("cxx_threads"), "stress", "100"}, {}, true}, 120000);
+    INFO(r.out << r.err << " took " << seconds_since(start) << " s");
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out.find("exact 1") != std::string::npos);
+    std::smatch m;
+    REQUIRE(std::regex_search(r.out, m, std::regex("threads (\\d+)")));
+    CHECK(std::stoi(m[1]) <= 4);
+}
+
+TEST_CASE("python3 -m http.server (a thread per request, its GIL a mutex and a condvar) "
+          "serves 500 concurrent requests under the shim",
+          "[python]") {
+    // Debian's python3; -u so that its "Serving HTTP on ... port N" line is not buffered.
+    Process server({{"/usr/bin/python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                     "--directory", build_dir() + "/integration"},
+                    {},
+                    true});
+    int port = server.wait_for_port(10000, "port (\\d+)");
+    REQUIRE(port > 0);
+    ThreadSampler sampler(server);
+    AbResult a = ab(port, 500, 1000);
+    INFO(a.raw);
+    CHECK(a.complete == 1000);
+    CHECK(a.failed == 0);
+    CHECK(a.non2xx == 0);
+    CHECK(sampler.max() <= 4);
+    Run listing = run(Spawn{{"curl", "-sS", "--max-time", "10",
+                             "http://127.0.0.1:" + std::to_string(port) + "/"},
+                            {}, false, false},
+                      15000);
+    CHECK(listing.out.find("cxx_threads") != std::string::npos);
+}
+
 TEST_CASE("exit with fibers parked keeps the status and runs atexit handlers once", "[exit]") {
     for (bool green : {false, true}) {
         Run r = run({{tool("scenarios"), "exit_with_parked"}, {}, green}, 10000);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <regex>
 #include <stdexcept>
 
 extern char** environ;
@@ -84,11 +85,11 @@ static std::string read_until(int fd, int timeout_ms, const char* stop) {
     return data;
 }
 
-int Process::wait_for_port(int timeout_ms) {
+int Process::wait_for_port(int timeout_ms, const std::string& pattern) {
     std::string line = read_until(out_, timeout_ms, "\n");
-    int port = 0;
-    if (sscanf(line.c_str(), "listening on %d", &port) != 1) return 0;
-    return port;
+    std::smatch m;
+    if (!std::regex_search(line, m, std::regex(pattern))) return 0;
+    return std::stoi(m[1]);
 }
 
 std::string Process::read_all_stdout(int timeout_ms) { return read_until(out_, timeout_ms, nullptr); }

@@ -28,8 +28,9 @@ public:
     Process& operator=(const Process&) = delete;
 
     pid_t pid() const { return pid_; }
-    // Reads stdout until a "listening on PORT" line; 0 when the program ended or timed out.
-    int wait_for_port(int timeout_ms = 5000);
+    // Reads stdout until a line matches `pattern`, whose first group is the port ("listening on
+    // PORT" by default); 0 when the program ended or timed out.
+    int wait_for_port(int timeout_ms = 5000, const std::string& pattern = "listening on (\\d+)");
     // OS threads of the process now (Threads: in /proc/PID/status); -1 if gone.
     int threads() const;
     // Waits for exit; returns the wait status, or -1 on timeout (then kills it).

@@ -1,0 +1,505 @@
+// Mutexes, condition variables, rwlocks, semaphores, barriers, pthread_once, spinlocks and
+// futex-based C++ primitives: results, error numbers and timeouts as glibc gives them.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <semaphore.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <semaphore>
+#include <shared_mutex>
+#include <vector>
+
+#include "common.h"
+
+using namespace sem;
+
+namespace {
+
+timespec after_ms(clockid_t clock, long ms) {
+    timespec t;
+    clock_gettime(clock, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+pthread_mutex_t make_mutex(int type) {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, type);
+    pthread_mutex_t m;
+    pthread_mutex_init(&m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return m;
+}
+
+// Runs fn on a new thread and returns its int result.
+int on_thread(std::function<int()> fn) {
+    int result = -1;
+    std::thread t([&] { result = fn(); });
+    t.join();
+    return result;
+}
+
+}  // namespace
+
+TEST(Mutex, StaticInitialisersWork) {
+    static pthread_mutex_t normal = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_mutex_t recursive = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+    static pthread_mutex_t check = PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP;
+    static pthread_mutex_t adaptive = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+    EXPECT_EQ(pthread_mutex_lock(&normal), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&normal), 0);
+    EXPECT_EQ(pthread_mutex_lock(&recursive), 0);
+    EXPECT_EQ(pthread_mutex_lock(&recursive), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&recursive), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&recursive), 0);
+    EXPECT_EQ(pthread_mutex_lock(&check), 0);
+    EXPECT_EQ(pthread_mutex_lock(&check), EDEADLK);
+    EXPECT_EQ(pthread_mutex_unlock(&check), 0);
+    EXPECT_EQ(pthread_mutex_lock(&adaptive), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&adaptive), 0);
+}
+
+TEST(Mutex, TrylockIsBusyWhileAnotherThreadHoldsIt) {
+    pthread_mutex_t m = make_mutex(PTHREAD_MUTEX_NORMAL);
+    ASSERT_EQ(pthread_mutex_lock(&m), 0);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_trylock(&m); }), EBUSY);
+    ASSERT_EQ(pthread_mutex_unlock(&m), 0);
+    EXPECT_EQ(on_thread([&] {
+                  int r = pthread_mutex_trylock(&m);
+                  if (r == 0) pthread_mutex_unlock(&m);
+                  return r;
+              }),
+              0);
+    EXPECT_EQ(pthread_mutex_destroy(&m), 0);
+}
+
+TEST(Mutex, ErrorcheckReportsOwnerErrors) {
+    pthread_mutex_t m = make_mutex(PTHREAD_MUTEX_ERRORCHECK);
+    EXPECT_EQ(pthread_mutex_unlock(&m), EPERM);
+    ASSERT_EQ(pthread_mutex_lock(&m), 0);
+    EXPECT_EQ(pthread_mutex_lock(&m), EDEADLK);
+    EXPECT_EQ(pthread_mutex_trylock(&m), EBUSY);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_unlock(&m); }), EPERM);
+    EXPECT_EQ(pthread_mutex_unlock(&m), 0);
+}
+
+TEST(Mutex, RecursiveCountsAndChecksTheOwner) {
+    pthread_mutex_t m = make_mutex(PTHREAD_MUTEX_RECURSIVE);
+    ASSERT_EQ(pthread_mutex_lock(&m), 0);
+    ASSERT_EQ(pthread_mutex_trylock(&m), 0);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_trylock(&m); }), EBUSY);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_unlock(&m); }), EPERM);
+    EXPECT_EQ(pthread_mutex_unlock(&m), 0);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_trylock(&m); }), EBUSY);
+    EXPECT_EQ(pthread_mutex_unlock(&m), 0);
+    EXPECT_EQ(pthread_mutex_unlock(&m), EPERM);
+}
+
+TEST(Mutex, DestroyOfALockedMutexIsBusy) {
+    pthread_mutex_t m = make_mutex(PTHREAD_MUTEX_NORMAL);
+    ASSERT_EQ(pthread_mutex_lock(&m), 0);
+    EXPECT_EQ(pthread_mutex_destroy(&m), EBUSY);
+    ASSERT_EQ(pthread_mutex_unlock(&m), 0);
+    EXPECT_EQ(pthread_mutex_destroy(&m), 0);
+}
+
+TEST(Mutex, LockWaitsForTheHolderWhileItBlocksInIo) {
+    // The holder parks in read() while holding the lock: the waiter must not stop it.
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    Pair p = socket_pair();
+    std::atomic<bool> locked{false};
+    std::thread holder([&] {
+        pthread_mutex_lock(&m);
+        locked = true;
+        char c;
+        ASSERT_EQ(read(p.a, &c, 1), 1);
+        pthread_mutex_unlock(&m);
+    });
+    while (!locked) usleep(1000);
+    std::thread waiter([&] {
+        EXPECT_EQ(pthread_mutex_lock(&m), 0);
+        pthread_mutex_unlock(&m);
+    });
+    usleep(20000);
+    ASSERT_EQ(write(p.b, "x", 1), 1);
+    holder.join();
+    waiter.join();
+}
+
+TEST(Mutex, TimedlockTimesOutAndRejectsABadTime) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    ASSERT_EQ(pthread_mutex_lock(&m), 0);
+    int r = on_thread([&] {
+        timespec t = after_ms(CLOCK_REALTIME, 50);
+        auto start = Clock::now();
+        int err = pthread_mutex_timedlock(&m, &t);
+        return err == ETIMEDOUT && ms_since(start) >= 45 ? 0 : err ? err : -1;
+    });
+    EXPECT_EQ(r, 0);
+    EXPECT_EQ(on_thread([&] {
+                  timespec bad{0, 2000000000L};
+                  return pthread_mutex_timedlock(&m, &bad);
+              }),
+              EINVAL);
+    EXPECT_EQ(on_thread([&] {
+                  timespec t = after_ms(CLOCK_MONOTONIC, 20);
+                  return pthread_mutex_clocklock(&m, CLOCK_MONOTONIC, &t);
+              }),
+              ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] {
+                  timespec t = after_ms(CLOCK_MONOTONIC, 20);
+                  return pthread_mutex_clocklock(&m, CLOCK_PROCESS_CPUTIME_ID, &t);
+              }),
+              EINVAL);
+    ASSERT_EQ(pthread_mutex_unlock(&m), 0);
+    timespec bad{0, -1};
+    EXPECT_EQ(pthread_mutex_timedlock(&m, &bad), 0);  // free: taken without looking at the time
+    pthread_mutex_unlock(&m);
+}
+
+TEST(Mutex, ManyThreadsCountExactly) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    long counter = 0;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 64; ++i)
+        threads.emplace_back([&] {
+            for (int k = 0; k < 2000; ++k) {
+                pthread_mutex_lock(&m);
+                long v = counter;
+                if (k % 100 == 0) sched_yield();  // hand over while holding the lock
+                counter = v + 1;
+                pthread_mutex_unlock(&m);
+            }
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(counter, 64L * 2000);
+}
+
+TEST(Cond, SignalWakesAWaiterHoldingTheMutexAgain) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    bool ready = false;
+    std::thread waiter([&] {
+        pthread_mutex_lock(&m);
+        while (!ready) EXPECT_EQ(pthread_cond_wait(&c, &m), 0);
+        EXPECT_EQ(pthread_mutex_trylock(&m), EBUSY);  // held by us again
+        pthread_mutex_unlock(&m);
+    });
+    usleep(20000);
+    pthread_mutex_lock(&m);
+    ready = true;
+    pthread_cond_signal(&c);
+    pthread_mutex_unlock(&m);
+    waiter.join();
+}
+
+TEST(Cond, BroadcastWakesEveryWaiter) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    int generation = 0, woken = 0;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 50; ++i)
+        threads.emplace_back([&] {
+            pthread_mutex_lock(&m);
+            while (generation == 0) pthread_cond_wait(&c, &m);
+            ++woken;
+            pthread_mutex_unlock(&m);
+        });
+    usleep(30000);
+    pthread_mutex_lock(&m);
+    generation = 1;
+    pthread_cond_broadcast(&c);
+    pthread_mutex_unlock(&m);
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(woken, 50);
+}
+
+TEST(Cond, TimedwaitTimesOutWithTheMutexHeld) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    pthread_mutex_lock(&m);
+    timespec t = after_ms(CLOCK_REALTIME, 50);
+    auto start = Clock::now();
+    EXPECT_EQ(pthread_cond_timedwait(&c, &m, &t), ETIMEDOUT);
+    EXPECT_GE(ms_since(start), 45);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_trylock(&m); }), EBUSY);
+    timespec bad{0, 1000000000L};
+    EXPECT_EQ(pthread_cond_timedwait(&c, &m, &bad), EINVAL);
+    pthread_mutex_unlock(&m);
+}
+
+TEST(Cond, MonotonicClockAttributeAndClockwait) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    ASSERT_EQ(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), 0);
+    pthread_cond_t c;
+    ASSERT_EQ(pthread_cond_init(&c, &attr), 0);
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&m);
+    timespec t = after_ms(CLOCK_MONOTONIC, 30);
+    auto start = Clock::now();
+    EXPECT_EQ(pthread_cond_timedwait(&c, &m, &t), ETIMEDOUT);
+    EXPECT_GE(ms_since(start), 25);
+    EXPECT_LT(ms_since(start), 1000);
+    t = after_ms(CLOCK_REALTIME, 20);
+    EXPECT_EQ(pthread_cond_clockwait(&c, &m, CLOCK_REALTIME, &t), ETIMEDOUT);
+    EXPECT_EQ(pthread_cond_clockwait(&c, &m, CLOCK_THREAD_CPUTIME_ID, &t), EINVAL);
+    pthread_mutex_unlock(&m);
+    EXPECT_EQ(pthread_cond_destroy(&c), 0);
+    pthread_condattr_destroy(&attr);
+}
+
+TEST(Cond, WaitWithAnUnownedErrorcheckMutexIsEperm) {
+    pthread_mutex_t m = make_mutex(PTHREAD_MUTEX_ERRORCHECK);
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    EXPECT_EQ(pthread_cond_wait(&c, &m), EPERM);
+}
+
+TEST(Rwlock, ReadersShareWritersExclude) {
+    pthread_rwlock_t l = PTHREAD_RWLOCK_INITIALIZER;
+    ASSERT_EQ(pthread_rwlock_rdlock(&l), 0);
+    EXPECT_EQ(on_thread([&] {
+                  int r = pthread_rwlock_tryrdlock(&l);
+                  if (r == 0) pthread_rwlock_unlock(&l);
+                  return r;
+              }),
+              0);
+    EXPECT_EQ(on_thread([&] { return pthread_rwlock_trywrlock(&l); }), EBUSY);
+    EXPECT_EQ(pthread_rwlock_unlock(&l), 0);
+    ASSERT_EQ(pthread_rwlock_wrlock(&l), 0);
+    EXPECT_EQ(pthread_rwlock_wrlock(&l), EDEADLK);
+    EXPECT_EQ(pthread_rwlock_rdlock(&l), EDEADLK);
+    EXPECT_EQ(on_thread([&] { return pthread_rwlock_tryrdlock(&l); }), EBUSY);
+    EXPECT_EQ(on_thread([&] {
+                  timespec t = after_ms(CLOCK_REALTIME, 30);
+                  return pthread_rwlock_timedrdlock(&l, &t);
+              }),
+              ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] {
+                  timespec t = after_ms(CLOCK_MONOTONIC, 30);
+                  return pthread_rwlock_clockwrlock(&l, CLOCK_MONOTONIC, &t);
+              }),
+              ETIMEDOUT);
+    EXPECT_EQ(pthread_rwlock_unlock(&l), 0);
+    EXPECT_EQ(pthread_rwlock_destroy(&l), 0);
+}
+
+TEST(Rwlock, AWriterWaitsForReadersToLeave) {
+    pthread_rwlock_t l;
+    ASSERT_EQ(pthread_rwlock_init(&l, nullptr), 0);
+    ASSERT_EQ(pthread_rwlock_rdlock(&l), 0);
+    std::atomic<bool> wrote{false};
+    std::thread writer([&] {
+        ASSERT_EQ(pthread_rwlock_wrlock(&l), 0);
+        wrote = true;
+        pthread_rwlock_unlock(&l);
+    });
+    usleep(30000);
+    EXPECT_FALSE(wrote.load());
+    pthread_rwlock_unlock(&l);
+    writer.join();
+    EXPECT_TRUE(wrote.load());
+}
+
+TEST(Semaphore, PostWakesAWaiterAndTrywaitIsEagain) {
+    sem_t s;
+    ASSERT_EQ(sem_init(&s, 0, 0), 0);
+    EXPECT_EQ(sem_trywait(&s), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    After poster(30, [&] { sem_post(&s); });
+    auto start = Clock::now();
+    EXPECT_EQ(sem_wait(&s), 0);
+    EXPECT_GE(ms_since(start), 25);
+    int value = -1;
+    sem_getvalue(&s, &value);
+    EXPECT_EQ(value, 0);
+    sem_destroy(&s);
+}
+
+TEST(Semaphore, TimedwaitTimesOutAndValidates) {
+    sem_t s;
+    ASSERT_EQ(sem_init(&s, 0, 0), 0);
+    timespec t = after_ms(CLOCK_REALTIME, 40);
+    EXPECT_EQ(sem_timedwait(&s, &t), -1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    timespec bad{0, -3};
+    EXPECT_EQ(sem_timedwait(&s, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    t = after_ms(CLOCK_MONOTONIC, 20);
+    EXPECT_EQ(sem_clockwait(&s, CLOCK_MONOTONIC, &t), -1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    ASSERT_EQ(sem_post(&s), 0);
+    EXPECT_EQ(sem_timedwait(&s, &bad), -1);  // glibc checks the time first, even when available
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(sem_timedwait(&s, &t), 0);
+    sem_destroy(&s);
+}
+
+TEST(Semaphore, CountsExactlyUnderContention) {
+    sem_t s;
+    ASSERT_EQ(sem_init(&s, 0, 0), 0);
+    std::atomic<int> taken{0};
+    std::vector<std::thread> takers;
+    for (int i = 0; i < 20; ++i)
+        takers.emplace_back([&] {
+            for (int k = 0; k < 50; ++k) {
+                sem_wait(&s);
+                ++taken;
+            }
+        });
+    for (int k = 0; k < 1000; ++k) sem_post(&s);
+    for (auto& t : takers) t.join();
+    EXPECT_EQ(taken.load(), 1000);
+    sem_destroy(&s);
+}
+
+TEST(Barrier, ReleasesEveryoneAndNamesOneSerialThread) {
+    pthread_barrier_t b;
+    EXPECT_EQ(pthread_barrier_init(&b, nullptr, 0), EINVAL);
+    ASSERT_EQ(pthread_barrier_init(&b, nullptr, 8), 0);
+    std::atomic<int> serial{0}, passed{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&] {
+            for (int round = 0; round < 3; ++round) {
+                int r = pthread_barrier_wait(&b);
+                if (r == PTHREAD_BARRIER_SERIAL_THREAD) ++serial;
+                else EXPECT_EQ(r, 0);
+                ++passed;
+            }
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(serial.load(), 3);
+    EXPECT_EQ(passed.load(), 24);
+    EXPECT_EQ(pthread_barrier_destroy(&b), 0);
+}
+
+namespace {
+std::atomic<int> g_once_runs{0};
+pthread_once_t g_once = PTHREAD_ONCE_INIT;
+}  // namespace
+
+TEST(Once, RunsOnceWhileOthersWaitForIt) {
+    std::vector<std::thread> threads;
+    std::atomic<int> after{0};
+    for (int i = 0; i < 20; ++i)
+        threads.emplace_back([&] {
+            pthread_once(&g_once, [] {
+                usleep(30000);  // the others must wait, not run it again
+                ++g_once_runs;
+            });
+            EXPECT_EQ(g_once_runs.load(), 1);
+            ++after;
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(g_once_runs.load(), 1);
+    EXPECT_EQ(after.load(), 20);
+}
+
+TEST(Spinlock, ExcludesAndTrylockIsBusy) {
+    pthread_spinlock_t s;
+    ASSERT_EQ(pthread_spin_init(&s, PTHREAD_PROCESS_PRIVATE), 0);
+    ASSERT_EQ(pthread_spin_lock(&s), 0);
+    EXPECT_EQ(on_thread([&] { return pthread_spin_trylock(&s); }), EBUSY);
+    long counter = 0;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&] {
+            for (int k = 0; k < 1000; ++k) {
+                pthread_spin_lock(&s);
+                ++counter;
+                pthread_spin_unlock(&s);
+            }
+        });
+    usleep(10000);
+    ASSERT_EQ(pthread_spin_unlock(&s), 0);
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(counter, 8000);
+    pthread_spin_destroy(&s);
+}
+
+TEST(Cxx, FutureAndPromiseAcrossThreads) {
+    std::promise<int> p;
+    std::future<int> f = p.get_future();
+    std::thread t([&] {
+        usleep(20000);
+        p.set_value(42);
+    });
+    EXPECT_EQ(f.get(), 42);
+    t.join();
+}
+
+TEST(Cxx, AtomicWaitAndNotify) {
+    std::atomic<int> flag{0};
+    std::thread t([&] {
+        usleep(20000);
+        flag.store(1);
+        flag.notify_one();
+    });
+    flag.wait(0);
+    EXPECT_EQ(flag.load(), 1);
+    t.join();
+}
+
+TEST(Cxx, CountingSemaphoreLimitsConcurrency) {
+    std::counting_semaphore<4> limit(4);
+    std::atomic<int> inside{0}, peak{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 32; ++i)
+        threads.emplace_back([&] {
+            limit.acquire();
+            int now = ++inside;
+            int seen = peak.load();
+            while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+            }
+            usleep(5000);
+            --inside;
+            limit.release();
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_LE(peak.load(), 4);
+    EXPECT_GE(peak.load(), 2);
+}
+
+TEST(Cxx, CallOnceAndStaticInitialisationUnderContention) {
+    static std::once_flag flag;
+    static std::atomic<int> calls{0};
+    struct Slow {
+        Slow() { usleep(20000); }
+        int value = 7;
+    };
+    std::vector<std::thread> threads;
+    std::atomic<int> sum{0};
+    for (int i = 0; i < 16; ++i)
+        threads.emplace_back([&] {
+            std::call_once(flag, [] { ++calls; usleep(10000); });
+            static Slow slow;  // a function-local static: one constructs, the others wait
+            sum += slow.value;
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(calls.load(), 1);
+    EXPECT_EQ(sum.load(), 16 * 7);
+}
+
+TEST(Cxx, SharedMutexAndConditionVariableWaitFor) {
+    std::shared_mutex sm;
+    std::shared_lock<std::shared_mutex> reader(sm);
+    std::thread other([&] { EXPECT_FALSE(sm.try_lock()); });
+    other.join();
+    reader.unlock();
+    std::mutex m;
+    std::condition_variable cv;
+    std::unique_lock<std::mutex> lock(m);
+    auto start = Clock::now();
+    EXPECT_EQ(cv.wait_for(lock, std::chrono::milliseconds(30)), std::cv_status::timeout);
+    EXPECT_GE(ms_since(start), 25);
+}
