@@ -214,6 +214,7 @@ bool Carrier::init(const RuntimeConfig& config) {
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
+    on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
     uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
