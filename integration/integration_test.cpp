@@ -130,6 +130,14 @@ AbResult ab(int port, int concurrency, int requests) {
     return a;
 }
 
+// Every request answered 200, none failed.
+void check_all_served(const AbResult& a, int requests) {
+    INFO(a.raw);
+    CHECK(a.complete == requests);
+    CHECK(a.failed == 0);
+    CHECK(a.non2xx == 0);
+}
+
 std::string curl_get(int port, bool green) {
     Run r = run({{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"},
                  {},
@@ -164,10 +172,7 @@ TEST_CASE("legacy_http_server: 1000 concurrent clients, 2000 requests, 1 s handl
     REQUIRE(port > 0);
     ThreadSampler sampler(server);
     AbResult a = ab(port, 1000, 2000);
-    INFO(a.raw);
-    CHECK(a.complete == 2000);
-    CHECK(a.failed == 0);
-    CHECK(a.non2xx == 0);
+    check_all_served(a, 2000);
     CHECK(a.seconds > 0);
     CHECK(a.seconds < 4.0);
     CHECK(sampler.max() <= 4);
@@ -223,10 +228,7 @@ TEST_CASE("python3 -m http.server (a thread per request, its GIL a mutex and a c
     REQUIRE(port > 0);
     ThreadSampler sampler(server);
     AbResult a = ab(port, 500, 1000);
-    INFO(a.raw);
-    CHECK(a.complete == 1000);
-    CHECK(a.failed == 0);
-    CHECK(a.non2xx == 0);
+    check_all_served(a, 1000);
     CHECK(sampler.max() <= 4);
     Run listing = run(Spawn{{"curl", "-sS", "--max-time", "10",
                              "http://127.0.0.1:" + std::to_string(port) + "/"},
