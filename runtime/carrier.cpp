@@ -143,8 +143,29 @@ void (*Carrier::exit_hook())(Fiber*) { return g_exit_hook; }
 
 void yield() { t_carrier->yield(); }
 
-bool sleep_until(uint64_t deadline_ns, ParkReason reason) {
-    return t_carrier->park_until(deadline_ns, reason);
+WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason) {
+    Fiber* self = t_fiber;
+    bool reached = t_carrier->park_until(deadline_ns, reason, true);
+    if (self->interrupted) return WaitResult::kInterrupted;
+    return reached ? WaitResult::kTimedOut : WaitResult::kReady;
+}
+
+void signal_arrived(bool restart) {
+    Carrier* carrier = t_carrier;
+    if (!carrier) return;
+    // While a fiber runs, a signal is that fiber's (it was not blocked), unless it was sent
+    // to another one with pthread_kill: the carrier thread runs the sender at that moment.
+    if (t_fiber && !carrier->has_signal_target_other_than(t_fiber)) return;
+    carrier->note_signal(restart);
+}
+
+void target_signal(Fiber* fiber) { fiber->carrier->set_signal_target(fiber); }
+
+bool interruption_restarts() {
+    Fiber* self = t_fiber;
+    bool restart = self->interrupted == 2;
+    self->interrupted = 0;
+    return restart;
 }
 
 RuntimeStats stats() {
@@ -411,9 +432,11 @@ void Carrier::yield() {
 
 // Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
 // so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
-bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason) {
+bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible) {
     Fiber* self = t_fiber;
     self->timed_out = false;
+    self->interrupted = 0;
+    self->interruptible = interruptible;
     if (deadline_ns != kNoDeadline) {
         uint64_t now = monotonic_now_ns();
         if (deadline_ns <= now) return true;
@@ -422,6 +445,7 @@ bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason) {
         uv_timer_start(&self->timer, on_timer, (deadline_ns - now + 999999) / 1000000, 0);
     }
     park(reason);
+    self->interruptible = false;
     if (deadline_ns != kNoDeadline) uv_timer_stop(&self->timer);
     return self->timed_out;
 }
@@ -447,8 +471,32 @@ void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
     uv_async_send(remote_wake_);
 }
 
+void Carrier::note_signal(bool restart) {
+    pending_signal_.store(restart ? 2 : 1);
+    uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
+}
+
+// On the loop, after a handler ran while every fiber was parked: interrupt one parked I/O
+// wait or sleep, as the kernel interrupts one blocked thread.
+void Carrier::deliver_signal() {
+    uint8_t how = pending_signal_.exchange(0);
+    Fiber* target = signal_target_.exchange(nullptr);
+    if (!how) return;
+    auto waiting = [](Fiber* f) { return f->state == FiberState::kParked && f->interruptible; };
+    Fiber* victim = nullptr;
+    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier)
+        if (f == target && waiting(f)) victim = f;  // still ours, and still waiting
+    if (!victim && waiting(root_)) victim = root_;
+    for (Fiber* f = all_fibers_; f && !victim; f = f->next_on_carrier)
+        if (waiting(f)) victim = f;
+    if (!victim) return;
+    victim->interrupted = how;
+    unpark(victim);
+}
+
 void Carrier::on_remote_wake(uv_async_t* handle) {
     auto* self = static_cast<Carrier*>(handle->data);
+    self->deliver_signal();
     std::vector<RemoteWake> batch;
     {
         SpinGuard hold(self->inbox_lock_);

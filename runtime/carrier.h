@@ -33,12 +33,21 @@ public:
 
     // Scheduling. park() returns when another party calls unpark() on this fiber.
     void park(ParkReason reason);
-    // Parks with a deadline; returns true if the deadline woke us.
-    bool park_until(uint64_t deadline_ns, ParkReason reason);
+    // Parks with a deadline; returns true if the deadline woke us. An interruptible park may
+    // also end with self->interrupted set by a signal.
+    bool park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible = false);
     void unpark(Fiber* fiber);
     // From any thread: wakes `fiber` if it is still in the park numbered `park_seq`. The
     // caller has counted the wake-up in fiber->remote_wakes_pending.
     void unpark_remote(Fiber* fiber, uint64_t park_seq);
+    // Async-signal-safe: records a signal for deliver_signal(), on the loop.
+    void note_signal(bool restart);
+    void set_signal_target(Fiber* fiber) { signal_target_.store(fiber); }
+    bool has_signal_target_other_than(Fiber* fiber) {
+        Fiber* target = signal_target_.load();
+        if (target == fiber) signal_target_.store(nullptr);  // delivered to the one it named
+        return target != nullptr && target != fiber;
+    }
     void yield();
 
     Fiber* spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options, int* err);
@@ -70,6 +79,7 @@ private:
 
     static void on_timer(uv_timer_t* timer);
     static void on_remote_wake(uv_async_t* handle);
+    void deliver_signal();
     static void on_epoll_ready(uv_poll_t* handle, int status, int events);
     bool watch_new_epoll_set();
     FdRecord& record(int fd);
@@ -100,6 +110,8 @@ private:
     SpinLock inbox_lock_;
     std::vector<RemoteWake> inbox_;
     uv_async_t* remote_wake_ = nullptr;
+    std::atomic<uint8_t> pending_signal_{0};  // 0, or Fiber::interrupted's value to deliver
+    std::atomic<Fiber*> signal_target_{nullptr};
 
     int epoll_fd_ = -1;
     uv_poll_t* epoll_watch_ = nullptr;  // on the heap: a fork replaces it before it is closed

@@ -91,7 +91,7 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
 
     bool woken_early = false;
     for (size_t i = 0; i < count; ++i) woken_early |= waiters[i].revents != 0;
-    bool timed_out = woken_early ? false : park_until(deadline_ns, reason);
+    bool timed_out = woken_early ? false : park_until(deadline_ns, reason, true);
 
     bool ready = false, closed = false;
     for (size_t i = 0; i < count; ++i) {
@@ -101,7 +101,11 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
         closed |= w->closed;
     }
     if (closed) return WaitResult::kClosed;
-    if (ready) return WaitResult::kReady;
+    if (ready) {
+        self->interrupted = 0;  // the call completes; the handler has run all the same
+        return WaitResult::kReady;
+    }
+    if (self->interrupted) return WaitResult::kInterrupted;
     return timed_out ? WaitResult::kTimedOut : WaitResult::kReady;
 }
 

@@ -76,6 +76,11 @@ struct Fiber {
     uint64_t deadline_ns = 0;
     bool timed_out = false;
 
+    // Signals: a park that a handler may interrupt (I/O and sleeps; not locks), and what
+    // interrupted it: 0 nothing, 1 a handler without SA_RESTART, 2 one with SA_RESTART.
+    bool interruptible = false;
+    uint8_t interrupted = 0;
+
     void* exit_value = nullptr;  // pthread_exit's value, or what the start routine returned
 
     void* locals = nullptr;  // owned by hooks (thread-specific data); freed by the exit hook

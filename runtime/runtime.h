@@ -66,9 +66,21 @@ void set_fiber_exit_hook(void (*hook)(Fiber*));
 
 void yield();
 
-// Parks the current fiber until the deadline. Returns true when the deadline was reached,
-// false when woken early by unpark().
-bool sleep_until(uint64_t deadline_ns, ParkReason reason);
+enum class WaitResult { kReady, kTimedOut, kClosed, kInterrupted };
+
+// Parks the current fiber until the deadline: kTimedOut when it was reached, kInterrupted
+// when a signal handler ran while it slept (see below), kReady when woken early by unpark().
+WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason);
+
+// Signals. A handler that runs while every fiber of the carrier is parked interrupts one
+// parked I/O wait or sleep, as the kernel interrupts one blocked thread: the fiber named by
+// the last target_signal(), else the root fiber, else the first such fiber. Its wait returns
+// kInterrupted. Async-signal-safe; a no-op off a carrier or while a fiber runs (the signal
+// was that fiber's, and it was not blocked).
+void signal_arrived(bool restart);
+void target_signal(Fiber* fiber);
+// After kInterrupted: whether the handler asked for SA_RESTART. Clears the interruption.
+bool interruption_restarts();
 
 // Readiness waits on fds. Events are EPOLLIN / EPOLLOUT / EPOLLPRI.
 struct FdWaiter {
@@ -81,8 +93,6 @@ struct FdWaiter {
     FdWaiter* next = nullptr;
     FdWaiter* prev = nullptr;
 };
-
-enum class WaitResult { kReady, kTimedOut, kClosed };
 
 WaitResult wait_fd(int fd, uint32_t events, uint64_t deadline_ns, ParkReason reason);
 // Waits until any of the fds is ready, one is closed, or the deadline passes.
