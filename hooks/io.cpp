@@ -20,8 +20,13 @@ ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReas
     for (;;) {
         if (ready_now(fd, poll_event) || fails_or_returns_now(fd, poll_event == POLLIN))
             return call();
-        if (wait_for(fd, epoll_event, kNoDeadline, reason) == Waited::kClosed) {
+        Waited w = wait_for(fd, epoll_event, kNoDeadline, reason);
+        if (w == Waited::kClosed) {
             errno = EBADF;
+            return -1;
+        }
+        if (w == Waited::kInterrupted && !restarts_after_signal(kNoDeadline)) {
+            errno = EINTR;
             return -1;
         }
     }
@@ -40,10 +45,14 @@ ssize_t write_fifo(int fd, IovCursor& cursor) {
     const size_t total = cursor.total();
     size_t done = 0;
     while (done < total) {
-        if (!ready_now(fd, POLLOUT) &&
-            wait_for(fd, EPOLLOUT, kNoDeadline, ParkReason::kWrite) == Waited::kClosed) {
-            errno = EBADF;
-            return done > 0 ? static_cast<ssize_t>(done) : -1;
+        if (!ready_now(fd, POLLOUT)) {
+            Waited w = wait_for(fd, EPOLLOUT, kNoDeadline, ParkReason::kWrite);
+            if (w == Waited::kClosed || (w == Waited::kInterrupted &&
+                                         !restarts_after_signal(kNoDeadline))) {
+                errno = w == Waited::kClosed ? EBADF : EINTR;
+                return done > 0 ? static_cast<ssize_t>(done) : -1;
+            }
+            continue;
         }
         iovec piece[16];
         int n = cursor.slice(PIPE_BUF, piece, 16);

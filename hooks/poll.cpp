@@ -29,16 +29,21 @@ uint64_t deadline_after_ms(int timeout_ms) {
                           : deadline_after_ns(static_cast<uint64_t>(timeout_ms) * 1000000ull);
 }
 
-// Parks on `waiters` (or just sleeps when there are none) until one is ready, closed, or the
-// deadline passes. Returns false once the deadline has passed.
-bool wait_any(std::vector<FdWaiter>& waiters, uint64_t deadline) {
-    if (waiters.empty()) {
-        sleep_until(deadline, ParkReason::kPoll);
-    } else if (wait_fds(waiters.data(), waiters.size(), deadline, ParkReason::kPoll) ==
-               WaitResult::kTimedOut) {
-        return false;
+enum class Wake { kLook, kDeadline, kSignal };
+
+// Parks on `waiters` (or just sleeps when there are none) until one is ready, closed, the
+// deadline passes, or a signal handler runs (poll and select are never restarted: EINTR).
+Wake wait_any(std::vector<FdWaiter>& waiters, uint64_t deadline) {
+    WaitResult r = waiters.empty()
+                       ? sleep_until(deadline, ParkReason::kPoll)
+                       : wait_fds(waiters.data(), waiters.size(), deadline, ParkReason::kPoll);
+    if (r == WaitResult::kInterrupted) {
+        interruption_restarts();  // consumed: poll and select fail whatever the flags
+        return Wake::kSignal;
     }
-    return deadline == kNoDeadline || monotonic_now_ns() < deadline;
+    if (r == WaitResult::kTimedOut) return Wake::kDeadline;
+    return deadline == kNoDeadline || monotonic_now_ns() < deadline ? Wake::kLook
+                                                                   : Wake::kDeadline;
 }
 
 }  // namespace
@@ -58,9 +63,13 @@ int poll(pollfd* fds, nfds_t nfds, int timeout) {
         waiters.push_back(w);
     }
     for (;;) {
-        bool time_left = wait_any(waiters, deadline);
+        Wake wake = wait_any(waiters, deadline);
         r = real::get().poll(fds, nfds, 0);
-        if (r != 0 || !time_left) return r;
+        if (r != 0 || wake == Wake::kDeadline) return r;
+        if (wake == Wake::kSignal) {
+            errno = EINTR;
+            return -1;
+        }
     }
 }
 
@@ -117,11 +126,16 @@ int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds, timev
         waiters.push_back(w);
     }
     for (;;) {
-        bool time_left = wait_any(waiters, deadline);
+        Wake wake = wait_any(waiters, deadline);
         for (int k = 0; k < 3; ++k)
             if (sets[k]) std::memcpy(sets[k], want[k].data(), set_bytes);
         r = real::get().select(nfds, readfds, writefds, exceptfds, &zero);
-        if (r != 0 || !time_left) break;
+        if (r != 0 || wake == Wake::kDeadline) break;
+        if (wake == Wake::kSignal) {
+            errno = EINTR;
+            r = -1;  // the sets' contents are unspecified after EINTR; *timeout is updated
+            break;
+        }
     }
     if (timeout) {
         // Linux reports the time not slept in *timeout.

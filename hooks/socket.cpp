@@ -55,6 +55,10 @@ int accept_call(int fd, Call call) {
         switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kAccept)) {
             case Waited::kClosed: errno = EBADF; return -1;
             case Waited::kTimedOut: errno = EAGAIN; return -1;
+            case Waited::kInterrupted:
+                if (restarts_after_signal(deadline)) break;
+                errno = EINTR;
+                return -1;
             case Waited::kReady: break;
         }
     }
@@ -164,14 +168,27 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
             // A Unix socket whose listener's backlog is full: a blocking connect waits for
             // room, which poll cannot tell us about; retry with a short, growing sleep.
             if (deadline != kNoDeadline && monotonic_now_ns() >= deadline) return -1;
-            sleep_until(deadline_after_ns(backoff_ms * 1000000ull), ParkReason::kConnect);
+            if (sleep_until(deadline_after_ns(backoff_ms * 1000000ull), ParkReason::kConnect) ==
+                    WaitResult::kInterrupted &&
+                !restarts_after_signal(deadline)) {
+                errno = EINTR;
+                return -1;
+            }
             backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
             continue;
         }
         if (err != EINPROGRESS) return -1;
-        switch (wait_for(fd, EPOLLOUT, deadline, ParkReason::kConnect)) {
+        Waited w;
+        // Interrupted: under SA_RESTART the connect goes on; without it, EINTR while the
+        // connection completes in the background (a later connect says EALREADY), as Linux.
+        while ((w = wait_for(fd, EPOLLOUT, deadline, ParkReason::kConnect)) ==
+                   Waited::kInterrupted &&
+               restarts_after_signal(deadline)) {
+        }
+        switch (w) {
             case Waited::kClosed: errno = EBADF; return -1;
             case Waited::kTimedOut: errno = EINPROGRESS; return -1;  // as Linux with SO_SNDTIMEO
+            case Waited::kInterrupted: errno = EINTR; return -1;
             case Waited::kReady: break;
         }
         int so_error = 0;

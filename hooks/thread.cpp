@@ -283,6 +283,7 @@ int pthread_kill(pthread_t thread, int sig) {
     if (!fiber) return real::get().pthread_kill(thread, sig);
     if (sig < 0 || sig >= NSIG) return EINVAL;
     if (sig == 0) return 0;
+    target_signal(fiber);  // if it is parked when the handler runs, its call is interrupted
     return real::get().pthread_kill(carrier_os_thread(fiber), sig);
 }
 

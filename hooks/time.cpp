@@ -1,6 +1,6 @@
 // sleep, usleep, nanosleep, clock_nanosleep: park the fiber on a timer. A zero sleep yields
-// to the other runnable fibers, as a real sleep(0) lets other threads run.
-// Signals do not interrupt these parks yet: there is no EINTR (docs/compat.md).
+// to the other runnable fibers, as a real sleep(0) lets other threads run. A signal handler
+// ends a sleep early whatever its SA_RESTART flag, as nanosleep(2) says.
 #include <time.h>
 
 #include "hooks/hooks.h"
@@ -19,36 +19,54 @@ uint64_t to_ns(const timespec& ts) {
     return static_cast<uint64_t>(ts.tv_sec) * kNsPerSec + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-void park_for(uint64_t ns) {
+// Sleeps `ns`; returns the time left when a signal handler interrupted it, else 0.
+uint64_t park_for(uint64_t ns) {
     if (ns == 0) {
         green::yield();
-        return;
+        return 0;
     }
-    sleep_until(deadline_after_ns(ns), ParkReason::kSleep);
+    uint64_t deadline = deadline_after_ns(ns);
+    while (true) {
+        WaitResult r = sleep_until(deadline, ParkReason::kSleep);
+        if (r == WaitResult::kTimedOut) return 0;
+        if (r == WaitResult::kInterrupted) {
+            interruption_restarts();
+            uint64_t now = monotonic_now_ns();
+            return deadline > now ? deadline - now : 1;
+        }
+    }
+}
+
+timespec to_timespec(uint64_t ns) {
+    return timespec{static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
 }
 
 }  // namespace
 
+// Interrupted: the whole seconds not yet slept, as glibc's sleep reports them.
 unsigned int sleep(unsigned int seconds) {
-    park_for(static_cast<uint64_t>(seconds) * kNsPerSec);
-    return 0;
+    return static_cast<unsigned int>(park_for(static_cast<uint64_t>(seconds) * kNsPerSec) /
+                                     kNsPerSec);
 }
 
 int usleep(useconds_t usec) {
-    park_for(static_cast<uint64_t>(usec) * 1000ull);
-    return 0;
+    if (park_for(static_cast<uint64_t>(usec) * 1000ull) == 0) return 0;
+    errno = EINTR;
+    return -1;
 }
 
 int nanosleep(const timespec* req, timespec* rem) {
-    (void)rem;  // only written when interrupted, which a park is not
     timespec ts;
     if (!copy_from_user(&ts, req, sizeof ts)) return -1;
     if (!valid(ts)) {
         errno = EINVAL;
         return -1;
     }
-    park_for(to_ns(ts));
-    return 0;
+    uint64_t left = park_for(to_ns(ts));
+    if (left == 0) return 0;
+    if (rem) *rem = to_timespec(left);
+    errno = EINTR;
+    return -1;
 }
 
 // Returns an error number, as clock_nanosleep does, and leaves errno alone.
@@ -77,13 +95,16 @@ int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* r
         uint64_t now_ns = to_ns(now);
         if (ns <= now_ns) {
             green::yield();
+            errno = saved;
             return 0;
         }
         ns -= now_ns;
     }
-    park_for(ns);
+    uint64_t left = park_for(ns);
     errno = saved;
-    return 0;
+    if (left == 0) return 0;
+    if (rem && !(flags & TIMER_ABSTIME)) *rem = to_timespec(left);
+    return EINTR;
 }
 
 }  // namespace green::hooks

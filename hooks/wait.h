@@ -56,15 +56,24 @@ inline bool ready_now(int fd, short events) {
 bool copy_from_user(void* dst, const void* src, size_t len);
 
 // The result of a wait, as the call that asked for it must report it.
-enum class Waited { kReady, kTimedOut, kClosed };
+enum class Waited { kReady, kTimedOut, kClosed, kInterrupted };
 
 inline Waited wait_for(int fd, uint32_t events, uint64_t deadline, ParkReason reason) {
     switch (wait_fd(fd, events, deadline, reason)) {
         case WaitResult::kReady: return Waited::kReady;
         case WaitResult::kTimedOut: return Waited::kTimedOut;
         case WaitResult::kClosed: return Waited::kClosed;
+        case WaitResult::kInterrupted: return Waited::kInterrupted;
     }
     return Waited::kReady;
+}
+
+// After a signal handler interrupted a blocking call's wait: true if the call goes on
+// waiting. As signal(7): calls restart under SA_RESTART, except socket calls with a timeout
+// (SO_RCVTIMEO / SO_SNDTIMEO), which fail with EINTR like calls without it.
+inline bool restarts_after_signal(uint64_t deadline) {
+    bool restart = interruption_restarts();
+    return restart && deadline == kNoDeadline;
 }
 
 // A socket call that a real thread would block in: try it with MSG_DONTWAIT; on EAGAIN
@@ -85,6 +94,10 @@ ssize_t socket_call(int fd, int flags, uint32_t event, int timeout_option, ParkR
         switch (wait_for(fd, event, deadline, reason)) {
             case Waited::kClosed: errno = EBADF; return -1;
             case Waited::kTimedOut: errno = EAGAIN; return -1;
+            case Waited::kInterrupted:
+                if (restarts_after_signal(deadline)) continue;
+                errno = EINTR;
+                return -1;
             case Waited::kReady: break;
         }
         r = attempt();
@@ -119,6 +132,10 @@ ssize_t send_all(int fd, int flags, size_t total, Attempt attempt) {
         }
         if (w == Waited::kTimedOut) {
             errno = EAGAIN;
+            break;
+        }
+        if (w == Waited::kInterrupted && !restarts_after_signal(deadline)) {
+            errno = EINTR;  // a partial send reports its count instead, as the kernel does
             break;
         }
     }
