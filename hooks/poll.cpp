@@ -1,7 +1,13 @@
-// poll and select. Each first asks the kernel with a zero timeout (which also validates the
-// arguments exactly as the real call does), then parks on every fd of the set, and on any
-// wake-up asks the kernel again: the revents / fd_sets returned are always the kernel's own.
+// poll, ppoll, select, pselect and the epoll_wait family. Each first asks the kernel with a
+// zero timeout (which also validates the arguments exactly as the real call does), then
+// parks on the fds (for epoll, on the epoll fd itself, which is readable when it has
+// events), and on any wake-up asks the kernel again: what the program gets back is always
+// the kernel's own answer. A signal handler ends the wait with EINTR, whatever SA_RESTART
+// says, as signal(7) specifies for these calls. The sigmask of the p-variants is applied to
+// the carrier thread for the duration of the wait (docs/compat.md).
 #include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 
 #include <cstring>
@@ -29,16 +35,50 @@ uint64_t deadline_after_ms(int timeout_ms) {
                           : deadline_after_ns(static_cast<uint64_t>(timeout_ms) * 1000000ull);
 }
 
+// A relative timespec timeout (NULL: none). False with EINVAL or EFAULT for a bad one.
+bool deadline_after(const timespec* timeout, uint64_t* deadline, bool* immediate) {
+    *deadline = kNoDeadline;
+    *immediate = false;
+    if (!timeout) return true;
+    timespec t;
+    if (!copy_from_user(&t, timeout, sizeof t)) return false;
+    if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) {
+        errno = EINVAL;
+        return false;
+    }
+    uint64_t ns = static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+    *immediate = ns == 0;
+    *deadline = deadline_after_ns(ns);
+    return true;
+}
+
+// The signal mask of ppoll, pselect and epoll_pwait, in force while the call waits.
+class SigmaskDuringWait {
+public:
+    explicit SigmaskDuringWait(const sigset_t* mask) : active_(mask != nullptr) {
+        if (active_) pthread_sigmask(SIG_SETMASK, mask, &saved_);
+    }
+    ~SigmaskDuringWait() {
+        if (active_) pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+    }
+    SigmaskDuringWait(const SigmaskDuringWait&) = delete;
+    SigmaskDuringWait& operator=(const SigmaskDuringWait&) = delete;
+
+private:
+    bool active_;
+    sigset_t saved_;
+};
+
 enum class Wake { kLook, kDeadline, kSignal };
 
 // Parks on `waiters` (or just sleeps when there are none) until one is ready, closed, the
-// deadline passes, or a signal handler runs (poll and select are never restarted: EINTR).
+// deadline passes, or a signal handler runs.
 Wake wait_any(std::vector<FdWaiter>& waiters, uint64_t deadline) {
     WaitResult r = waiters.empty()
                        ? sleep_until(deadline, ParkReason::kPoll)
                        : wait_fds(waiters.data(), waiters.size(), deadline, ParkReason::kPoll);
     if (r == WaitResult::kInterrupted) {
-        interruption_restarts();  // consumed: poll and select fail whatever the flags
+        interruption_restarts();  // consumed: these calls fail whatever the flags
         return Wake::kSignal;
     }
     if (r == WaitResult::kTimedOut) return Wake::kDeadline;
@@ -46,12 +86,25 @@ Wake wait_any(std::vector<FdWaiter>& waiters, uint64_t deadline) {
                                                                    : Wake::kDeadline;
 }
 
-}  // namespace
+// Waits on `waiters` and asks the kernel again (`look`) after each wake-up, until it
+// reports something, the deadline passes (0) or a signal interrupts (EINTR).
+template <typename Look>
+int wait_and_look(std::vector<FdWaiter>& waiters, uint64_t deadline, Look look) {
+    for (;;) {
+        Wake wake = wait_any(waiters, deadline);
+        int r = look();
+        if (r != 0 || wake == Wake::kDeadline) return r;
+        if (wake == Wake::kSignal) {
+            errno = EINTR;
+            return -1;
+        }
+    }
+}
 
-int poll(pollfd* fds, nfds_t nfds, int timeout) {
+int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
+               const sigset_t* sigmask) {
     int r = real::get().poll(fds, nfds, 0);
-    if (r != 0 || timeout == 0) return r;
-    const uint64_t deadline = deadline_after_ms(timeout);
+    if (r != 0 || immediate) return r;
     // fds was read by the kernel just now: it is valid memory.
     std::vector<FdWaiter> waiters;
     for (nfds_t i = 0; i < nfds; ++i) {
@@ -62,31 +115,13 @@ int poll(pollfd* fds, nfds_t nfds, int timeout) {
         w.events = events;
         waiters.push_back(w);
     }
-    for (;;) {
-        Wake wake = wait_any(waiters, deadline);
-        r = real::get().poll(fds, nfds, 0);
-        if (r != 0 || wake == Wake::kDeadline) return r;
-        if (wake == Wake::kSignal) {
-            errno = EINTR;
-            return -1;
-        }
-    }
+    SigmaskDuringWait mask(sigmask);
+    return wait_and_look(waiters, deadline, [&] { return real::get().poll(fds, nfds, 0); });
 }
 
-int __poll_chk(pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
-    if (fdslen / sizeof(*fds) < nfds) __chk_fail();
-    return hooks::poll(fds, nfds, timeout);
-}
-
-int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds, timeval* timeout) {
-    timeval limit{};
-    if (timeout) {
-        if (!copy_from_user(&limit, timeout, sizeof limit)) return -1;
-        if (limit.tv_sec < 0 || limit.tv_usec < 0) {
-            errno = EINVAL;
-            return -1;
-        }
-    }
+// select and pselect. `report`, when set, receives the time not slept (select's timeval).
+int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
+                 uint64_t deadline, bool immediate, const sigset_t* sigmask, timeval* report) {
     // Programs may pass sets larger than fd_set (nfds > FD_SETSIZE): copy nfds bits' worth.
     fd_set* sets[3] = {readfds, writefds, exceptfds};
     const size_t set_bytes =
@@ -103,48 +138,118 @@ int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds, timev
     timeval zero{0, 0};
     // The kernel validates nfds, the sets and the fds now, exactly as for a blocking call.
     int r = real::get().select(nfds, readfds, writefds, exceptfds, &zero);
-    const bool forever = timeout == nullptr;
-    const uint64_t wait_ns =
-        forever ? 0
-                : static_cast<uint64_t>(limit.tv_sec) * 1000000000ull +
-                      static_cast<uint64_t>(limit.tv_usec) * 1000ull;
-    if (r != 0 || !may_wait || (!forever && wait_ns == 0)) {
-        if (timeout && r >= 0) *timeout = r > 0 ? limit : zero;
-        return r;
-    }
-    const uint64_t deadline = forever ? kNoDeadline : deadline_after_ns(wait_ns);
-    std::vector<FdWaiter> waiters;
-    static const uint32_t kEvents[3] = {EPOLLIN, EPOLLOUT, EPOLLPRI};
-    for (int fd = 0; fd < nfds; ++fd) {
-        uint32_t events = 0;
-        for (int k = 0; k < 3; ++k)
-            if (sets[k] && (want[k][fd / 8] >> (fd % 8) & 1)) events |= kEvents[k];
-        if (!events) continue;
-        FdWaiter w;
-        w.fd = fd;
-        w.events = events;
-        waiters.push_back(w);
-    }
-    for (;;) {
-        Wake wake = wait_any(waiters, deadline);
-        for (int k = 0; k < 3; ++k)
-            if (sets[k]) std::memcpy(sets[k], want[k].data(), set_bytes);
-        r = real::get().select(nfds, readfds, writefds, exceptfds, &zero);
-        if (r != 0 || wake == Wake::kDeadline) break;
-        if (wake == Wake::kSignal) {
-            errno = EINTR;
-            r = -1;  // the sets' contents are unspecified after EINTR; *timeout is updated
-            break;
+    if (r == 0 && may_wait && !immediate) {
+        std::vector<FdWaiter> waiters;
+        static const uint32_t kEvents[3] = {EPOLLIN, EPOLLOUT, EPOLLPRI};
+        for (int fd = 0; fd < nfds; ++fd) {
+            uint32_t events = 0;
+            for (int k = 0; k < 3; ++k)
+                if (sets[k] && (want[k][fd / 8] >> (fd % 8) & 1)) events |= kEvents[k];
+            if (!events) continue;
+            FdWaiter w;
+            w.fd = fd;
+            w.events = events;
+            waiters.push_back(w);
         }
+        SigmaskDuringWait mask(sigmask);
+        r = wait_and_look(waiters, deadline, [&] {
+            for (int k = 0; k < 3; ++k)
+                if (sets[k]) std::memcpy(sets[k], want[k].data(), set_bytes);
+            return real::get().select(nfds, readfds, writefds, exceptfds, &zero);
+        });
     }
-    if (timeout) {
-        // Linux reports the time not slept in *timeout.
+    if (report && deadline != kNoDeadline && (r >= 0 || errno == EINTR)) {
         uint64_t now = monotonic_now_ns();
         uint64_t left = deadline > now ? deadline - now : 0;
-        timeout->tv_sec = static_cast<time_t>(left / 1000000000ull);
-        timeout->tv_usec = static_cast<suseconds_t>(left % 1000000000ull / 1000);
+        report->tv_sec = static_cast<time_t>(left / 1000000000ull);
+        report->tv_usec = static_cast<suseconds_t>(left % 1000000000ull / 1000);
     }
     return r;
+}
+
+int epoll_until(int epfd, epoll_event* events, int maxevents, uint64_t deadline, bool immediate,
+                const sigset_t* sigmask) {
+    int r = real::get().epoll_wait(epfd, events, maxevents, 0);
+    if (r != 0 || immediate) return r;
+    std::vector<FdWaiter> waiters(1);
+    waiters[0].fd = epfd;
+    waiters[0].events = EPOLLIN;  // an epoll fd is readable when it has events to report
+    SigmaskDuringWait mask(sigmask);
+    return wait_and_look(waiters, deadline,
+                         [&] { return real::get().epoll_wait(epfd, events, maxevents, 0); });
+}
+
+}  // namespace
+
+int poll(pollfd* fds, nfds_t nfds, int timeout) {
+    return poll_until(fds, nfds, deadline_after_ms(timeout), timeout == 0, nullptr);
+}
+
+int __poll_chk(pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
+    if (fdslen / sizeof(*fds) < nfds) __chk_fail();
+    return hooks::poll(fds, nfds, timeout);
+}
+
+// glibc's ppoll does not write the time left back into *timeout.
+int ppoll(pollfd* fds, nfds_t nfds, const timespec* timeout, const sigset_t* sigmask) {
+    uint64_t deadline;
+    bool immediate;
+    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    return poll_until(fds, nfds, deadline, immediate, sigmask);
+}
+
+int __ppoll_chk(pollfd* fds, nfds_t nfds, const timespec* timeout, const sigset_t* sigmask,
+                size_t fdslen) {
+    if (fdslen / sizeof(*fds) < nfds) __chk_fail();
+    return hooks::ppoll(fds, nfds, timeout, sigmask);
+}
+
+int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds, timeval* timeout) {
+    uint64_t deadline = kNoDeadline;
+    bool immediate = false;
+    if (timeout) {
+        timeval limit;
+        if (!copy_from_user(&limit, timeout, sizeof limit)) return -1;
+        if (limit.tv_sec < 0 || limit.tv_usec < 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        uint64_t ns = static_cast<uint64_t>(limit.tv_sec) * 1000000000ull +
+                      static_cast<uint64_t>(limit.tv_usec) * 1000ull;
+        immediate = ns == 0;
+        deadline = deadline_after_ns(ns);
+    }
+    // Linux writes the time not slept back into *timeout.
+    return select_until(nfds, readfds, writefds, exceptfds, deadline, immediate, nullptr, timeout);
+}
+
+// glibc's pselect does not write the time left back into *timeout.
+int pselect(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
+            const timespec* timeout, const sigset_t* sigmask) {
+    uint64_t deadline;
+    bool immediate;
+    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    return select_until(nfds, readfds, writefds, exceptfds, deadline, immediate, sigmask,
+                        nullptr);
+}
+
+int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
+    return epoll_until(epfd, events, maxevents, deadline_after_ms(timeout), timeout == 0,
+                       nullptr);
+}
+
+int epoll_pwait(int epfd, epoll_event* events, int maxevents, int timeout,
+                const sigset_t* sigmask) {
+    return epoll_until(epfd, events, maxevents, deadline_after_ms(timeout), timeout == 0,
+                       sigmask);
+}
+
+int epoll_pwait2(int epfd, epoll_event* events, int maxevents, const timespec* timeout,
+                 const sigset_t* sigmask) {
+    uint64_t deadline;
+    bool immediate;
+    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    return epoll_until(epfd, events, maxevents, deadline, immediate, sigmask);
 }
 
 }  // namespace green::hooks

@@ -51,8 +51,14 @@ private:
     std::thread thread_;
 };
 
+// Two ends of a pipe or socket pair, closed when the Pair goes; move-only, so that no copy
+// closes the fds of another.
 struct Pair {
     int a = -1, b = -1;
+    Pair(int x, int y) : a(x), b(y) {}
+    Pair(Pair&& other) noexcept : a(other.a), b(other.b) { other.a = other.b = -1; }
+    Pair(const Pair&) = delete;
+    Pair& operator=(const Pair&) = delete;
     ~Pair() {
         if (a >= 0) close(a);
         if (b >= 0) close(b);

@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
+
+#include <atomic>
+#include <vector>
 
 #include "common.h"
 
@@ -138,4 +142,111 @@ TEST(Select, NoSetsSleepsForTheTimeout) {
     auto start = Clock::now();
     EXPECT_EQ(select(0, nullptr, nullptr, nullptr, &tv), 0);
     EXPECT_GE(ms_since(start), 58);
+}
+
+TEST(Ppoll, WaitsForDataAndTimesOutOnATimespec) {
+    Pair p = socket_pair();
+    pollfd fds{p.a, POLLIN, 0};
+    timespec t{0, 60 * 1000000L};
+    auto start = Clock::now();
+    EXPECT_EQ(ppoll(&fds, 1, &t, nullptr), 0);
+    EXPECT_GE(ms_since(start), 58);
+    EXPECT_EQ(t.tv_nsec, 60 * 1000000L);  // glibc's ppoll leaves *timeout alone
+    After writer(20, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+    EXPECT_EQ(ppoll(&fds, 1, nullptr, nullptr), 1);
+    EXPECT_EQ(fds.revents, POLLIN);
+}
+
+TEST(Ppoll, InvalidTimespecGivesEinval) {
+    Pair p = socket_pair();
+    pollfd fds{p.a, POLLIN, 0};
+    timespec bad{0, 1000000000L};
+    EXPECT_EQ(ppoll(&fds, 1, &bad, nullptr), -1);
+    EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(Pselect, TimesOutWithoutTouchingTheTimeout) {
+    Pair p = socket_pair();
+    fd_set r;
+    FD_ZERO(&r);
+    FD_SET(p.a, &r);
+    timespec t{0, 50 * 1000000L};
+    auto start = Clock::now();
+    EXPECT_EQ(pselect(p.a + 1, &r, nullptr, nullptr, &t, nullptr), 0);
+    EXPECT_GE(ms_since(start), 48);
+    EXPECT_EQ(t.tv_nsec, 50 * 1000000L);
+    FD_SET(p.a, &r);
+    After writer(20, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+    EXPECT_EQ(pselect(p.a + 1, &r, nullptr, nullptr, nullptr, nullptr), 1);
+    EXPECT_TRUE(FD_ISSET(p.a, &r));
+}
+
+namespace {
+
+int epoll_watching(int fd) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    return ep;
+}
+
+}  // namespace
+
+TEST(EpollWait, WakesWhenAWatchedSocketBecomesReadable) {
+    Pair p = socket_pair();
+    int ep = epoll_watching(p.a);
+    After writer(30, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+    epoll_event out[4];
+    auto start = Clock::now();
+    ASSERT_EQ(epoll_wait(ep, out, 4, 5000), 1);
+    EXPECT_GE(ms_since(start), 25);
+    EXPECT_EQ(out[0].data.fd, p.a);
+    EXPECT_TRUE(out[0].events & EPOLLIN);
+    close(ep);
+}
+
+TEST(EpollWait, TimesOutAndReportsErrorsAsTheKernel) {
+    Pair p = socket_pair();
+    int ep = epoll_watching(p.a);
+    epoll_event out[4];
+    auto start = Clock::now();
+    EXPECT_EQ(epoll_wait(ep, out, 4, 60), 0);
+    EXPECT_GE(ms_since(start), 58);
+    EXPECT_EQ(epoll_wait(ep, out, opaque(0), 10), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(epoll_wait(closed_fd(), out, 4, 10), -1);
+    EXPECT_EQ(errno, EBADF);
+    EXPECT_EQ(epoll_wait(p.b, out, 4, 10), -1);  // not an epoll fd
+    EXPECT_EQ(errno, EINVAL);
+    timespec t{0, 30 * 1000000L};
+    EXPECT_EQ(epoll_pwait2(ep, out, 4, &t, nullptr), 0);
+    sigset_t none;
+    sigemptyset(&none);
+    EXPECT_EQ(epoll_pwait(ep, out, 4, 20, &none), 0);
+    close(ep);
+}
+
+TEST(EpollWait, SeveralThreadsEachBlockInTheirOwnEventLoop) {
+    // The shape of memcached or any libevent worker pool: every worker sits in epoll_wait.
+    const int workers = 8;
+    std::vector<Pair> pairs;
+    for (int i = 0; i < workers; ++i) pairs.push_back(socket_pair());
+    std::atomic<int> served{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < workers; ++i)
+        threads.emplace_back([&, i] {
+            int ep = epoll_watching(pairs[i].a);
+            epoll_event ev;
+            if (epoll_wait(ep, &ev, 1, 5000) == 1) {
+                char c;
+                if (read(pairs[i].a, &c, 1) == 1) ++served;
+            }
+            close(ep);
+        });
+    usleep(30000);
+    for (int i = workers - 1; i >= 0; --i) ASSERT_EQ(write(pairs[i].b, "w", 1), 1);
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(served.load(), workers);
 }

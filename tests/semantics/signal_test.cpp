@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/time.h>
 #include <time.h>
@@ -210,4 +211,17 @@ TEST(Sigaction, ResethandRunsOnceThenReportsTheDefault) {
     EXPECT_EQ(g_handled.load(), 1);
     ASSERT_EQ(sigaction(SIGUSR2, nullptr, &old), 0);
     EXPECT_EQ(old.sa_handler, SIG_DFL);
+}
+
+TEST(Signal, EpollWaitGivesEintr) {
+    Pair p = socket_pair();
+    int ep = epoll_create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    epoll_ctl(ep, EPOLL_CTL_ADD, p.a, &ev);
+    AlarmIn alarm(30, true);
+    epoll_event out;
+    EXPECT_EQ(epoll_wait(ep, &out, 1, 5000), -1);
+    EXPECT_EQ(errno, EINTR);
+    close(ep);
 }
