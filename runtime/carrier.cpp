@@ -183,7 +183,7 @@ const char* park_reason_name(ParkReason reason) {
     static const char* const names[] = {"none",  "yield",  "read",      "write",   "accept",
                                         "connect", "poll", "sleep",     "join",    "mutex",
                                         "cond",  "rwlock", "semaphore", "barrier", "once",
-                                        "futex", "exited"};
+                                        "futex", "dns",  "blocking",  "exited"};
     static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
     return names[static_cast<int>(reason)];
 }
@@ -235,6 +235,7 @@ bool Carrier::init(const RuntimeConfig& config) {
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
+    shut_down_resolver(this);
     on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
     uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
@@ -303,6 +304,7 @@ void Carrier::reset_after_fork() {
     // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
     // a handle included) would edit the parent's.
     if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
+    shut_down_resolver(this);  // its sockets and queries are the parent's
     uv_poll_stop(epoll_watch_);
     uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });

@@ -14,6 +14,11 @@
 
 namespace green {
 
+class Resolver;
+class Carrier;
+// Closes the carrier's resolver (resolver.cpp), if it has one: at retire and in a forked child.
+void shut_down_resolver(Carrier* carrier);
+
 struct FdRecord {
     FdWaiter* waiters = nullptr;
     uint32_t gen = 0;      // bumped at every close: stale epoll events are dropped
@@ -88,6 +93,8 @@ private:
 
 public:
     uv_loop_t loop_;
+    Resolver* resolver_ = nullptr;  // made by the first name lookup (resolver.cpp)
+    bool resolver_failed_ = false;
 
 private:
     void* scheduler_context_ = nullptr;

@@ -34,6 +34,8 @@ enum class ParkReason : uint8_t {
     kBarrier,
     kOnce,
     kFutex,
+    kDns,       // a name lookup on the carrier's resolver
+    kBlocking,  // a glibc call run on libuv's thread pool
     kExited,  // the root fiber after pthread_exit: never resumed
     kCount
 };
