@@ -3,6 +3,7 @@
 // that runs before our constructor resolves the table on first use.
 #pragma once
 
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>

@@ -46,6 +46,13 @@ extern "C" {
         int saved_errno = errno;                                             \
         return keep_errno_unless_failed(green::hooks::name args, saved_errno); \
     }
+#define GREEN_HOOK_OWN_ERRNO(ret, name, params, args)                        \
+    GREEN_EXPORT ret name params {                                           \
+        green::Fiber* fiber = green::current_fiber();                        \
+        if (!fiber || fiber->hook_depth != 0) return green::real::get().name args; \
+        InHook in_hook(fiber);                                               \
+        return green::hooks::name args;                                      \
+    }
 #define GREEN_HOOK_ALWAYS(ret, name, params, args) \
     GREEN_EXPORT ret name params { return green::hooks::name args; }
 #define GREEN_HOOK_MANUAL(ret, name, params)

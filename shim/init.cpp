@@ -6,6 +6,7 @@
 
 #include "hooks/hooks.h"
 #include "runtime/log.h"
+#include "runtime/resolver.h"
 #include "runtime/runtime.h"
 #include "shim/settings.h"
 
@@ -21,6 +22,7 @@ __attribute__((constructor(101))) void green_start() {
         return;
     }
     green::hooks::install();
+    green::configure_resolver(settings.dns_servers);
     green::RuntimeConfig config;
     config.default_stack_size = settings.stack_size;
     if (!green::adopt_current_thread(config))

@@ -1,6 +1,8 @@
 // Parsing of the GREEN_* settings. Runs before main: no allocation, no stdio.
 #include "shim/settings.h"
 
+#include <arpa/inet.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -12,10 +14,11 @@ extern char** environ;
 namespace green::shim {
 namespace {
 
-constexpr size_t kMinStack = 16 * 1024;            // PTHREAD_STACK_MIN
+constexpr size_t kMinStack = 16 * 1024;              // PTHREAD_STACK_MIN
 constexpr size_t kMaxStack = 1024ull * 1024 * 1024;  // 1 GiB
 
-const char* const kKnown[] = {"GREEN_DISABLE", "GREEN_STACK_SIZE", "GREEN_LOG"};
+const char* const kKnown[] = {"GREEN_DISABLE", "GREEN_STACK_SIZE", "GREEN_LOG",
+                              "GREEN_DNS_SERVERS"};
 
 bool parse_bool(const char* name, const char* value, bool fallback) {
     if (!strcmp(value, "1") || !strcmp(value, "yes") || !strcmp(value, "true")) return true;
@@ -32,14 +35,72 @@ bool parse_size(const char* value, size_t* out) {
     unsigned long long n = strtoull(value, &end, 10);
     if (errno || end == value || *value == '-') return false;
     unsigned long long scale = 1;
-    if (*end == 'k' || *end == 'K') scale = 1024, ++end;
-    else if (*end == 'm' || *end == 'M') scale = 1024 * 1024, ++end;
-    else if (*end == 'g' || *end == 'G') scale = 1024 * 1024 * 1024, ++end;
+    if (*end == 'k' || *end == 'K')
+        scale = 1024, ++end;
+    else if (*end == 'm' || *end == 'M')
+        scale = 1024 * 1024, ++end;
+    else if (*end == 'g' || *end == 'G')
+        scale = 1024 * 1024 * 1024, ++end;
     if (*end == 'i' || *end == 'B') ++end;
     if (*end == 'B') ++end;
     if (*end != '\0' || n > kMaxStack / scale) return false;
     *out = static_cast<size_t>(n * scale);
     return true;
+}
+
+// One GREEN_DNS_SERVERS entry: IPV4[:PORT], IPV6, or [IPV6][:PORT] (c-ares's csv form).
+bool valid_server(const char* entry, size_t len) {
+    char host[INET6_ADDRSTRLEN + 1];
+    const char* port = nullptr;
+    size_t host_len = len;
+    const char* start = entry;
+    if (len && entry[0] == '[') {
+        const char* close = static_cast<const char*>(memchr(entry, ']', len));
+        if (!close) return false;
+        start = entry + 1;
+        host_len = static_cast<size_t>(close - start);
+        size_t rest = len - static_cast<size_t>(close + 1 - entry);
+        if (rest) {
+            if (close[1] != ':') return false;
+            port = close + 2;
+        }
+    } else {
+        const char* colon = static_cast<const char*>(memchr(entry, ':', len));
+        bool one_colon =
+            colon && !memchr(colon + 1, ':', len - static_cast<size_t>(colon + 1 - entry));
+        if (one_colon) {  // IPv4 with a port; several colons: a bare IPv6 address
+            host_len = static_cast<size_t>(colon - entry);
+            port = colon + 1;
+        }
+    }
+    if (host_len == 0 || host_len >= sizeof host) return false;
+    memcpy(host, start, host_len);
+    host[host_len] = '\0';
+    unsigned char addr[16];
+    int family = start != entry || memchr(host, ':', host_len) ? AF_INET6 : AF_INET;
+    if (inet_pton(family, host, addr) != 1) return false;
+    if (port) {
+        size_t port_len = len - static_cast<size_t>(port - entry);
+        if (port_len == 0 || port_len > 5) return false;
+        unsigned n = 0;
+        for (size_t i = 0; i < port_len; ++i) {
+            if (port[i] < '0' || port[i] > '9') return false;
+            n = n * 10 + static_cast<unsigned>(port[i] - '0');
+        }
+        if (n == 0 || n > 65535) return false;
+    }
+    return true;
+}
+
+bool valid_servers(const char* value) {
+    if (!*value) return false;
+    for (const char* p = value;;) {
+        const char* comma = strchr(p, ',');
+        size_t len = comma ? static_cast<size_t>(comma - p) : strlen(p);
+        if (!valid_server(p, len)) return false;
+        if (!comma) return true;
+        p = comma + 1;
+    }
 }
 
 }  // namespace
@@ -61,12 +122,22 @@ Settings read_settings() {
     if (const char* v = getenv("GREEN_STACK_SIZE")) {
         size_t size = 0;
         if (!parse_size(v, &size) || size < kMinStack) {
-            log::write_line("GREEN_STACK_SIZE='%s' is not a size from 16K to 1G (bytes, or "
-                            "with a K, M or G suffix); using glibc's default thread stack size",
-                            v);
+            log::write_line(
+                "GREEN_STACK_SIZE='%s' is not a size from 16K to 1G (bytes, or "
+                "with a K, M or G suffix); using glibc's default thread stack size",
+                v);
         } else {
             s.stack_size = size;
         }
+    }
+    if (const char* v = getenv("GREEN_DNS_SERVERS")) {
+        if (valid_servers(v))
+            s.dns_servers = v;
+        else
+            log::write_line(
+                "GREEN_DNS_SERVERS='%s' is not a comma-separated list of IPV4[:PORT], "
+                "IPV6 or [IPV6]:PORT; using the nameservers of /etc/resolv.conf",
+                v);
     }
     // A misspelt setting would otherwise be ignored silently.
     for (char** e = environ; e && *e; ++e) {

@@ -10,6 +10,7 @@ struct Settings {
     bool disable = false;   // GREEN_DISABLE=1: every hook passes through
     size_t stack_size = 0;  // GREEN_STACK_SIZE; 0: glibc's default thread stack size
     int log_level = 1;      // GREEN_LOG: 0 error, 1 warn, 2 info, 3 debug
+    const char* dns_servers = nullptr;  // GREEN_DNS_SERVERS, validated; null: resolv.conf's
 };
 
 // Reads the environment; never allocates (runs in our constructor, before main).
