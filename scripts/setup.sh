@@ -10,6 +10,7 @@ PACKAGES=(
   libuv1-dev libboost-context-dev libc-ares-dev   # the runtime's libraries
   googletest libgtest-dev catch2                  # test frameworks
   curl wget apache2-utils python3 strace          # stock programs the tests drive
+  dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
 )
 
 if [[ "${1:-}" != "--no-install" ]]; then
