@@ -9,25 +9,32 @@
  * --dns only localhost, numeric hosts and services are used, which any /etc/hosts has. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <errno.h>
 
-static const char* text_or_null(const char* s) { return s ? s : "(null)"; }
+static const char* text_or_null(const char* s) {
+    return s ? s : "(null)";
+}
 
 static void print_address(const struct sockaddr* sa) {
     char host[INET6_ADDRSTRLEN + 16], serv[16];
-    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int rc = getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
-    if (rc) printf(" <%s>", gai_strerror(rc));
-    else printf(" %s/%s", host, serv);
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int rc =
+        getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
+    if (rc)
+        printf(" <%s>", gai_strerror(rc));
+    else
+        printf(" %s/%s", host, serv);
 }
 
-static void gai(const char* node, const char* service, int family, int flags, int socktype, int protocol) {
+static void gai(const char* node, const char* service, int family, int flags, int socktype,
+                int protocol) {
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = family;
@@ -35,8 +42,8 @@ static void gai(const char* node, const char* service, int family, int flags, in
     hints.ai_socktype = socktype;
     hints.ai_protocol = protocol;
     int rc = getaddrinfo(node, service, &hints, &res);
-    printf("getaddrinfo(%s, %s, family=%d flags=%#x socktype=%d protocol=%d) = %d", text_or_null(node),
-           text_or_null(service), family, flags, socktype, protocol, rc);
+    printf("getaddrinfo(%s, %s, family=%d flags=%#x socktype=%d protocol=%d) = %d",
+           text_or_null(node), text_or_null(service), family, flags, socktype, protocol, rc);
     if (rc) {
         printf(" (%s)\n", gai_strerror(rc));
         return;
@@ -69,9 +76,12 @@ static void gni(const char* address, int port, int flags, socklen_t hostlen) {
     }
     char host[256] = "", serv[64] = "";
     int rc = getnameinfo((struct sockaddr*)&ss, len, host, hostlen, serv, sizeof serv, flags);
-    printf("getnameinfo(%s, %d, flags=%#x, hostlen=%u) = %d", address, port, flags, (unsigned)hostlen, rc);
-    if (rc) printf(" (%s)\n", gai_strerror(rc));
-    else printf(" host=%s serv=%s\n", host, serv);
+    printf("getnameinfo(%s, %d, flags=%#x, hostlen=%u) = %d", address, port, flags,
+           (unsigned)hostlen, rc);
+    if (rc)
+        printf(" (%s)\n", gai_strerror(rc));
+    else
+        printf(" host=%s serv=%s\n", host, serv);
 }
 
 static void print_host(const struct hostent* h) {
@@ -90,8 +100,10 @@ static void ghbn(const char* name, int family) {
     h_errno = 0;
     struct hostent* h = family ? gethostbyname2(name, family) : gethostbyname(name);
     printf("gethostbyname%s(%s, %d) =", family ? "2" : "", name, family);
-    if (!h) printf(" NULL h_errno=%d\n", h_errno);
-    else print_host(h);
+    if (!h)
+        printf(" NULL h_errno=%d\n", h_errno);
+    else
+        print_host(h);
 }
 
 static void ghbn_r(const char* name, int family, size_t buflen) {
@@ -99,10 +111,12 @@ static void ghbn_r(const char* name, int family, size_t buflen) {
     char* buf = malloc(buflen);
     int herr = 0;
     int rc = gethostbyname2_r(name, family, &entry, buf, buflen, &result, &herr);
-    printf("gethostbyname2_r(%s, %d, buflen=%zu) = %d errno=%d result=%s", name, family, buflen, rc, errno,
-           result ? "set" : "NULL");
-    if (result) print_host(result);
-    else printf(" h_errno=%d\n", herr);
+    printf("gethostbyname2_r(%s, %d, buflen=%zu) = %d errno=%d result=%s", name, family, buflen, rc,
+           errno, result ? "set" : "NULL");
+    if (result)
+        print_host(result);
+    else
+        printf(" h_errno=%d\n", herr);
     free(buf);
 }
 
@@ -113,16 +127,20 @@ static void ghba(const char* address, int family, int length, size_t buflen) {
     char* buf = malloc(buflen);
     int herr = 0;
     int rc = gethostbyaddr_r(bytes, (socklen_t)length, family, &entry, buf, buflen, &result, &herr);
-    printf("gethostbyaddr_r(%s, %d, %d, buflen=%zu) = %d result=%s", address, length, family, buflen, rc,
-           result ? "set" : "NULL");
-    if (result) print_host(result);
-    else printf(" h_errno=%d\n", herr);
+    printf("gethostbyaddr_r(%s, %d, %d, buflen=%zu) = %d result=%s", address, length, family,
+           buflen, rc, result ? "set" : "NULL");
+    if (result)
+        print_host(result);
+    else
+        printf(" h_errno=%d\n", herr);
     free(buf);
     h_errno = 0;
     struct hostent* h = gethostbyaddr(bytes, (socklen_t)length, family);
     printf("gethostbyaddr(%s, %d, %d) =", address, length, family);
-    if (!h) printf(" NULL h_errno=%d\n", h_errno);
-    else print_host(h);
+    if (!h)
+        printf(" NULL h_errno=%d\n", h_errno);
+    else
+        print_host(h);
 }
 
 int main(int argc, char** argv) {
@@ -130,7 +148,8 @@ int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     /* Numeric hosts, no node, services, socket types and the errors glibc checks first. */
-    const char* numeric[] = {"127.0.0.1", "127.1", "0x7f.1", "::1", "::ffff:127.0.0.1", "1.2.3.4.5", "*", "", NULL};
+    const char* numeric[] = {"127.0.0.1", "127.1", "0x7f.1", "::1", "::ffff:127.0.0.1",
+                             "1.2.3.4.5", "*",     "",       NULL};
     for (const char** n = numeric; *n; ++n) {
         gai(*n, "80", AF_UNSPEC, 0, 0, 0);
         gai(*n, "80", AF_INET6, AI_V4MAPPED, SOCK_STREAM, 0);
@@ -153,7 +172,8 @@ int main(int argc, char** argv) {
 
     /* Names from the hosts file. */
     const char* hosts[] = {"localhost", "LocalHost", "localhost.", NULL};
-    const char* more_hosts[] = {"multi.test", "multialias", "MULTI.test", "web.test", "www.web.test", "ip6-localhost", "v6only.test", NULL};
+    const char* more_hosts[] = {"multi.test",   "multialias",    "MULTI.test",  "web.test",
+                                "www.web.test", "ip6-localhost", "v6only.test", NULL};
     const char** lists[] = {hosts, dns ? more_hosts : NULL};
     for (int l = 0; l < 2 && lists[l]; ++l) {
         for (const char** n = lists[l]; *n; ++n) {
@@ -189,7 +209,8 @@ int main(int argc, char** argv) {
 
     if (dns) {
         /* Names only the DNS server knows (a CNAME, both families, IPv6 only, none). */
-        const char* served[] = {"name.test", "alias.test", "dual.test", "six.test", "nothere.test", "name.test.", "NAME.TEST", NULL};
+        const char* served[] = {"name.test",    "alias.test", "dual.test", "six.test",
+                                "nothere.test", "name.test.", "NAME.TEST", NULL};
         for (const char** n = served; *n; ++n) {
             gai(*n, "80", AF_UNSPEC, AI_CANONNAME, 0, 0);
             gai(*n, "http", AF_INET, AI_CANONNAME, SOCK_STREAM, 0);
