@@ -278,6 +278,9 @@ TEST_CASE("a bad GREEN_* setting prints one line and the program still runs", "[
                  {"GREEN_STACK_SIZE=1K", "GREEN_STACK_SIZE='1K'"},
                  {"GREEN_DISABLE=maybe", "GREEN_DISABLE='maybe'"},
                  {"GREEN_LOG=loud", "GREEN_LOG='loud'"},
+                 {"GREEN_DNS_SERVERS=10.0.0.1:99999", "GREEN_DNS_SERVERS='10.0.0.1:99999'"},
+                 {"GREEN_DNS_SERVERS=[::1]x", "GREEN_DNS_SERVERS='[::1]x'"},
+                 {"GREEN_DNS_SERVERS=ns.example", "GREEN_DNS_SERVERS='ns.example'"},
                  {"GREEN_STAK_SIZE=1M", "unknown setting GREEN_STAK_SIZE"}};
     for (const Case& c : cases) {
         Run r = run({{tool("scenarios"), "thread_count"}, {c.env}, true}, 10000);
