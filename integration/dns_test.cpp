@@ -261,3 +261,16 @@ TEST_CASE("curl (its resolver thread a fiber) fetches http://name.test:PORT/ und
     Run native = run(curl, 20000);
     CHECK(exited_with(native.status, 6));  // CURLE_COULDNT_RESOLVE_HOST
 }
+
+TEST_CASE("a forked child resolves names with its own resolver, and so does the parent after",
+          "[dns]") {
+    TestDns dns;
+    Spawn spec;
+    spec.argv = {build_dir() + "/integration/scenarios", "fork_resolve"};
+    spec.env = {"GREEN_DNS_SERVERS=127.0.0.1:" + std::to_string(dns.port())};
+    spec.green = true;
+    Run r = run(spec, 20000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "parent 0\nchild 0\nparent 0\n");
+}

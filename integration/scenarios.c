@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,16 @@ static void* write_later(void* arg) {
 }
 
 static void say_atexit(void) { printf("atexit ran\n"); }
+
+/* getaddrinfo(name, "80") for IPv4: 0 or the EAI_* code. */
+static int resolve(const char* name) {
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    int rc = getaddrinfo(name, "80", &hints, &res);
+    if (rc == 0) freeaddrinfo(res);
+    return rc;
+}
 
 static int recurse(int depth) {
     volatile char pad[1024];
@@ -163,6 +174,21 @@ int main(int argc, char** argv) {
         pthread_join(t, &accepted);
         printf("child %d accepted %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                (int)(long)accepted >= 0);
+        return 0;
+    }
+    if (!strcmp(name, "fork_resolve")) {
+        /* Names resolved before a fork, in the child, and in the parent afterwards. */
+        printf("parent %d\n", resolve("before.test"));
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            printf("child %d\n", resolve("child.test"));
+            fflush(stdout);
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        printf("parent %d\n", resolve("after.test"));
         return 0;
     }
     if (!strcmp(name, "read_stdin")) {
