@@ -11,6 +11,10 @@
 #include <cerrno>
 #include <vector>
 
+#ifdef GREEN_SANITIZE
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace green {
 namespace {
 
@@ -70,6 +74,11 @@ bool StackPool::acquire(size_t size, Stack* out) {
 void StackPool::release(const Stack& stack) {
     if (!stack.guarded()) return;  // the program's own memory (pthread_attr_setstack)
     madvise(stack.limit, stack.usable(), MADV_DONTNEED);
+#ifdef GREEN_SANITIZE
+    // The frames that lived here left their redzones poisoned; the stack's next owner must
+    // not inherit them (ASan would report its own locals as out of bounds).
+    ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
+#endif
     SpinGuard hold(g_lock);
     if (!g_buckets) g_buckets = new std::vector<Bucket>();
     for (Bucket& b : *g_buckets) {
