@@ -1,5 +1,9 @@
 // Unit tests of hooks/ called directly on fibers (no LD_PRELOAD): the cooperative versions
 // park only the calling fiber, and their helpers handle the program's bad pointers.
+#include "hooks/hooks.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -9,7 +13,6 @@
 #include <string>
 
 #include "carrier_fixture.h"
-#include "hooks/hooks.h"
 #include "hooks/wait.h"
 
 using namespace green;
@@ -103,4 +106,82 @@ TEST(IovCursor, AdvancesAcrossEntriesAndSlices) {
 TEST(IovCursor, BadArrayIsInvalid) {
     hooks::IovCursor cursor(reinterpret_cast<const iovec*>(16), 2);
     EXPECT_FALSE(cursor.valid());
+}
+
+namespace {
+
+// One line per entry: what a caller can observe of an addrinfo list.
+std::string describe(const addrinfo* list) {
+    std::string out;
+    for (const addrinfo* ai = list; ai; ai = ai->ai_next) {
+        char host[64], serv[16];
+        getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+        out += std::to_string(ai->ai_family) + "/" + std::to_string(ai->ai_socktype) + "/" +
+               std::to_string(ai->ai_protocol) + " " + host + " " + serv + " " +
+               (ai->ai_canonname ? ai->ai_canonname : "-") + "\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+// In-process, so that the sanitizer build checks the list building, sorting and the hosts
+// file reader; green_tests does not interpose, so ::getaddrinfo here is glibc's.
+TEST(DnsHooks, GetaddrinfoOnAFiberGivesGlibcsListAndGlibcFreesIt) {
+    on_carrier([] {
+        for (int family : {AF_UNSPEC, AF_INET, AF_INET6}) {
+            for (int flags : {0, AI_CANONNAME, AI_V4MAPPED | AI_ALL, AI_ADDRCONFIG}) {
+                addrinfo hints{};
+                hints.ai_family = family;
+                hints.ai_flags = flags;
+                addrinfo* ours = nullptr;
+                addrinfo* glibcs = nullptr;
+                int rc = hooks::getaddrinfo("localhost", "80", &hints, &ours);
+                EXPECT_EQ(rc, ::getaddrinfo("localhost", "80", &hints, &glibcs))
+                    << family << " " << flags;
+                if (rc != 0) continue;
+                EXPECT_EQ(describe(ours), describe(glibcs)) << family << " " << flags;
+                ::freeaddrinfo(ours);
+                ::freeaddrinfo(glibcs);
+            }
+        }
+    });
+}
+
+TEST(DnsHooks, HostEntriesAndNamesOnAFiberMatchGlibc) {
+    on_carrier([] {
+        hostent ours_entry, glibc_entry, *ours = nullptr, *glibcs = nullptr;
+        char ours_buf[2048], glibc_buf[2048];
+        int ours_err = 0, glibc_err = 0;
+        ASSERT_EQ(hooks::gethostbyname_r("localhost", &ours_entry, ours_buf, sizeof ours_buf, &ours,
+                                         &ours_err),
+                  ::gethostbyname_r("localhost", &glibc_entry, glibc_buf, sizeof glibc_buf, &glibcs,
+                                    &glibc_err));
+        ASSERT_NE(ours, nullptr);
+        ASSERT_NE(glibcs, nullptr);
+        EXPECT_STREQ(ours->h_name, glibcs->h_name);
+        size_t n = 0;
+        for (; glibcs->h_addr_list[n]; ++n) {
+            ASSERT_NE(ours->h_addr_list[n], nullptr);
+            EXPECT_EQ(memcmp(ours->h_addr_list[n], glibcs->h_addr_list[n], 4), 0);
+        }
+        EXPECT_EQ(ours->h_addr_list[n], nullptr);
+        EXPECT_EQ(hooks::gethostbyname_r("localhost", &ours_entry, ours_buf, 8, &ours, &ours_err),
+                  ERANGE);
+
+        sockaddr_in loop{};
+        loop.sin_family = AF_INET;
+        loop.sin_port = htons(22);
+        loop.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        char host[NI_MAXHOST], serv[NI_MAXSERV], glibc_host[NI_MAXHOST], glibc_serv[NI_MAXSERV];
+        ASSERT_EQ(hooks::getnameinfo(reinterpret_cast<sockaddr*>(&loop), sizeof loop, host,
+                                     sizeof host, serv, sizeof serv, 0),
+                  0);
+        ASSERT_EQ(::getnameinfo(reinterpret_cast<sockaddr*>(&loop), sizeof loop, glibc_host,
+                                sizeof glibc_host, glibc_serv, sizeof glibc_serv, 0),
+                  0);
+        EXPECT_STREQ(host, glibc_host);
+        EXPECT_STREQ(serv, glibc_serv);
+    });
 }
