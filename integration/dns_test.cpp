@@ -67,25 +67,28 @@ bool answers(int port, int timeout_ms) {
 class TestDns {
   public:
     TestDns() {
-        int fd = bound_udp_socket(&port_);
-        close(fd);  // dnsmasq takes the port now
-        Spawn spec;
-        spec.argv = {"dnsmasq",
-                     "-d",
-                     "--log-facility=/dev/null",
-                     "--port=" + std::to_string(port_),
-                     "--listen-address=127.0.0.1",
-                     "--bind-interfaces",
-                     "--no-resolv",
-                     "--no-hosts",
-                     "--conf-file=/dev/null",
-                     "--pid-file=",
-                     "--local=/test/",
-                     "--address=/test/127.0.0.1",
-                     "--cache-size=0"};
-        spec.capture_stderr = true;
-        server_ = std::make_unique<Process>(spec);
-        REQUIRE(answers(port_, 5000));
+        // The port is free for UDP when we pick it, but dnsmasq also listens on TCP, and
+        // another test may take either meanwhile: then try again with another port.
+        for (int attempt = 0; attempt < 5 && !server_; ++attempt) {
+            int fd = bound_udp_socket(&port_);
+            close(fd);
+            Spawn spec;
+            spec.argv = {"dnsmasq", "-d", "--log-facility=/dev/null",
+                         "--port=" + std::to_string(port_), "--listen-address=127.0.0.1",
+                         "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                         "--pid-file=", "--local=/test/", "--address=/test/127.0.0.1",
+                         "--cache-size=0"};
+            spec.capture_stderr = true;
+            auto server = std::make_unique<Process>(spec);
+            if (answers(port_, 2000)) {
+                server_ = std::move(server);
+            } else {
+                server->kill_now();
+                WARN("dnsmasq on port " << port_
+                                        << " did not answer: " << server->read_all_stderr(1000));
+            }
+        }
+        REQUIRE(server_);
     }
     int port() const { return port_; }
 
