@@ -97,8 +97,8 @@ class TestDns {
     std::unique_ptr<Process> server_;
 };
 
-// A relay in front of a DNS server that holds every query for `delay` before passing it on:
-// a slow upstream. One upstream socket per query, so answers never cross.
+// A relay in front of a DNS server that holds every answer until `delay` after its query
+// came: a slow server. One upstream socket per query, so answers never cross.
 class SlowDns {
   public:
     SlowDns(int upstream_port, std::chrono::milliseconds delay)
@@ -117,55 +117,54 @@ class SlowDns {
 
   private:
     struct Held {
-        std::vector<unsigned char> query;
         sockaddr_in client;
-        Clock::time_point due;
-        int upstream = -1;  // after forwarding: the socket the answer comes back on
+        Clock::time_point due;  // when the answer may go back
+        int upstream = -1;      // the socket the server's answer comes back on
+        std::vector<unsigned char> answer;
     };
 
+    // Every query goes to the server at once; its answer is held until `delay` after the
+    // query arrived.
     void run() {
         std::vector<Held> held;
         while (!stop_) {
             std::vector<pollfd> fds{{listener_, POLLIN, 0}};
             for (const Held& h : held)
-                if (h.upstream >= 0) fds.push_back({h.upstream, POLLIN, 0});
-            poll(fds.data(), fds.size(), 5);
+                if (h.answer.empty()) fds.push_back({h.upstream, POLLIN, 0});
+            poll(fds.data(), fds.size(), 2);
             while (fds[0].revents & POLLIN) {  // take every query waiting
+                unsigned char query[512];
                 Held h;
-                h.query.resize(512);
                 socklen_t len = sizeof h.client;
-                ssize_t n = recvfrom(listener_, h.query.data(), h.query.size(), MSG_DONTWAIT,
+                ssize_t n = recvfrom(listener_, query, sizeof query, MSG_DONTWAIT,
                                      reinterpret_cast<sockaddr*>(&h.client), &len);
                 if (n <= 0) break;
-                h.query.resize(static_cast<size_t>(n));
                 h.due = Clock::now() + delay_;
-                held.push_back(std::move(h));
-            }
-            auto now = Clock::now();
-            for (Held& h : held) {
-                if (h.upstream >= 0 || now < h.due) continue;
                 h.upstream = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
                 connect(h.upstream, reinterpret_cast<const sockaddr*>(&upstream_),
                         sizeof upstream_);
-                send(h.upstream, h.query.data(), h.query.size(), 0);
+                send(h.upstream, query, static_cast<size_t>(n), 0);
+                held.push_back(std::move(h));
             }
             for (size_t i = 1; i < fds.size(); ++i) {
                 if (!(fds[i].revents & POLLIN)) continue;
                 for (Held& h : held) {
-                    if (h.upstream != fds[i].fd) continue;
-                    unsigned char answer[4096];
-                    ssize_t n = recv(h.upstream, answer, sizeof answer, 0);
-                    if (n > 0)
-                        sendto(listener_, answer, static_cast<size_t>(n), 0,
-                               reinterpret_cast<sockaddr*>(&h.client), sizeof h.client);
-                    close(h.upstream);
-                    h.upstream = -2;  // done
+                    if (h.upstream != fds[i].fd || !h.answer.empty()) continue;
+                    h.answer.resize(4096);
+                    ssize_t n = recv(h.upstream, h.answer.data(), h.answer.size(), 0);
+                    h.answer.resize(n > 0 ? static_cast<size_t>(n) : 0);
                 }
             }
-            std::erase_if(held, [](const Held& h) { return h.upstream == -2; });
+            auto now = Clock::now();
+            std::erase_if(held, [&](Held& h) {
+                if (h.answer.empty() || now < h.due) return false;
+                sendto(listener_, h.answer.data(), h.answer.size(), 0,
+                       reinterpret_cast<sockaddr*>(&h.client), sizeof h.client);
+                close(h.upstream);
+                return true;
+            });
         }
-        for (Held& h : held)
-            if (h.upstream >= 0) close(h.upstream);
+        for (Held& h : held) close(h.upstream);
     }
 
     sockaddr_in upstream_;

@@ -96,8 +96,12 @@ class Resolver {
         options.sock_state_cb_data = this;
         options.timeout = timing.timeout_ms;
         options.tries = timing.tries;
+        // One socket carries the answers of every fiber on the carrier (a thread has its
+        // own): room for a burst of ~1,000, so that none is dropped and retried seconds later.
+        options.socket_receive_buffer_size = 1 << 20;
         int status = ares_init_options(
-            &channel_, &options, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+            &channel_, &options,
+            ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_RCVBUF);
         if (status != ARES_SUCCESS) {
             log::warn("cannot start the c-ares resolver (%s); name lookups block the carrier",
                       ares_strerror(status));
