@@ -12,6 +12,9 @@
 #include "runtime/spinlock.h"
 
 namespace green::hooks {
+
+thread_local unsigned t_handlers_run = 0;
+
 namespace {
 
 SpinLock g_lock;                     // serialises sigaction calls; never taken in a handler
@@ -39,6 +42,7 @@ void trampoline(int sig, siginfo_t* info, void* context) {
     else if (is_handler(a))
         a.sa_handler(sig);
     int saved = errno;
+    ++t_handlers_run;
     signal_arrived((a.sa_flags & SA_RESTART) != 0);
     errno = saved;
 }

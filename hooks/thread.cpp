@@ -280,6 +280,7 @@ int pthread_getname_np(pthread_t thread, char* name, size_t len) {
 // is running (docs/compat.md).
 int pthread_kill(pthread_t thread, int sig) {
     Fiber* fiber = as_fiber(thread);
+    if (!fiber) fiber = root_fiber_of(thread);  // main keeps its real pthread_t
     if (!fiber) return real::get().pthread_kill(thread, sig);
     if (sig < 0 || sig >= NSIG) return EINVAL;
     if (sig == 0) return 0;

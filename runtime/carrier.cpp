@@ -138,6 +138,11 @@ void retire_current_thread() {
 
 unsigned long carrier_os_thread(const Fiber* fiber) { return fiber->carrier->os_thread(); }
 
+Fiber* root_fiber_of(unsigned long os_thread) {
+    Carrier* carrier = t_carrier;
+    return carrier && carrier->os_thread() == os_thread ? carrier->root() : nullptr;
+}
+
 void set_fiber_exit_hook(void (*hook)(Fiber*)) { g_exit_hook = hook; }
 void (*Carrier::exit_hook())(Fiber*) { return g_exit_hook; }
 
@@ -183,7 +188,7 @@ const char* park_reason_name(ParkReason reason) {
     static const char* const names[] = {"none",  "yield",  "read",      "write",   "accept",
                                         "connect", "poll", "sleep",     "join",    "mutex",
                                         "cond",  "rwlock", "semaphore", "barrier", "once",
-                                        "futex", "dns",  "blocking",  "exited"};
+                                        "futex", "dns",  "blocking",  "child", "signal", "exited"};
     static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
     return names[static_cast<int>(reason)];
 }

@@ -36,6 +36,8 @@ enum class ParkReason : uint8_t {
     kFutex,
     kDns,       // a name lookup on the carrier's resolver
     kBlocking,  // a glibc call run on libuv's thread pool
+    kChild,     // waitpid and friends
+    kSignal,    // pause, sigsuspend
     kExited,  // the root fiber after pthread_exit: never resumed
     kCount
 };

@@ -59,6 +59,9 @@ int detach(Fiber* target);
 
 // The pthread_t of the OS thread that carries `fiber` (signals, CPU clocks, affinity).
 unsigned long carrier_os_thread(const Fiber* fiber);
+// The root fiber (the adopted thread's own context, e.g. main) of the calling thread's carrier
+// if `os_thread` is that carrier's thread, else nullptr.
+Fiber* root_fiber_of(unsigned long os_thread);
 
 // Runs when a non-root fiber ends, on that fiber, before joiners wake (thread-specific
 // data destructors live in hooks/).

@@ -1,0 +1,268 @@
+// Waiting for child processes and for signals: waitpid, wait, wait3, wait4, waitid park the
+// fiber until a child changes state; system() is rebuilt on posix_spawn and our waitpid
+// (glibc's waits inside, where no hook can reach it); pause and sigsuspend park until a
+// signal handler runs. A handler interrupts a wait as signal(7) says: wait* restart under
+// SA_RESTART, pause and sigsuspend always fail with EINTR.
+#include <dirent.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "hooks/hooks.h"
+#include "hooks/wait.h"
+#include "runtime/spinlock.h"
+
+extern char** environ;
+
+namespace green::hooks {
+
+// Bumped by every program signal handler that runs on this OS thread (hooks/signal.cpp).
+extern thread_local unsigned t_handlers_run;
+
+namespace {
+
+constexpr uint64_t kRescanNs = 50'000'000;  // new children of other fibers: seen within 50 ms
+
+// pidfds for the process's children (any of its threads' children may be waited for):
+// readable when the child exits. Read from /proc/self/task/*/children.
+std::vector<int> children_pidfds() {
+    std::vector<int> fds;
+    DIR* tasks = opendir("/proc/self/task");
+    if (!tasks) return fds;
+    while (dirent* task = readdir(tasks)) {
+        if (task->d_name[0] == '.') continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", task->d_name);
+        FILE* list = fopen(path, "re");
+        if (!list) continue;
+        long pid;
+        while (fscanf(list, "%ld", &pid) == 1) {
+            int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+            if (fd >= 0) fds.push_back(fd);
+        }
+        fclose(list);
+    }
+    closedir(tasks);
+    return fds;
+}
+
+void close_all(const std::vector<int>& fds) {
+    for (int fd : fds) {
+        fd_closing(fd);
+        real::get().close(fd);
+    }
+}
+
+// Parks until a child the call waits for may have changed state. One child that can only
+// exit: its pidfd. Otherwise every child's pidfd, with a timeout that catches children forked
+// meanwhile, and stops and continues (no fd reports those). False: a signal handler ran.
+bool wait_for_children(idtype_t type, id_t id, bool exits_only) {
+    std::vector<int> fds;
+    uint64_t deadline = deadline_after_ns(kRescanNs);
+    if (type == P_PID && exits_only) {
+        int fd = static_cast<int>(syscall(SYS_pidfd_open, id, 0));
+        if (fd >= 0) {
+            fds.push_back(fd);
+            deadline = kNoDeadline;
+        }
+    } else if (exits_only) {
+        fds = children_pidfds();
+    }
+    WaitResult r;
+    if (fds.empty()) {
+        r = sleep_until(deadline, ParkReason::kChild);
+    } else {
+        std::vector<FdWaiter> waiters(fds.size());
+        for (size_t i = 0; i < fds.size(); ++i) {
+            waiters[i].fd = fds[i];
+            waiters[i].events = EPOLLIN;
+        }
+        r = wait_fds(waiters.data(), waiters.size(), deadline, ParkReason::kChild);
+    }
+    close_all(fds);
+    return r != WaitResult::kInterrupted || interruption_restarts();
+}
+
+// A wait that would block: try it with WNOHANG; while no child is ready, park and retry.
+// `attempt(options)` returns the call's result, with 0 meaning "none ready yet".
+template <typename Attempt>
+auto wait_child(idtype_t type, id_t id, int options, Attempt attempt) -> decltype(attempt(0)) {
+    if (options & WNOHANG) return attempt(options);
+    bool exits_only = !(options & (WUNTRACED | WCONTINUED));
+    for (;;) {
+        auto r = attempt(options | WNOHANG);
+        if (r != 0) return r;  // a child's state, or an error (ECHILD, EINVAL, EFAULT)
+        if (!wait_for_children(type, id, exits_only)) {
+            errno = EINTR;
+            return -1;
+        }
+    }
+}
+
+// waitpid's pid in waitid's terms.
+void target_of(pid_t pid, idtype_t* type, id_t* id) {
+    if (pid > 0) {
+        *type = P_PID;
+        *id = static_cast<id_t>(pid);
+    } else if (pid == -1) {
+        *type = P_ALL;
+        *id = 0;
+    } else {
+        *type = P_PGID;
+        *id = static_cast<id_t>(pid == 0 ? getpgrp() : -pid);
+    }
+}
+
+}  // namespace
+
+pid_t waitpid(pid_t pid, int* status, int options) {
+    idtype_t type;
+    id_t id;
+    target_of(pid, &type, &id);
+    return wait_child(type, id, options,
+                      [&](int o) { return real::get().waitpid(pid, status, o); });
+}
+
+pid_t wait(int* status) {
+    return hooks::waitpid(-1, status, 0);
+}
+
+pid_t wait4(pid_t pid, int* status, int options, rusage* usage) {
+    idtype_t type;
+    id_t id;
+    target_of(pid, &type, &id);
+    return wait_child(type, id, options,
+                      [&](int o) { return real::get().wait4(pid, status, o, usage); });
+}
+
+pid_t wait3(int* status, int options, rusage* usage) {
+    return hooks::wait4(-1, status, options, usage);
+}
+
+// waitid reports "none ready" with WNOHANG as 0 and si_pid 0.
+int waitid(idtype_t type, id_t id, siginfo_t* info, int options) {
+    if ((options & WNOHANG) || !info) return real::get().waitid(type, id, info, options);
+    bool exits_only = !(options & (WSTOPPED | WCONTINUED));
+    for (;;) {
+        info->si_pid = 0;
+        int r = real::get().waitid(type, id, info, options | WNOHANG);
+        if (r != 0 || info->si_pid != 0) return r;
+        if (!wait_for_children(type, id, exits_only)) {
+            errno = EINTR;
+            return -1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// pause, sigsuspend
+
+namespace {
+
+// Parks until a program signal handler runs on this carrier; `handled_before` is the count
+// taken before the mask allowed pending signals in (they may already have run).
+int park_until_handler(unsigned handled_before) {
+    while (t_handlers_run == handled_before) {
+        if (sleep_until(kNoDeadline, ParkReason::kSignal) == WaitResult::kInterrupted) {
+            interruption_restarts();  // pause and sigsuspend never restart
+            break;
+        }
+    }
+    errno = EINTR;
+    return -1;
+}
+
+}  // namespace
+
+int pause() {
+    return park_until_handler(t_handlers_run);
+}
+
+int sigsuspend(const sigset_t* mask) {
+    sigset_t wanted;
+    if (!copy_from_user(&wanted, mask, sizeof wanted)) return -1;
+    unsigned before = t_handlers_run;
+    sigset_t saved;
+    pthread_sigmask(SIG_SETMASK, &wanted, &saved);  // pending signals may run here
+    int r = park_until_handler(before);
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// system
+
+namespace {
+
+// As glibc: while any system() runs, SIGINT and SIGQUIT are ignored in the caller, and
+// restored when the last one returns.
+SpinLock g_system_lock;
+int g_system_callers = 0;
+struct sigaction g_saved_int, g_saved_quit;
+
+}  // namespace
+
+int system(const char* command) {
+    // system(NULL) asks whether a shell is there: glibc runs `exit 0` in it.
+    const char* line = command ? command : "exit 0";
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    {
+        SpinGuard hold(g_system_lock);
+        if (g_system_callers++ == 0) {
+            hooks::sigaction(SIGINT, &ignore, &g_saved_int);
+            hooks::sigaction(SIGQUIT, &ignore, &g_saved_quit);
+        }
+    }
+    sigset_t child_mask, saved_mask;
+    sigemptyset(&child_mask);
+    sigaddset(&child_mask, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &child_mask, &saved_mask);
+
+    // The shell starts with the caller's mask and default SIGINT and SIGQUIT (unless the
+    // program ignored them itself).
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    if (g_saved_int.sa_handler != SIG_IGN) sigaddset(&defaults, SIGINT);
+    if (g_saved_quit.sa_handler != SIG_IGN) sigaddset(&defaults, SIGQUIT);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &saved_mask);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    char sh[] = "sh", dash_c[] = "-c", dashes[] = "--";
+    char* argv[] = {sh, dash_c, dashes, const_cast<char*>(line), nullptr};
+    pid_t pid;
+    int status;
+    int err = posix_spawn(&pid, "/bin/sh", nullptr, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    if (err == 0) {
+        while (hooks::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+    } else {
+        status = W_EXITCODE(127, 0);  // as glibc: the shell could not be run
+    }
+
+    pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
+    {
+        SpinGuard hold(g_system_lock);
+        if (--g_system_callers == 0) {
+            hooks::sigaction(SIGINT, &g_saved_int, nullptr);
+            hooks::sigaction(SIGQUIT, &g_saved_quit, nullptr);
+        }
+    }
+    if (!command) return status == 0;
+    if (err != 0) errno = err;
+    return status;
+}
+
+}  // namespace green::hooks

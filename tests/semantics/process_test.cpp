@@ -1,0 +1,250 @@
+// waitpid, wait, wait3, wait4, waitid, system, pause, sigsuspend: statuses, errors, signals,
+// and that a waiting thread leaves the others running.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <thread>
+
+#include "common.h"
+
+using namespace sem;
+
+namespace {
+
+pid_t child_exiting(int code, int after_ms = 0) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (after_ms) usleep(static_cast<useconds_t>(after_ms) * 1000);
+        _exit(code);
+    }
+    return pid;
+}
+
+// Counts 5 ms sleeps on another thread while it lives: proof that the process kept running.
+class Ticker {
+  public:
+    Ticker()
+        : thread_([this] {
+              while (!stop_) {
+                  usleep(5000);
+                  ++ticks_;
+              }
+          }) {}
+    ~Ticker() {
+        stop_ = true;
+        thread_.join();
+    }
+    int ticks() const { return ticks_; }
+
+  private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> ticks_{0};
+    std::thread thread_;
+};
+
+std::atomic<int> g_handled{0};
+void on_usr1(int) {
+    ++g_handled;
+}
+
+void install_usr1(int flags) {
+    struct sigaction sa {};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, nullptr);
+}
+
+}  // namespace
+
+TEST(Waitpid, ReturnsTheChildsExitStatus) {
+    pid_t pid = child_exiting(7, 50);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
+TEST(Waitpid, WaitingLeavesOtherThreadsRunning) {
+    Ticker ticker;
+    pid_t pid = child_exiting(0, 200);
+    auto start = Clock::now();
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_GE(ms_since(start), 150);
+    EXPECT_GE(ticker.ticks(), 10);
+}
+
+TEST(Waitpid, AnyChildGivesTheFirstToExit) {
+    pid_t slow = child_exiting(1, 400);
+    pid_t fast = child_exiting(2, 50);
+    int status = 0;
+    EXPECT_EQ(waitpid(-1, &status, 0), fast);
+    EXPECT_EQ(WEXITSTATUS(status), 2);
+    EXPECT_EQ(wait(&status), slow);
+    EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+TEST(Waitpid, ProcessGroupOfTheCaller) {
+    pid_t pid = child_exiting(4, 30);
+    int status = 0;
+    EXPECT_EQ(waitpid(0, &status, 0), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 4);
+}
+
+TEST(Waitpid, WnohangReturnsZeroWhileTheChildRuns) {
+    pid_t pid = child_exiting(0, 100);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0);
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+}
+
+TEST(Waitpid, ErrorsAreTheKernels) {
+    int status = 0;
+    EXPECT_EQ(waitpid(-1, &status, 0), -1);
+    EXPECT_EQ(errno, ECHILD);
+    pid_t pid = child_exiting(0);
+    EXPECT_EQ(waitpid(pid, &status, 0x100), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(waitpid(pid, bad_pointer<int>(), 0), -1);
+    EXPECT_EQ(errno, EFAULT);
+    waitpid(pid, &status, WNOHANG);  // whether EFAULT reaped it is the kernel's business
+    EXPECT_EQ(waitpid(getppid(), &status, 0), -1);  // not our child
+    EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(Waitpid, WuntracedReportsAStopAndWcontinuedTheContinue) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        raise(SIGSTOP);
+        _exit(5);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, WUNTRACED), pid);
+    EXPECT_TRUE(WIFSTOPPED(status));
+    EXPECT_EQ(WSTOPSIG(status), SIGSTOP);
+    kill(pid, SIGCONT);
+    ASSERT_EQ(waitpid(pid, &status, WCONTINUED), pid);
+    EXPECT_TRUE(WIFCONTINUED(status));
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 5);
+}
+
+TEST(Waitpid, SignalWithoutSaRestartGivesEintrAndWithItKeepsWaiting) {
+    install_usr1(0);
+    pid_t pid = child_exiting(3, 300);
+    pthread_t self = pthread_self();
+    int status = 0;
+    {
+        After later(50, [self] { pthread_kill(self, SIGUSR1); });
+        EXPECT_EQ(waitpid(pid, &status, 0), -1);
+        EXPECT_EQ(errno, EINTR);
+    }
+    install_usr1(SA_RESTART);
+    {
+        After later(50, [self] { pthread_kill(self, SIGUSR1); });
+        EXPECT_EQ(waitpid(pid, &status, 0), pid);
+        EXPECT_EQ(WEXITSTATUS(status), 3);
+    }
+    signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(Wait4, ReportsResourceUsageAndWait3TheSame) {
+    pid_t pid = child_exiting(0, 20);
+    int status = 0;
+    rusage usage{};
+    usage.ru_maxrss = -1;
+    EXPECT_EQ(wait4(pid, &status, 0, &usage), pid);
+    EXPECT_GE(usage.ru_maxrss, 0);
+    pid = child_exiting(6, 20);
+    EXPECT_EQ(wait3(&status, 0, &usage), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 6);
+}
+
+TEST(Waitid, FillsSiginfoAndWnowaitLeavesTheChildWaitable) {
+    pid_t pid = child_exiting(9, 50);
+    siginfo_t info{};
+    ASSERT_EQ(waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT), 0);
+    EXPECT_EQ(info.si_pid, pid);
+    EXPECT_EQ(info.si_code, CLD_EXITED);
+    EXPECT_EQ(info.si_status, 9);
+    info = {};
+    ASSERT_EQ(waitid(P_ALL, 0, &info, WEXITED), 0);
+    EXPECT_EQ(info.si_pid, pid);
+    EXPECT_EQ(waitid(P_ALL, 0, &info, WEXITED), -1);
+    EXPECT_EQ(errno, ECHILD);
+    EXPECT_EQ(waitid(P_ALL, 0, &info, 0), -1);  // no event asked for
+    EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(System, ReturnsTheShellsStatusAndLetsOthersRun) {
+    Ticker ticker;
+    int status = system("sleep 0.2; exit 3");
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 3);
+    EXPECT_GE(ticker.ticks(), 10);
+    EXPECT_NE(system(nullptr), 0);  // a shell is there
+    status = system("kill -TERM $$");
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+TEST(System, IgnoresSigintInTheCallerWhileTheShellRuns) {
+    struct sigaction before {};
+    sigaction(SIGINT, nullptr, &before);
+    int status = system("kill -INT $PPID; exit 0");  // SIGINT to us: ignored meanwhile
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    struct sigaction after {};
+    sigaction(SIGINT, nullptr, &after);
+    EXPECT_EQ(after.sa_handler, before.sa_handler);
+}
+
+TEST(Pause, ReturnsEintrAfterAHandlerRan) {
+    install_usr1(SA_RESTART);  // pause is never restarted
+    int handled = g_handled;
+    pthread_t self = pthread_self();
+    After later(50, [self] { pthread_kill(self, SIGUSR1); });
+    EXPECT_EQ(pause(), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_EQ(g_handled, handled + 1);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(Sigsuspend, RunsAPendingSignalAtOnceAndRestoresTheMask) {
+    install_usr1(0);
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
+    int handled = g_handled;
+    pthread_kill(pthread_self(), SIGUSR1);  // pending: blocked
+    sigset_t none;
+    sigemptyset(&none);
+    EXPECT_EQ(sigsuspend(&none), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_EQ(g_handled, handled + 1);
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    EXPECT_TRUE(sigismember(&now, SIGUSR1));
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(Sigsuspend, WaitsForASignalSentLater) {
+    install_usr1(0);
+    int handled = g_handled;
+    pthread_t self = pthread_self();
+    After later(50, [self] { pthread_kill(self, SIGUSR1); });
+    sigset_t none;
+    sigemptyset(&none);
+    auto start = Clock::now();
+    EXPECT_EQ(sigsuspend(&none), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_GE(ms_since(start), 40);
+    EXPECT_EQ(g_handled, handled + 1);
+    signal(SIGUSR1, SIG_DFL);
+}
