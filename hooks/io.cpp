@@ -2,9 +2,14 @@
 // socket.cpp's helpers; other fds (pipes, FIFOs, ttys, eventfds, devices, regular files)
 // wait for poll readiness, then make the real call. Only one fiber runs on a carrier at a
 // time, so nothing on this carrier can take the data between the poll and the call.
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
@@ -47,8 +52,8 @@ ssize_t write_fifo(int fd, IovCursor& cursor) {
     while (done < total) {
         if (!ready_now(fd, POLLOUT)) {
             Waited w = wait_for(fd, EPOLLOUT, kNoDeadline, ParkReason::kWrite);
-            if (w == Waited::kClosed || (w == Waited::kInterrupted &&
-                                         !restarts_after_signal(kNoDeadline))) {
+            if (w == Waited::kClosed ||
+                (w == Waited::kInterrupted && !restarts_after_signal(kNoDeadline))) {
                 errno = w == Waited::kClosed ? EBADF : EINTR;
                 return done > 0 ? static_cast<ssize_t>(done) : -1;
             }
@@ -144,6 +149,119 @@ ssize_t writev(int fd, const iovec* iov, int iovcnt) {
     });
     if (more >= 0) return static_cast<ssize_t>(sent) + more;
     return sent > 0 ? static_cast<ssize_t>(sent) : -1;
+}
+
+// ---------------------------------------------------------------------------------------
+// sendfile, splice
+
+namespace {
+
+bool is_socket(int fd) {
+    int type;
+    socklen_t len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+}
+
+bool is_regular_file(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+constexpr size_t kSendfileChunk = 64 * 1024;
+// After POLLOUT a socket has room for at least this much in any sane configuration.
+constexpr size_t kSpliceToSocketChunk = 16 * 1024;
+
+}  // namespace
+
+// sendfile(2) into a blocking socket blocks until everything is queued, and no per-call
+// flag makes it return instead. So the file is copied through a buffer: pread (a regular
+// file never blocks) and our send (parks while the socket is full). Offsets, the partial
+// count after a timeout or signal, SIGPIPE and the errors stay sendfile's. Anything else
+// (a non-blocking socket, a pipe, a non-regular source) is the real call.
+ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count) {
+    const auto& real = real::get();
+    if (count == 0 || user_nonblocking(out_fd) || !is_socket(out_fd) || !is_regular_file(in_fd))
+        return real.sendfile(out_fd, in_fd, offset, count);
+    off_t start;
+    if (offset) {
+        if (!copy_from_user(&start, offset, sizeof start)) return -1;
+    } else if ((start = lseek(in_fd, 0, SEEK_CUR)) < 0) {
+        return real.sendfile(out_fd, in_fd, offset, count);
+    }
+    count = std::min<size_t>(count, 0x7ffff000);  // sendfile's own cap per call
+    std::vector<char> buffer(std::min(count, kSendfileChunk));
+    size_t done = 0;
+    int error = 0;
+    while (done < count) {
+        ssize_t n = pread(in_fd, buffer.data(), std::min(buffer.size(), count - done),
+                          start + static_cast<off_t>(done));
+        if (n <= 0) {
+            if (n < 0) error = errno;
+            break;
+        }
+        ssize_t sent = hooks::send(out_fd, buffer.data(), static_cast<size_t>(n), 0);
+        if (sent < 0) {
+            error = errno;
+            break;
+        }
+        done += static_cast<size_t>(sent);
+        if (sent < n) break;  // a timeout or a signal after part of it: report the part
+    }
+    if (done == 0 && error) {
+        errno = error;
+        return -1;
+    }
+    if (offset)
+        *offset = start + static_cast<off_t>(done);
+    else
+        lseek(in_fd, start + static_cast<off_t>(done), SEEK_SET);
+    return static_cast<ssize_t>(done);
+}
+
+ssize_t sendfile64(int out_fd, int in_fd, off64_t* offset, size_t count) {
+    return hooks::sendfile(out_fd, in_fd, offset, count);
+}
+
+// splice(2) with SPLICE_F_NONBLOCK still blocks on a socket end, so each end is waited
+// for first: a readable source, then a writable destination (into a blocking socket, at
+// most 16 KiB per call, which POLLOUT guarantees room for). A pipe end that is not ready
+// reports EAGAIN under SPLICE_F_NONBLOCK, and we wait again.
+ssize_t splice(int in_fd, loff_t* in_off, int out_fd, loff_t* out_off, size_t len,
+               unsigned int flags) {
+    const auto& real = real::get();
+    if ((flags & SPLICE_F_NONBLOCK) || len == 0)
+        return real.splice(in_fd, in_off, out_fd, out_off, len, flags);
+    const bool out_socket = is_socket(out_fd) && !user_nonblocking(out_fd);
+    for (;;) {
+        int fd = -1;
+        uint32_t event = 0;
+        if (!fails_or_returns_now(in_fd, true) && !ready_now(in_fd, POLLIN)) {
+            fd = in_fd;
+            event = EPOLLIN;
+        } else if (!fails_or_returns_now(out_fd, false) && !ready_now(out_fd, POLLOUT)) {
+            fd = out_fd;
+            event = EPOLLOUT;
+        } else {
+            size_t n = out_socket ? std::min(len, kSpliceToSocketChunk) : len;
+            ssize_t r = real.splice(in_fd, in_off, out_fd, out_off, n, flags | SPLICE_F_NONBLOCK);
+            if (r >= 0 || errno != EAGAIN) return r;
+            if (user_nonblocking(in_fd) || user_nonblocking(out_fd)) return r;
+            fd = ready_now(in_fd, POLLIN) ? out_fd : in_fd;
+            event = fd == in_fd ? EPOLLIN : EPOLLOUT;
+        }
+        switch (wait_for(fd, event, kNoDeadline,
+                         event == EPOLLIN ? ParkReason::kRead : ParkReason::kWrite)) {
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
+            case Waited::kInterrupted:
+                if (restarts_after_signal(kNoDeadline)) break;
+                errno = EINTR;
+                return -1;
+            default:
+                break;
+        }
+    }
 }
 
 }  // namespace green::hooks

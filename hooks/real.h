@@ -10,7 +10,9 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>

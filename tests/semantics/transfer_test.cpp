@@ -1,0 +1,170 @@
+// sendfile and splice: whole transfers into blocking sockets with slow readers, offsets and
+// file positions, waits for data, and the kernel's errors.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+
+using namespace sem;
+
+namespace {
+
+// A temporary file of `size` bytes with a known pattern, unlinked at once.
+int pattern_file(size_t size) {
+    char path[] = "/tmp/green-transfer-XXXXXX";
+    int fd = mkstemp(path);
+    unlink(path);
+    std::vector<char> data(size);
+    for (size_t i = 0; i < size; ++i) data[i] = static_cast<char>(i * 31 + (i >> 12));
+    for (size_t done = 0; done < size;)
+        done += static_cast<size_t>(write(fd, data.data() + done, size - done));
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+char expected(size_t i) {
+    return static_cast<char>(i * 31 + (i >> 12));
+}
+
+// Reads everything from fd after `delay_ms` into `out`, until EOF.
+std::thread slow_reader(int fd, int delay_ms, std::vector<char>* out) {
+    return std::thread([fd, delay_ms, out] {
+        usleep(static_cast<useconds_t>(delay_ms) * 1000);
+        char buf[65536];
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof buf);
+            if (n <= 0) break;
+            out->insert(out->end(), buf, buf + n);
+        }
+    });
+}
+
+}  // namespace
+
+TEST(Sendfile, SendsAWholeFileIntoABlockingSocketWithASlowReader) {
+    const size_t size = 4 << 20;  // far more than the socket buffers hold
+    int file = pattern_file(size);
+    Pair s = socket_pair();
+    std::vector<char> got;
+    std::thread reader = slow_reader(s.b, 100, &got);
+    std::atomic<int> ticks{0};
+    std::atomic<bool> stop{false};
+    std::thread ticker([&] {
+        while (!stop) {
+            usleep(5000);
+            ++ticks;
+        }
+    });
+    off_t offset = 0;
+    EXPECT_EQ(sendfile(s.a, file, &offset, size), static_cast<ssize_t>(size));
+    EXPECT_EQ(offset, static_cast<off_t>(size));
+    EXPECT_EQ(lseek(file, 0, SEEK_CUR), 0);  // with an offset, the position stays
+    shutdown(s.a, SHUT_WR);
+    reader.join();
+    stop = true;
+    ticker.join();
+    ASSERT_EQ(got.size(), size);
+    for (size_t i = 0; i < size; ++i)
+        if (got[i] != expected(i)) FAIL() << "byte " << i;
+    EXPECT_GE(ticks.load(), 10);  // the sender's wait let the others run
+    close(file);
+}
+
+TEST(Sendfile, WithoutAnOffsetTheFilePositionAdvances) {
+    int file = pattern_file(100000);
+    lseek(file, 1000, SEEK_SET);
+    Pair s = socket_pair();
+    std::vector<char> got;
+    std::thread reader = slow_reader(s.b, 0, &got);
+    EXPECT_EQ(sendfile(s.a, file, nullptr, 50000), 50000);
+    EXPECT_EQ(lseek(file, 0, SEEK_CUR), 51000);
+    EXPECT_EQ(sendfile(s.a, file, nullptr, 100000), 49000);  // to the end of the file
+    EXPECT_EQ(sendfile(s.a, file, nullptr, 100), 0);         // at the end
+    shutdown(s.a, SHUT_WR);
+    reader.join();
+    ASSERT_EQ(got.size(), 99000u);
+    EXPECT_EQ(got[0], expected(1000));
+    close(file);
+}
+
+TEST(Sendfile, ErrorsAreTheKernels) {
+    IgnoreSigpipe ignore;
+    int file = pattern_file(1000);
+    Pair s = socket_pair();
+    EXPECT_EQ(sendfile(closed_fd(), file, nullptr, 10), -1);
+    EXPECT_EQ(errno, EBADF);
+    EXPECT_EQ(sendfile(s.a, closed_fd(), nullptr, 10), -1);
+    EXPECT_EQ(errno, EBADF);
+    int write_only = open("/dev/null", O_WRONLY);
+    EXPECT_EQ(sendfile(s.a, write_only, nullptr, 10), -1);
+    EXPECT_EQ(errno, EBADF);
+    close(write_only);
+    EXPECT_EQ(sendfile(s.a, file, bad_pointer<off_t>(), 10), -1);
+    EXPECT_EQ(errno, EFAULT);
+    off_t negative = -1;
+    EXPECT_EQ(sendfile(s.a, file, &negative, 10), -1);
+    EXPECT_EQ(errno, EINVAL);
+    close(s.b);
+    s.b = -1;
+    EXPECT_EQ(sendfile(s.a, file, nullptr, 10), -1);
+    EXPECT_EQ(errno, EPIPE);
+    close(file);
+}
+
+TEST(Splice, FromASocketWaitsForData) {
+    Pair s = socket_pair();
+    Pair p = pipe_pair();
+    After later(50, [&] { write(s.b, "hello", 5); });
+    auto start = Clock::now();
+    EXPECT_EQ(splice(s.a, nullptr, p.b, nullptr, 4096, 0), 5);
+    EXPECT_GE(ms_since(start), 40);
+    char buf[8] = {};
+    EXPECT_EQ(read(p.a, buf, sizeof buf), 5);
+    EXPECT_STREQ(buf, "hello");
+}
+
+TEST(Splice, FromAPipeIntoABlockingSocketMovesEverything) {
+    const size_t size = 2 << 20;
+    Pair s = socket_pair();
+    Pair p = pipe_pair();
+    std::vector<char> got;
+    std::thread reader = slow_reader(s.b, 50, &got);
+    std::thread writer([&] {
+        std::vector<char> data(size);
+        for (size_t i = 0; i < size; ++i) data[i] = expected(i);
+        for (size_t done = 0; done < size;)
+            done += static_cast<size_t>(write(p.b, data.data() + done, size - done));
+        close(p.b);
+        p.b = -1;
+    });
+    size_t moved = 0;
+    for (;;) {
+        ssize_t n = splice(p.a, nullptr, s.a, nullptr, 1 << 20, 0);
+        ASSERT_GE(n, 0) << strerror(errno);
+        if (n == 0) break;  // the pipe's writer closed it
+        moved += static_cast<size_t>(n);
+    }
+    writer.join();
+    shutdown(s.a, SHUT_WR);
+    reader.join();
+    EXPECT_EQ(moved, size);
+    ASSERT_EQ(got.size(), size);
+    for (size_t i = 0; i < size; ++i)
+        if (got[i] != expected(i)) FAIL() << "byte " << i;
+}
+
+TEST(Splice, NeedsAPipeAndValidFds) {
+    Pair a = socket_pair();
+    Pair b = socket_pair();
+    EXPECT_EQ(splice(a.a, nullptr, b.a, nullptr, 10, SPLICE_F_NONBLOCK), -1);
+    EXPECT_EQ(errno, EINVAL);
+    Pair p = pipe_pair();
+    EXPECT_EQ(splice(closed_fd(), nullptr, p.b, nullptr, 10, 0), -1);
+    EXPECT_EQ(errno, EBADF);
+}
