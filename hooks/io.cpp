@@ -5,10 +5,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/sendfile.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "hooks/hooks.h"
@@ -79,6 +82,18 @@ ssize_t write_other(int fd, const iovec* iov, int iovcnt) {
                            [&] { return real::get().writev(fd, iov, iovcnt); });
 }
 
+// eventfd, timerfd and signalfd check the buffer size before they wait: a read of fewer
+// bytes than one event fails with EINVAL at once, where poll-then-read would wait forever.
+bool event_fd_refuses(int fd, size_t count) {
+    if (count >= sizeof(signalfd_siginfo)) return false;
+    char path[32], target[32] = {};
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    if (readlink(path, target, sizeof target - 1) <= 0) return false;
+    if (!strcmp(target, "anon_inode:[signalfd]")) return true;
+    return count < sizeof(uint64_t) &&
+           (!strcmp(target, "anon_inode:[eventfd]") || !strcmp(target, "anon_inode:[timerfd]"));
+}
+
 }  // namespace
 
 ssize_t read(int fd, void* buf, size_t count) {
@@ -87,6 +102,8 @@ ssize_t read(int fd, void* buf, size_t count) {
     ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
                             [&] { return real::get().recv(fd, buf, count, MSG_DONTWAIT); });
     if (r >= 0 || errno != ENOTSOCK) return r;
+    if (count < sizeof(signalfd_siginfo) && !ready_now(fd, POLLIN) && event_fd_refuses(fd, count))
+        return real::get().read(fd, buf, count);
     return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
                            [&] { return real::get().read(fd, buf, count); });
 }

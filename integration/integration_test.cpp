@@ -23,13 +23,17 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string tool(const char* name) { return build_dir() + "/integration/" + name; }
+std::string tool(const char* name) {
+    return build_dir() + "/integration/" + name;
+}
 
 double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-uint8_t pattern(size_t conn, size_t i) { return static_cast<uint8_t>((i * 7 + conn * 13) ^ (i >> 9)); }
+uint8_t pattern(size_t conn, size_t i) {
+    return static_cast<uint8_t>((i * 7 + conn * 13) ^ (i >> 9));
+}
 
 struct EchoResult {
     size_t completed = 0;
@@ -92,9 +96,12 @@ EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s) {
                 }
                 bool done = x.received >= bytes;
                 if (done || r == 0 || (r < 0 && errno != EAGAIN)) {
-                    if (done && !x.bad && x.received == bytes) ++result.completed;
-                    else if (x.bad) ++result.corrupted;
-                    else ++result.failed;
+                    if (done && !x.bad && x.received == bytes)
+                        ++result.completed;
+                    else if (x.bad)
+                        ++result.corrupted;
+                    else
+                        ++result.failed;
                     close(x.fd);
                     x.fd = -1;
                     --open;
@@ -109,25 +116,8 @@ EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s) {
     return result;
 }
 
-struct AbResult {
-    int complete = -1, failed = -1, non2xx = 0;
-    double seconds = 0;
-    std::string raw;
-};
-
 AbResult ab(int port, int concurrency, int requests) {
-    Run r = run(Spawn{{"ab", "-q", "-r", "-s", "30", "-c", std::to_string(concurrency), "-n",
-                  std::to_string(requests), "http://127.0.0.1:" + std::to_string(port) + "/"},
-                      {}, false, false},
-                60000);
-    AbResult a;
-    a.raw = r.out + r.err;
-    std::smatch m;
-    if (std::regex_search(r.out, m, std::regex("Complete requests:\\s+(\\d+)"))) a.complete = std::stoi(m[1]);
-    if (std::regex_search(r.out, m, std::regex("Failed requests:\\s+(\\d+)"))) a.failed = std::stoi(m[1]);
-    if (std::regex_search(r.out, m, std::regex("Non-2xx responses:\\s+(\\d+)"))) a.non2xx = std::stoi(m[1]);
-    if (std::regex_search(r.out, m, std::regex("Time taken for tests:\\s+([0-9.]+)"))) a.seconds = std::stod(m[1]);
-    return a;
+    return itest::ab("http://127.0.0.1:" + std::to_string(port) + "/", concurrency, requests);
 }
 
 // Every request answered 200, none failed.
@@ -139,10 +129,11 @@ void check_all_served(const AbResult& a, int requests) {
 }
 
 std::string curl_get(int port, bool green) {
-    Run r = run({{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"},
-                 {},
-                 green},
-                15000);
+    Run r =
+        run({{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"},
+             {},
+             green},
+            15000);
     REQUIRE(exited_with(r.status, 0));
     return r.out;
 }
@@ -189,9 +180,10 @@ TEST_CASE("curl fetches from legacy_http_server natively, with the shim, and und
     }
 }
 
-TEST_CASE("C++ pipeline: 1000 std::threads with mutex, condition_variable, counting_semaphore "
-          "and atomic::wait agree with native threads on <= 4 OS threads",
-          "[cxx]") {
+TEST_CASE(
+    "C++ pipeline: 1000 std::threads with mutex, condition_variable, counting_semaphore "
+    "and atomic::wait agree with native threads on <= 4 OS threads",
+    "[cxx]") {
     Run native = run({{tool("cxx_threads"), "pipeline"}, {}, false}, 60000);
     Run green = run({{tool("cxx_threads"), "pipeline"}, {}, true}, 60000);
     INFO(native.out << green.out << green.err);
@@ -216,9 +208,10 @@ TEST_CASE("stress: 10,000 threads on 16 mutexes and condvars, counts exact, no d
     CHECK(std::stoi(m[1]) <= 4);
 }
 
-TEST_CASE("python3 -m http.server (a thread per request, its GIL a mutex and a condvar) "
-          "serves 500 concurrent requests under the shim",
-          "[python]") {
+TEST_CASE(
+    "python3 -m http.server (a thread per request, its GIL a mutex and a condvar) "
+    "serves 500 concurrent requests under the shim",
+    "[python]") {
     // Debian's python3; -u so that its "Serving HTTP on ... port N" line is not buffered.
     Process server({{"/usr/bin/python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
                      "--directory", build_dir() + "/integration"},
@@ -230,10 +223,12 @@ TEST_CASE("python3 -m http.server (a thread per request, its GIL a mutex and a c
     AbResult a = ab(port, 500, 1000);
     check_all_served(a, 1000);
     CHECK(sampler.max() <= 4);
-    Run listing = run(Spawn{{"curl", "-sS", "--max-time", "10",
-                             "http://127.0.0.1:" + std::to_string(port) + "/"},
-                            {}, false, false},
-                      15000);
+    Run listing = run(
+        Spawn{{"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/"},
+              {},
+              false,
+              false},
+        15000);
     CHECK(listing.out.find("cxx_threads") != std::string::npos);
 }
 
@@ -261,8 +256,7 @@ TEST_CASE("a fiber stack overflow ends in one clear line and SIGSEGV", "[stack]"
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }
 
-TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE=1",
-          "[settings]") {
+TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE=1", "[settings]") {
     Run shim = run({{tool("scenarios"), "thread_count"}, {}, true}, 10000);
     CHECK(shim.out == "threads 1\n");
     Run disabled = run({{tool("scenarios"), "thread_count"}, {"GREEN_DISABLE=1"}, true}, 10000);
@@ -300,8 +294,7 @@ TEST_CASE("a child started with fork+exec sees the socket flags the program set"
     }
 }
 
-TEST_CASE("a forked child that closes the listener leaves the parent's accept working",
-          "[fork]") {
+TEST_CASE("a forked child that closes the listener leaves the parent's accept working", "[fork]") {
     for (bool green : {false, true}) {
         Run r = run({{tool("scenarios"), "fork_child_closes_listener"}, {}, green}, 10000);
         INFO("green " << green << " stderr " << r.err);

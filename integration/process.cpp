@@ -19,10 +19,16 @@ extern char** environ;
 
 namespace itest {
 
-std::string green_library() { return GREEN_LIBRARY; }
-std::string build_dir() { return GREEN_BUILD_DIR; }
+std::string green_library() {
+    return GREEN_LIBRARY;
+}
+std::string build_dir() {
+    return GREEN_BUILD_DIR;
+}
 
-bool exited_with(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+bool exited_with(int status, int code) {
+    return WIFEXITED(status) && WEXITSTATUS(status) == code;
+}
 
 Process::Process(const Spawn& spec) {
     int out[2], err[2];
@@ -73,7 +79,8 @@ static std::string read_until(int fd, int timeout_ms, const char* stop) {
     for (;;) {
         if (stop && data.find(stop) != std::string::npos) break;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        end - std::chrono::steady_clock::now()).count();
+                        end - std::chrono::steady_clock::now())
+                        .count();
         if (left <= 0) break;
         pollfd p{fd, POLLIN, 0};
         if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
@@ -92,8 +99,12 @@ int Process::wait_for_port(int timeout_ms, const std::string& pattern) {
     return std::stoi(m[1]);
 }
 
-std::string Process::read_all_stdout(int timeout_ms) { return read_until(out_, timeout_ms, nullptr); }
-std::string Process::read_all_stderr(int timeout_ms) { return read_until(err_, timeout_ms, nullptr); }
+std::string Process::read_all_stdout(int timeout_ms) {
+    return read_until(out_, timeout_ms, nullptr);
+}
+std::string Process::read_all_stderr(int timeout_ms) {
+    return read_until(err_, timeout_ms, nullptr);
+}
 
 int Process::threads() const {
     std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
@@ -151,6 +162,26 @@ Run run(const Spawn& spec, int timeout_ms) {
     r.err = err;
     r.status = p.wait_exit(timeout_ms);
     return r;
+}
+
+AbResult ab(const std::string& url, int concurrency, int requests) {
+    Run r = run(Spawn{{"ab", "-q", "-r", "-s", "30", "-c", std::to_string(concurrency), "-n",
+                       std::to_string(requests), url},
+                      {},
+                      false,
+                      false},
+                60000);
+    AbResult a;
+    a.raw = r.out + r.err;
+    auto field = [&](const char* pattern) -> std::string {
+        std::smatch m;
+        return std::regex_search(r.out, m, std::regex(pattern)) ? m[1].str() : "";
+    };
+    if (auto v = field("Complete requests:\\s+(\\d+)"); !v.empty()) a.complete = std::stoi(v);
+    if (auto v = field("Failed requests:\\s+(\\d+)"); !v.empty()) a.failed = std::stoi(v);
+    if (auto v = field("Non-2xx responses:\\s+(\\d+)"); !v.empty()) a.non2xx = std::stoi(v);
+    if (auto v = field("Time taken for tests:\\s+([0-9.]+)"); !v.empty()) a.seconds = std::stod(v);
+    return a;
 }
 
 }  // namespace itest

@@ -67,6 +67,14 @@ struct Run {
 };
 Run run(const Spawn& spec, int timeout_ms);
 
+// ApacheBench (`ab`) against `url`: what it reports.
+struct AbResult {
+    int complete = -1, failed = -1, non2xx = 0;
+    double seconds = 0;
+    std::string raw;
+};
+AbResult ab(const std::string& url, int concurrency, int requests);
+
 std::string green_library();
 std::string build_dir();
 bool exited_with(int status, int code);

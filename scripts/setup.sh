@@ -11,6 +11,7 @@ PACKAGES=(
   googletest libgtest-dev catch2                  # test frameworks
   curl wget apache2-utils python3 strace          # stock programs the tests drive
   dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
+  memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
 )
 
 if [[ "${1:-}" != "--no-install" ]]; then

@@ -1,9 +1,14 @@
 // sendfile and splice: whole transfers into blocking sockets with slow readers, offsets and
-// file positions, waits for data, and the kernel's errors.
+// file positions, waits for data, and the kernel's errors. eventfd, timerfd and signalfd
+// reads: waits for the event.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/sendfile.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 
 #include <atomic>
 #include <thread>
@@ -167,4 +172,75 @@ TEST(Splice, NeedsAPipeAndValidFds) {
     Pair p = pipe_pair();
     EXPECT_EQ(splice(closed_fd(), nullptr, p.b, nullptr, 10, 0), -1);
     EXPECT_EQ(errno, EBADF);
+}
+
+// eventfd, timerfd and signalfd are read with read(2): a blocking read waits for the counter,
+// the expiry or the signal, and the others keep running.
+TEST(SpecialFds, EventfdReadWaitsForAWrite) {
+    int fd = eventfd(0, EFD_CLOEXEC);
+    After later(50, [fd] {
+        uint64_t one = 3;
+        write(fd, &one, sizeof one);
+    });
+    uint64_t value = 0;
+    auto start = Clock::now();
+    EXPECT_EQ(read(fd, &value, sizeof value), 8);
+    EXPECT_EQ(value, 3u);
+    EXPECT_GE(ms_since(start), 40);
+    EXPECT_EQ(read(fd, &value, 4), -1);  // smaller than 8 bytes: at once, not after a wait
+    EXPECT_EQ(errno, EINVAL);
+    close(fd);
+}
+
+TEST(SpecialFds, SmallReadsOfTimerfdAndSignalfdFailAtOnce) {
+    int timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    char buf[64];
+    EXPECT_EQ(read(timer, buf, 4), -1);
+    EXPECT_EQ(errno, EINVAL);
+    close(timer);
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    int sfd = signalfd(-1, &usr2, SFD_CLOEXEC);
+    EXPECT_EQ(read(sfd, buf, sizeof buf), -1);
+    EXPECT_EQ(errno, EINVAL);
+    close(sfd);
+}
+
+TEST(SpecialFds, TimerfdReadWaitsForTheExpiry) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    itimerspec spec{};
+    spec.it_value.tv_nsec = 60 * 1000000L;
+    ASSERT_EQ(timerfd_settime(fd, 0, &spec, nullptr), 0);
+    std::atomic<int> ticks{0};
+    std::atomic<bool> stop{false};
+    std::thread ticker([&] {
+        while (!stop) {
+            usleep(5000);
+            ++ticks;
+        }
+    });
+    uint64_t expirations = 0;
+    auto start = Clock::now();
+    EXPECT_EQ(read(fd, &expirations, sizeof expirations), 8);
+    EXPECT_EQ(expirations, 1u);
+    EXPECT_GE(ms_since(start), 55);
+    stop = true;
+    ticker.join();
+    EXPECT_GE(ticks.load(), 5);
+    close(fd);
+}
+
+TEST(SpecialFds, SignalfdReadWaitsForTheSignal) {
+    sigset_t usr2, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &old);
+    int fd = signalfd(-1, &usr2, SFD_CLOEXEC);
+    After later(50, [] { kill(getpid(), SIGUSR2); });
+    signalfd_siginfo info{};
+    EXPECT_EQ(read(fd, &info, sizeof info), static_cast<ssize_t>(sizeof info));
+    EXPECT_EQ(info.ssi_signo, static_cast<uint32_t>(SIGUSR2));
+    close(fd);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
