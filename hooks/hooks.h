@@ -19,6 +19,11 @@ long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6)
 // use, so that it holds even for calls made before libgreen's constructor.
 bool disabled();
 
+// The accept guard (hooks/signal.cpp): arm before a blocking accept that poll said would
+// not block; disarm after it. disarm() is true if the guard's timer ended the call.
+bool accept_guard_arm();
+bool accept_guard_disarm();
+
 // Registers the runtime callbacks hooks need (thread-specific data destructors).
 void install();
 

@@ -4,6 +4,9 @@
 // and mask when it asks. Synchronous signals (faults) pass straight through: no call is
 // parked on them, and the runtime's own stack-overflow handler lives there.
 #include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -17,8 +20,8 @@ thread_local unsigned t_handlers_run = 0;
 
 namespace {
 
-SpinLock g_lock;                     // serialises sigaction calls; never taken in a handler
-struct sigaction g_program[NSIG];    // what the program installed, as it installed it
+SpinLock g_lock;                   // serialises sigaction calls; never taken in a handler
+struct sigaction g_program[NSIG];  // what the program installed, as it installed it
 bool g_known[NSIG];
 
 bool synchronous(int sig) {
@@ -30,8 +33,22 @@ bool is_handler(const struct sigaction& a) {
     return a.sa_handler != SIG_DFL && a.sa_handler != SIG_IGN;
 }
 
+// The accept guard's timer signal (see accept_guard_arm): SIGURG, which Go's runtime also
+// borrows for the same reason — ignored by default and rarely used by programs.
+constexpr int kGuardSignal = SIGURG;
+bool g_guard_installed = false;  // the kernel's SIGURG handler is our trampoline
+thread_local bool t_guard_armed = false;
+thread_local bool t_guard_fired = false;
+thread_local timer_t t_guard_timer;
+thread_local pid_t t_guard_timer_pid = 0;  // timers do not survive fork: remade in a child
+
 void trampoline(int sig, siginfo_t* info, void* context) {
+    if (sig == kGuardSignal && info && info->si_code == SI_TIMER && t_guard_armed) {
+        t_guard_fired = true;  // ours: it only ends the accept it guards
+        return;
+    }
     struct sigaction a = g_program[sig];
+    if (!is_handler(a) && !(a.sa_flags & SA_SIGINFO)) return;  // SIGURG left at SIG_DFL/SIG_IGN
     if (a.sa_flags & SA_RESETHAND) {
         // The kernel has already reset the disposition; say so to a later sigaction query.
         g_program[sig].sa_handler = SIG_DFL;
@@ -63,10 +80,12 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
     }
     if (act) {
         struct sigaction install = wanted;
-        if (is_handler(wanted)) {
+        bool guard = sig == kGuardSignal && g_guard_installed;
+        if (is_handler(wanted) || guard) {
             install.sa_sigaction = trampoline;
             install.sa_flags |= SA_SIGINFO;
         }
+        if (guard) install.sa_flags &= ~SA_RESTART;  // the guard must interrupt accept
         if (real::get().sigaction(sig, &install, nullptr) != 0) return -1;  // SIGKILL, SIGSTOP
         g_program[sig] = wanted;
         g_known[sig] = true;
@@ -82,13 +101,58 @@ sighandler_t signal(int sig, sighandler_t handler) {
         errno = EINVAL;
         return SIG_ERR;
     }
-    struct sigaction act {}, old{};
+    struct sigaction act {
+    }, old{};
     act.sa_handler = handler;
     sigemptyset(&act.sa_mask);
     sigaddset(&act.sa_mask, sig);
     act.sa_flags = SA_RESTART;
     if (hooks::sigaction(sig, &act, &old) < 0) return SIG_ERR;
     return old.sa_handler;
+}
+
+// A blocking accept on a listener shared with other processes (pre-fork servers) may lose
+// the connection poll announced to another process, and then block the carrier until the
+// next one. No per-call flag makes accept non-blocking, and changing the listener's flags
+// or timeout would show in the other processes. So a one-shot timer aimed at this thread
+// sends kGuardSignal 10 ms into the call; accept fails with EINTR and the fiber waits again.
+bool accept_guard_arm() {
+    if (!g_guard_installed) {
+        SpinGuard hold(g_lock);
+        if (!g_guard_installed) {
+            if (!g_known[kGuardSignal] &&
+                real::get().sigaction(kGuardSignal, nullptr, &g_program[kGuardSignal]) != 0)
+                return false;
+            g_known[kGuardSignal] = true;
+            struct sigaction install = g_program[kGuardSignal];
+            install.sa_sigaction = trampoline;
+            install.sa_flags = (install.sa_flags | SA_SIGINFO) & ~SA_RESTART;
+            if (real::get().sigaction(kGuardSignal, &install, nullptr) != 0) return false;
+            g_guard_installed = true;
+        }
+    }
+    pid_t pid = getpid();
+    if (t_guard_timer_pid != pid) {
+        sigevent event{};
+        event.sigev_notify = SIGEV_THREAD_ID;
+        event.sigev_signo = kGuardSignal;
+        event._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+        if (timer_create(CLOCK_MONOTONIC, &event, &t_guard_timer) != 0) return false;
+        t_guard_timer_pid = pid;
+    }
+    itimerspec in_10ms{};
+    in_10ms.it_value.tv_nsec = 10 * 1000 * 1000;
+    t_guard_fired = false;
+    t_guard_armed = true;
+    timer_settime(t_guard_timer, 0, &in_10ms, nullptr);
+    return true;
+}
+
+bool accept_guard_disarm() {
+    itimerspec off{};
+    timer_settime(t_guard_timer, 0, &off, nullptr);
+    t_guard_armed = false;
+    return t_guard_fired;
 }
 
 }  // namespace green::hooks

@@ -47,19 +47,37 @@ template <typename Call>
 int accept_call(int fd, Call call) {
     uint64_t deadline = 0;
     for (;;) {
-        if (ready_now(fd, POLLIN) || user_nonblocking(fd)) return call();
+        if (user_nonblocking(fd)) return call();
+        if (ready_now(fd, POLLIN)) {
+            // Another process sharing the listener may take the connection first: the guard
+            // ends a blocking accept after 10 ms, and we wait again (accept_guard_arm).
+            bool guarded = accept_guard_arm();
+            int r = call();
+            int saved = errno;
+            bool fired = guarded && accept_guard_disarm();
+            if (!(r < 0 && saved == EINTR && fired)) {
+                errno = saved;
+                return r;
+            }
+            continue;
+        }
         if (deadline == 0) {
             if (!listening(fd)) return call();  // EINVAL / EOPNOTSUPP / ENOTSOCK, at once
             deadline = socket_deadline(fd, SO_RCVTIMEO);
         }
         switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kAccept)) {
-            case Waited::kClosed: errno = EBADF; return -1;
-            case Waited::kTimedOut: errno = EAGAIN; return -1;
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
+            case Waited::kTimedOut:
+                errno = EAGAIN;
+                return -1;
             case Waited::kInterrupted:
                 if (restarts_after_signal(deadline)) break;
                 errno = EINTR;
                 return -1;
-            case Waited::kReady: break;
+            case Waited::kReady:
+                break;
         }
     }
 }
@@ -145,7 +163,8 @@ int accept(int fd, sockaddr* addr, socklen_t* addrlen) {
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags) {
-    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) return real::get().accept4(fd, addr, addrlen, flags);
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return real::get().accept4(fd, addr, addrlen, flags);
     return accept_call(fd, [&] { return real::get().accept4(fd, addr, addrlen, flags); });
 }
 
@@ -186,10 +205,17 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
                restarts_after_signal(deadline)) {
         }
         switch (w) {
-            case Waited::kClosed: errno = EBADF; return -1;
-            case Waited::kTimedOut: errno = EINPROGRESS; return -1;  // as Linux with SO_SNDTIMEO
-            case Waited::kInterrupted: errno = EINTR; return -1;
-            case Waited::kReady: break;
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
+            case Waited::kTimedOut:
+                errno = EINPROGRESS;
+                return -1;  // as Linux with SO_SNDTIMEO
+            case Waited::kInterrupted:
+                errno = EINTR;
+                return -1;
+            case Waited::kReady:
+                break;
         }
         int so_error = 0;
         socklen_t len = sizeof so_error;

@@ -328,3 +328,40 @@ TEST_CASE("the terminal keeps the flags the program set after it exits", "[flags
     close(tty);
     close(master);
 }
+
+TEST_CASE(
+    "pre-fork: a blocking accept that loses the race to another process never holds the "
+    "carrier",
+    "[fork]") {
+    Process server({{tool("scenarios"), "prefork"}, {}, true});
+    int port = server.wait_for_port();
+    REQUIRE(port > 0);
+    // Connections while both children wait in accept: each wakes both, one wins.
+    int served = 0;
+    for (int i = 0; i < 30; ++i) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(port));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        char c = 0;
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            read(fd, &c, 1) == 1)
+            served += c == 'x';
+        close(fd);
+        usleep(10000);
+    }
+    std::string out = server.read_all_stdout(15000);
+    INFO(out);
+    CHECK(exited_with(server.wait_exit(5000), 0));
+    std::regex line("child accepted=(\\d+) ms=(\\d+)");
+    int children = 0, accepted = 0;
+    for (std::sregex_iterator it(out.begin(), out.end(), line), end; it != end; ++it) {
+        ++children;
+        accepted += std::stoi((*it)[1]);
+        CHECK(std::stoi((*it)[2]) < 2500);  // 1.5 s of sleeps, not held up by a lost accept
+    }
+    CHECK(children == 2);
+    CHECK(served == 30);
+    CHECK(accepted == served);
+}

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+static int g_accepted;
 
 static int os_threads(void) {
     char line[256];
@@ -55,6 +58,19 @@ static void* write_later(void* arg) {
 }
 
 static void say_atexit(void) { printf("atexit ran\n"); }
+
+/* prefork: a thread accepting on the listener shared with the other processes. */
+static void* accept_forever(void* arg) {
+    int listener = (int)(long)arg;
+    for (;;) {
+        int c = accept(listener, NULL, NULL);
+        if (c < 0) continue;
+        write(c, "x", 1);
+        close(c);
+        __atomic_add_fetch(&g_accepted, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
 
 /* getaddrinfo(name, "80") for IPv4: 0 or the EAI_* code. */
 static int resolve(const char* name) {
@@ -174,6 +190,38 @@ int main(int argc, char** argv) {
         pthread_join(t, &accepted);
         printf("child %d accepted %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                (int)(long)accepted >= 0);
+        return 0;
+    }
+    if (!strcmp(name, "prefork")) {
+        /* Two processes share one blocking listener, each with a thread in accept and its main
+         * thread sleeping 150 x 10 ms; each prints its accepts and how long the sleeps took
+         * (a carrier held by accept would stretch them). */
+        int lfd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof a;
+        if (bind(lfd, (struct sockaddr*)&a, sizeof a) != 0 || listen(lfd, 128) != 0) return 3;
+        getsockname(lfd, (struct sockaddr*)&a, &alen);
+        printf("listening on %d\n", ntohs(a.sin_port));
+        fflush(stdout);
+        pid_t children[2];
+        for (int i = 0; i < 2; ++i) {
+            children[i] = fork();
+            if (children[i] == 0) {
+                alarm(20); /* never outlive a failed test */
+                pthread_t t;
+                pthread_create(&t, NULL, accept_forever, (void*)(long)lfd);
+                struct timespec start, end;
+                clock_gettime(CLOCK_MONOTONIC, &start);
+                for (int n = 0; n < 150; ++n) usleep(10000);
+                clock_gettime(CLOCK_MONOTONIC, &end);
+                long ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+                printf("child accepted=%d ms=%ld\n", __atomic_load_n(&g_accepted, __ATOMIC_RELAXED),
+                       ms);
+                fflush(stdout);
+                _exit(0);
+            }
+        }
+        for (int i = 0; i < 2; ++i) waitpid(children[i], NULL, 0);
         return 0;
     }
     if (!strcmp(name, "fork_resolve")) {
