@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -10,6 +11,8 @@
 #include <thread>
 
 #include "common.h"
+
+extern char** environ;
 
 using namespace sem;
 
@@ -247,4 +250,19 @@ TEST(Sigsuspend, WaitsForASignalSentLater) {
     EXPECT_GE(ms_since(start), 40);
     EXPECT_EQ(g_handled, handled + 1);
     signal(SIGUSR1, SIG_DFL);
+}
+
+TEST(PosixSpawn, StartsAProgramWhoseStatusWaitpidReports) {
+    Ticker ticker;
+    pid_t pid = 0;
+    char sh[] = "sh", c[] = "-c", script[] = "sleep 0.1; exit 11";
+    char* argv[] = {sh, c, script, nullptr};
+    ASSERT_EQ(posix_spawnp(&pid, "sh", nullptr, nullptr, argv, environ), 0);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 11);
+    EXPECT_GE(ticker.ticks(), 5);
+    char missing[] = "/nonexistent/program";
+    char* none[] = {missing, nullptr};
+    EXPECT_EQ(posix_spawn(&pid, missing, nullptr, nullptr, none, environ), ENOENT);
 }
