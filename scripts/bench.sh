@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# libgreen's benchmarks: every workload natively, under the shim and (where there is one)
+# against an event-loop reference, in one run on one machine, printed as markdown rows with
+# the ratios. Never part of the test suite. Results go to docs/benchmarks.md by hand.
+#
+#   scripts/bench.sh [quick]      quick: smaller counts, for a smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=$PWD/build
+G=$B/libgreen.so
+quick=${1:-}
+ulimit -n "$(ulimit -Hn)"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
+field() { grep -o "$1=[0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
+
+# Samples a process's OS threads and peak RSS until it ends: echo "threads rss_kb".
+sample_start() {
+    local pid=$1 out=$2
+    (max=0; rss=0
+     while [[ -r /proc/$pid/status ]]; do
+         t=$(awk '/^Threads:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+         r=$(awk '/^VmHWM:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+         (( t > max )) && max=$t
+         (( r > rss )) && rss=$r
+         echo "$max $rss" >"$out"
+         sleep 0.05
+     done) &
+}
+
+# Starts a server (its "listening on PORT" line on stdout); sets PID and PORT.
+start_server() {
+    local log
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 &
+    PID=$!
+    for _ in $(seq 100); do
+        PORT=$(grep -o 'listening on [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+        [[ -n $PORT ]] && return 0
+        sleep 0.05
+    done
+    echo "server did not start: $*" >&2
+    cat "$log" >&2
+    exit 1
+}
+stop_server() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+
+echo "# libgreen benchmarks, $(date -u +%F), $(nproc) cores, $(uname -r)"
+echo
+
+echo "## 1. Switch cost (ns per round trip; lower is better)"
+echo "| round trip | native threads | libgreen | threads / libgreen |"
+echo "|---|---|---|---|"
+n=$([[ $quick ]] && echo 20000 || echo 200000)
+for mode in yield pipe; do
+    a=$(field ns_per_round_trip "$("$B/bench/switch" "$mode" "$n")")
+    b=$(field ns_per_round_trip "$(LD_PRELOAD=$G "$B/bench/switch" "$mode" "$n")")
+    echo "| $mode | $a | $b | $(ratio "$a" "$b") |"
+done
+echo
+
+echo "## 2. Thread creation: create + join, 100 at a time"
+echo "| threads | native s | native peak RSS KiB | libgreen s | libgreen peak RSS KiB | native / libgreen time |"
+echo "|---|---|---|---|---|---|"
+n=$([[ $quick ]] && echo 10000 || echo 100000)
+a=$("$B/bench/spawn" "$n" 100)
+b=$(LD_PRELOAD=$G "$B/bench/spawn" "$n" 100)
+echo "| $n | $(field seconds "$a") | $(field peak_rss_kb "$a") | $(field seconds "$b") | $(field peak_rss_kb "$b") | $(ratio "$(field seconds "$a")" "$(field seconds "$b")") |"
+echo
+
+echo "## 3. Echo, 64-byte round trips for 5 s (thread per connection vs libuv event loop)"
+echo "| connections | server | round trips/s | p50 µs | p99 µs | peak RSS KiB | OS threads | vs libuv |"
+echo "|---|---|---|---|---|---|---|---|"
+counts=$([[ $quick ]] && echo "100 1000" || echo "100 1000 10000")
+for n in $counts; do
+    declare -A rps=()
+    for server in libuv native libgreen; do
+        case $server in
+            libuv) start_server "$B/bench/uv_echo_server" 0 ;;
+            native) start_server "$B/integration/legacy_echo_server" 0 ;;
+            libgreen) start_server env LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0 ;;
+        esac
+        s=$(mktemp)
+        sample_start "$PID" "$s"
+        r=$("$B/bench/echo_client" "$PORT" "$n" 5)
+        read -r threads rss <"$s"
+        stop_server
+        rps[$server]=$(field round_trips_per_s "$r")
+        echo "| $n | $server | ${rps[$server]} | $(field p50_us "$r") | $(field p99_us "$r") | $rss | $threads | $(ratio "${rps[$server]}" "${rps[libuv]}") |"
+    done
+done
+echo
+
+echo "## 4. Slow upstream: legacy_http_server with a 1 s handler, ab -n 4×C"
+echo "| concurrency | server | total s | ideal s | total / ideal | mean latency ms | failed | peak RSS KiB | OS threads |"
+echo "|---|---|---|---|---|---|---|---|---|"
+counts=$([[ $quick ]] && echo "1000" || echo "1000 10000")
+for c in $counts; do
+    for server in native libgreen; do
+        if [[ $server == native ]]; then
+            start_server "$B/integration/legacy_http_server" 0 1000
+        else
+            start_server env LD_PRELOAD="$G" "$B/integration/legacy_http_server" 0 1000
+        fi
+        s=$(mktemp)
+        sample_start "$PID" "$s"
+        out=$(ab -q -r -s 60 -c "$c" -n $((4 * c)) "http://127.0.0.1:$PORT/" 2>&1 || true)
+        read -r threads rss <"$s"
+        stop_server
+        total=$(grep -o 'Time taken for tests: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+        mean=$(grep -m1 -o 'Time per request: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+        failed=$(grep -o 'Failed requests: *[0-9]*' <<<"$out" | grep -o '[0-9]*$')
+        echo "| $c | $server | $total | 4.0 | $(ratio "$total" 4) | $mean | $failed | $rss | $threads |"
+    done
+done
+echo
+
+echo "## 6. Idle capacity: connections held open, nothing sent"
+echo "| connections | server | peak RSS KiB | KiB per connection | OS threads |"
+echo "|---|---|---|---|---|"
+counts=$([[ $quick ]] && echo "1000" || echo "10000")
+for n in $counts; do
+    for server in native libgreen libuv; do
+        case $server in
+            libuv) start_server "$B/bench/uv_echo_server" 0 ;;
+            native) start_server "$B/integration/legacy_echo_server" 0 ;;
+            libgreen) start_server env LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0 ;;
+        esac
+        base=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
+        s=$(mktemp)
+        sample_start "$PID" "$s"
+        "$B/bench/echo_client" "$PORT" "$n" 3 idle >/dev/null
+        read -r threads rss <"$s"
+        stop_server
+        echo "| $n | $server | $rss | $(ratio $((rss - base)) "$n") | $threads |"
+    done
+done
+echo
+
+echo "## 7. Overhead on programs that never block"
+echo "| program | native | libgreen | libgreen / native |"
+echo "|---|---|---|---|"
+iters=$([[ $quick ]] && echo 20000000 || echo 200000000)
+for t in 1 4; do
+    a=$(field seconds "$("$B/bench/cpu_threads" "$t" "$iters")")
+    b=$(field seconds "$(LD_PRELOAD=$G "$B/bench/cpu_threads" "$t" "$iters")")
+    echo "| cpu_threads, $t threads (s) | $a | $b | $(ratio "$b" "$a") |"
+done
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    for server in native libgreen; do
+        dir=$(mktemp -d)
+        pre=""
+        [[ $server == libgreen ]] && pre="env LD_PRELOAD=$G"
+        $pre redis-server --port 0 --unixsocket "$dir/s" --save "" --appendonly no --dir "$dir" >/dev/null 2>&1 &
+        PID=$!
+        for _ in $(seq 100); do [[ -S $dir/s ]] && break; sleep 0.05; done
+        r=$(redis-benchmark -s "$dir/s" -n 200000 -c 50 -q -t set,get 2>/dev/null | tr '\r' '\n' | grep -o '[A-Z]*: [0-9.]* requests' | awk '{s += $2} END {print s / NR}')
+        stop_server
+        declare "redis_$server=$r"
+    done
+    echo "| redis-server, SET+GET mean (requests/s) | $redis_native | $redis_libgreen | $(ratio "$redis_libgreen" "$redis_native") |"
+fi
