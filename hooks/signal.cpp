@@ -114,8 +114,8 @@ sighandler_t signal(int sig, sighandler_t handler) {
 // A blocking accept on a listener shared with other processes (pre-fork servers) may lose
 // the connection poll announced to another process, and then block the carrier until the
 // next one. No per-call flag makes accept non-blocking, and changing the listener's flags
-// or timeout would show in the other processes. So a one-shot timer aimed at this thread
-// sends kGuardSignal 10 ms into the call; accept fails with EINTR and the fiber waits again.
+// or timeout would show in the other processes. So a timer aimed at this thread sends
+// kGuardSignal every 10 ms during the call; accept fails with EINTR and the fiber waits again.
 bool accept_guard_arm() {
     if (!g_guard_installed) {
         SpinGuard hold(g_lock);
@@ -140,8 +140,11 @@ bool accept_guard_arm() {
         if (timer_create(CLOCK_MONOTONIC, &event, &t_guard_timer) != 0) return false;
         t_guard_timer_pid = pid;
     }
+    // Every 10 ms until disarmed: a first expiry that comes before the thread has entered
+    // accept (a busy machine may not run it for that long) is followed by another.
     itimerspec in_10ms{};
     in_10ms.it_value.tv_nsec = 10 * 1000 * 1000;
+    in_10ms.it_interval = in_10ms.it_value;
     t_guard_fired = false;
     t_guard_armed = true;
     timer_settime(t_guard_timer, 0, &in_10ms, nullptr);
