@@ -86,6 +86,8 @@ ssize_t write_other(int fd, const iovec* iov, int iovcnt) {
 // bytes than one event fails with EINVAL at once, where poll-then-read would wait forever.
 bool event_fd_refuses(int fd, size_t count) {
     if (count >= sizeof(signalfd_siginfo)) return false;
+    struct stat st;  // event fds are anonymous inodes, with no file type; pipes and ttys have one
+    if (fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != 0) return false;
     char path[32], target[32] = {};
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     if (readlink(path, target, sizeof target - 1) <= 0) return false;
