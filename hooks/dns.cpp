@@ -117,19 +117,22 @@ DnsQuery address_query(const char* name, int af) {
     return query;
 }
 
+// True when the hosts file settled the lookup (found it, or glibc would fail with ERANGE
+// there); false: DNS is next.
+bool answered_by_hosts(HostsResult result, bool* too_small, LookupStatus* status) {
+    if (result == HostsResult::kNotFound) return false;
+    if (result == HostsResult::kBufferTooSmall) *too_small = true;
+    *status = result == HostsResult::kFound ? LookupStatus::kOk : LookupStatus::kNoRecovery;
+    return true;
+}
+
 // A name in one family through "files dns" (glibc's gethostbyname3_r via nsswitch).
 // `buffer_size`: the _r caller's buffer; *too_small when glibc would fail with ERANGE.
 LookupStatus host_by_name(const char* name, int af, HostLookup* out, size_t buffer_size = SIZE_MAX,
                           bool* too_small = nullptr) {
-    switch (hosts_by_name(name, af, out, buffer_size)) {
-        case HostsResult::kFound:
-            return LookupStatus::kOk;
-        case HostsResult::kBufferTooSmall:
-            *too_small = true;
-            return LookupStatus::kNoRecovery;
-        case HostsResult::kNotFound:
-            break;
-    }
+    LookupStatus status;
+    if (answered_by_hosts(hosts_by_name(name, af, out, buffer_size), too_small, &status))
+        return status;
     DnsQuery query = address_query(name, af);
     ask_dns(&query, 1);
     if (query.status == LookupStatus::kOk) *out = std::move(query.answer);
@@ -139,15 +142,9 @@ LookupStatus host_by_name(const char* name, int af, HostLookup* out, size_t buff
 // An address through "files dns" (glibc's gethostbyaddr_r via nsswitch).
 LookupStatus host_by_address(const void* addr, socklen_t len, int af, HostLookup* out,
                              size_t buffer_size = SIZE_MAX, bool* too_small = nullptr) {
-    switch (hosts_by_address(addr, len, af, out, buffer_size)) {
-        case HostsResult::kFound:
-            return LookupStatus::kOk;
-        case HostsResult::kBufferTooSmall:
-            *too_small = true;
-            return LookupStatus::kNoRecovery;
-        case HostsResult::kNotFound:
-            break;
-    }
+    LookupStatus status;
+    if (answered_by_hosts(hosts_by_address(addr, len, af, out, buffer_size), too_small, &status))
+        return status;
     DnsQuery query;
     query.type = DnsType::kPTR;
     query.address.family = af;

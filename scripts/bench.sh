@@ -43,6 +43,14 @@ start_server() {
     cat "$log" >&2
     exit 1
 }
+# The echo server named libuv (the event-loop reference), native or libgreen.
+start_echo_server() {
+    case $1 in
+        libuv) start_server "$B/bench/uv_echo_server" 0 ;;
+        native) start_server "$B/integration/legacy_echo_server" 0 ;;
+        libgreen) start_server env LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0 ;;
+    esac
+}
 stop_server() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
 echo "# libgreen benchmarks, $(date -u +%F), $(nproc) cores, $(uname -r)"
@@ -75,11 +83,7 @@ counts=$([[ $quick ]] && echo "100 1000" || echo "100 1000 10000")
 for n in $counts; do
     declare -A rps=()
     for server in libuv native libgreen; do
-        case $server in
-            libuv) start_server "$B/bench/uv_echo_server" 0 ;;
-            native) start_server "$B/integration/legacy_echo_server" 0 ;;
-            libgreen) start_server env LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0 ;;
-        esac
+        start_echo_server "$server"
         s=$(mktemp)
         sample_start "$PID" "$s"
         r=$("$B/bench/echo_client" "$PORT" "$n" 5)
@@ -121,11 +125,7 @@ echo "|---|---|---|---|---|"
 counts=$([[ $quick ]] && echo "1000" || echo "10000")
 for n in $counts; do
     for server in native libgreen libuv; do
-        case $server in
-            libuv) start_server "$B/bench/uv_echo_server" 0 ;;
-            native) start_server "$B/integration/legacy_echo_server" 0 ;;
-            libgreen) start_server env LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0 ;;
-        esac
+        start_echo_server "$server"
         base=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
         s=$(mktemp)
         sample_start "$PID" "$s"

@@ -6,11 +6,12 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -35,11 +36,13 @@ inline long ms_since(Clock::time_point start) {
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
 }
 
-inline bool nonblocking(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
+inline bool nonblocking(int fd) {
+    return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
+}
 
 // A thread that runs `fn` after `delay_ms`; joined by the destructor.
 class After {
-public:
+  public:
     After(int delay_ms, std::function<void()> fn)
         : thread_([delay_ms, fn] {
               std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
@@ -47,7 +50,29 @@ public:
           }) {}
     ~After() { thread_.join(); }
 
-private:
+  private:
+    std::thread thread_;
+};
+
+// Counts 5 ms sleeps on another thread while it lives: proof that the process kept running.
+class Ticker {
+  public:
+    Ticker()
+        : thread_([this] {
+              while (!stop_) {
+                  usleep(5000);
+                  ++ticks_;
+              }
+          }) {}
+    ~Ticker() {
+        stop_ = true;
+        thread_.join();
+    }
+    int ticks() const { return ticks_; }
+
+  private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> ticks_{0};
     std::thread thread_;
 };
 

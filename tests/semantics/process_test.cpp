@@ -27,28 +27,6 @@ pid_t child_exiting(int code, int after_ms = 0) {
     return pid;
 }
 
-// Counts 5 ms sleeps on another thread while it lives: proof that the process kept running.
-class Ticker {
-  public:
-    Ticker()
-        : thread_([this] {
-              while (!stop_) {
-                  usleep(5000);
-                  ++ticks_;
-              }
-          }) {}
-    ~Ticker() {
-        stop_ = true;
-        thread_.join();
-    }
-    int ticks() const { return ticks_; }
-
-  private:
-    std::atomic<bool> stop_{false};
-    std::atomic<int> ticks_{0};
-    std::thread thread_;
-};
-
 std::atomic<int> g_handled{0};
 void on_usr1(int) {
     ++g_handled;

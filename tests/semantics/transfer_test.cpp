@@ -58,26 +58,17 @@ TEST(Sendfile, SendsAWholeFileIntoABlockingSocketWithASlowReader) {
     Pair s = socket_pair();
     std::vector<char> got;
     std::thread reader = slow_reader(s.b, 100, &got);
-    std::atomic<int> ticks{0};
-    std::atomic<bool> stop{false};
-    std::thread ticker([&] {
-        while (!stop) {
-            usleep(5000);
-            ++ticks;
-        }
-    });
+    Ticker ticker;
     off_t offset = 0;
     EXPECT_EQ(sendfile(s.a, file, &offset, size), static_cast<ssize_t>(size));
     EXPECT_EQ(offset, static_cast<off_t>(size));
     EXPECT_EQ(lseek(file, 0, SEEK_CUR), 0);  // with an offset, the position stays
     shutdown(s.a, SHUT_WR);
     reader.join();
-    stop = true;
-    ticker.join();
     ASSERT_EQ(got.size(), size);
     for (size_t i = 0; i < size; ++i)
         if (got[i] != expected(i)) FAIL() << "byte " << i;
-    EXPECT_GE(ticks.load(), 10);  // the sender's wait let the others run
+    EXPECT_GE(ticker.ticks(), 10);  // the sender's wait let the others run
     close(file);
 }
 
@@ -212,22 +203,13 @@ TEST(SpecialFds, TimerfdReadWaitsForTheExpiry) {
     itimerspec spec{};
     spec.it_value.tv_nsec = 60 * 1000000L;
     ASSERT_EQ(timerfd_settime(fd, 0, &spec, nullptr), 0);
-    std::atomic<int> ticks{0};
-    std::atomic<bool> stop{false};
-    std::thread ticker([&] {
-        while (!stop) {
-            usleep(5000);
-            ++ticks;
-        }
-    });
+    Ticker ticker;
     uint64_t expirations = 0;
     auto start = Clock::now();
     EXPECT_EQ(read(fd, &expirations, sizeof expirations), 8);
     EXPECT_EQ(expirations, 1u);
     EXPECT_GE(ms_since(start), 55);
-    stop = true;
-    ticker.join();
-    EXPECT_GE(ticks.load(), 5);
+    EXPECT_GE(ticker.ticks(), 5);
     close(fd);
 }
 
