@@ -119,6 +119,38 @@ for c in $counts; do
 done
 echo
 
+echo "## 5. uWSGI + Flask, a 1 s handler: 1,000 threads natively and under the shim, gevent"
+echo "| server | ab -c 1000 -n 2000 total s | mean latency ms | failed | peak RSS KiB | OS threads |"
+echo "|---|---|---|---|---|---|"
+if command -v uwsgi >/dev/null && [[ -e /usr/lib/uwsgi/plugins/gevent_python3_plugin.so ]]; then
+    app=$(mktemp -d)
+    printf 'import time\nfrom flask import Flask\napp = Flask(__name__)\n\n@app.route("/")\ndef slow():\n    time.sleep(1)\n    return "Hello World!"\n' >"$app/app.py"
+    for mode in threads libgreen gevent; do
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        common=(--http-socket "127.0.0.1:$port" --wsgi-file "$app/app.py" --callable app --listen 1024 --disable-logging)
+        case $mode in
+            threads) uwsgi --plugin python3 --threads 1000 "${common[@]}" >/dev/null 2>&1 & ;;
+            libgreen) env LD_PRELOAD="$G" uwsgi --plugin python3 --threads 1000 "${common[@]}" >/dev/null 2>&1 & ;;
+            gevent) uwsgi --plugin python3,gevent_python3 --gevent 1000 --gevent-monkey-patch "${common[@]}" >/dev/null 2>&1 & ;;
+        esac
+        PID=$!
+        for _ in $(seq 200); do curl -s "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.05; done
+        s=$(mktemp)
+        sample_start "$PID" "$s"
+        out=$(ab -q -r -s 60 -c 1000 -n 2000 "http://127.0.0.1:$port/" 2>&1 || true)
+        read -r threads rss <"$s"
+        kill -KILL "$PID"  # uWSGI reloads on SIGTERM and waits for its threads on SIGINT
+        wait "$PID" 2>/dev/null || true
+        total=$(grep -o 'Time taken for tests: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+        mean=$(grep -m1 -o 'Time per request: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+        failed=$(grep -o 'Failed requests: *[0-9]*' <<<"$out" | grep -o '[0-9]*$')
+        echo "| $mode | $total | $mean | $failed | $rss | $threads |"
+    done
+else
+    echo "| (uwsgi, uwsgi-plugin-gevent-python3 and python3-flask are not installed) | | | | | |"
+fi
+echo
+
 echo "## 6. Idle capacity: connections held open, nothing sent"
 echo "| connections | server | peak RSS KiB | KiB per connection | OS threads |"
 echo "|---|---|---|---|---|"

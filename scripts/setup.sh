@@ -12,6 +12,7 @@ PACKAGES=(
   curl wget apache2-utils python3 strace          # stock programs the tests drive
   dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
   memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
+  uwsgi-core uwsgi-plugin-python3 uwsgi-plugin-gevent-python3 python3-flask  # scripts/bench.sh
 )
 
 if [[ "${1:-}" != "--no-install" ]]; then
