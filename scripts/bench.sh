@@ -23,9 +23,27 @@ sample_start() {
          r=$(awk '/^VmHWM:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
          (( t > max )) && max=$t
          (( r > rss )) && rss=$r
-         echo "$max $rss" >"$out"
+         echo "$max $rss" >"$out.new" && mv "$out.new" "$out"  # never seen half-written
          sleep 0.05
      done) &
+}
+
+# Runs a load command while sampling the server $PID; sets OUT (the command's output),
+# THREADS (peak OS threads of the server) and RSS (its peak RSS in KiB).
+measure() {
+    local s
+    s=$(mktemp)
+    sample_start "$PID" "$s"
+    OUT=$("$@" 2>&1 || true)
+    sleep 0.1  # one more sample after the load
+    read -r THREADS RSS <"$s" || true
+}
+
+# ab's total time, mean latency and failed count from its output: "total mean failed".
+ab_numbers() {
+    echo "$(grep -o 'Time taken for tests: *[0-9.]*' <<<"$1" | grep -o '[0-9.]*$')" \
+        "$(grep -m1 -o 'Time per request: *[0-9.]*' <<<"$1" | grep -o '[0-9.]*$')" \
+        "$(grep -o 'Failed requests: *[0-9]*' <<<"$1" | grep -o '[0-9]*$')"
 }
 
 # Starts a server (its "listening on PORT" line on stdout); sets PID and PORT.
@@ -84,13 +102,10 @@ for n in $counts; do
     declare -A rps=()
     for server in libuv native libgreen; do
         start_echo_server "$server"
-        s=$(mktemp)
-        sample_start "$PID" "$s"
-        r=$("$B/bench/echo_client" "$PORT" "$n" 5)
-        read -r threads rss <"$s"
+        measure "$B/bench/echo_client" "$PORT" "$n" 5
         stop_server
-        rps[$server]=$(field round_trips_per_s "$r")
-        echo "| $n | $server | ${rps[$server]} | $(field p50_us "$r") | $(field p99_us "$r") | $rss | $threads | $(ratio "${rps[$server]}" "${rps[libuv]}") |"
+        rps[$server]=$(field round_trips_per_s "$OUT")
+        echo "| $n | $server | ${rps[$server]} | $(field p50_us "$OUT") | $(field p99_us "$OUT") | $RSS | $THREADS | $(ratio "${rps[$server]}" "${rps[libuv]}") |"
     done
 done
 echo
@@ -106,15 +121,10 @@ for c in $counts; do
         else
             start_server env LD_PRELOAD="$G" "$B/integration/legacy_http_server" 0 1000
         fi
-        s=$(mktemp)
-        sample_start "$PID" "$s"
-        out=$(ab -q -r -s 60 -c "$c" -n $((4 * c)) "http://127.0.0.1:$PORT/" 2>&1 || true)
-        read -r threads rss <"$s"
+        measure ab -q -r -s 60 -c "$c" -n $((4 * c)) "http://127.0.0.1:$PORT/"
         stop_server
-        total=$(grep -o 'Time taken for tests: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
-        mean=$(grep -m1 -o 'Time per request: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
-        failed=$(grep -o 'Failed requests: *[0-9]*' <<<"$out" | grep -o '[0-9]*$')
-        echo "| $c | $server | $total | 4.0 | $(ratio "$total" 4) | $mean | $failed | $rss | $threads |"
+        read -r total mean failed <<<"$(ab_numbers "$OUT")"
+        echo "| $c | $server | $total | 4.0 | $(ratio "$total" 4) | $mean | $failed | $RSS | $THREADS |"
     done
 done
 echo
@@ -135,16 +145,11 @@ if command -v uwsgi >/dev/null && [[ -e /usr/lib/uwsgi/plugins/gevent_python3_pl
         esac
         PID=$!
         for _ in $(seq 200); do curl -s "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.05; done
-        s=$(mktemp)
-        sample_start "$PID" "$s"
-        out=$(ab -q -r -s 60 -c 1000 -n 2000 "http://127.0.0.1:$port/" 2>&1 || true)
-        read -r threads rss <"$s"
+        measure ab -q -r -s 60 -c 1000 -n 2000 "http://127.0.0.1:$port/"
         kill -KILL "$PID"  # uWSGI reloads on SIGTERM and waits for its threads on SIGINT
         wait "$PID" 2>/dev/null || true
-        total=$(grep -o 'Time taken for tests: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
-        mean=$(grep -m1 -o 'Time per request: *[0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
-        failed=$(grep -o 'Failed requests: *[0-9]*' <<<"$out" | grep -o '[0-9]*$')
-        echo "| $mode | $total | $mean | $failed | $rss | $threads |"
+        read -r total mean failed <<<"$(ab_numbers "$OUT")"
+        echo "| $mode | $total | $mean | $failed | $RSS | $THREADS |"
     done
 else
     echo "| (uwsgi, uwsgi-plugin-gevent-python3 and python3-flask are not installed) | | | | | |"
@@ -159,12 +164,9 @@ for n in $counts; do
     for server in native libgreen libuv; do
         start_echo_server "$server"
         base=$(awk '/^VmRSS:/ {print $2}' "/proc/$PID/status")
-        s=$(mktemp)
-        sample_start "$PID" "$s"
-        "$B/bench/echo_client" "$PORT" "$n" 3 idle >/dev/null
-        read -r threads rss <"$s"
+        measure "$B/bench/echo_client" "$PORT" "$n" 3 idle
         stop_server
-        echo "| $n | $server | $rss | $(ratio $((rss - base)) "$n") | $threads |"
+        echo "| $n | $server | $RSS | $(ratio $((RSS - base)) "$n") | $THREADS |"
     done
 done
 echo
