@@ -3,14 +3,14 @@
 // callbacks never run on a (possibly small) program stack.
 #include "runtime/carrier.h"
 
-#include <boost/context/detail/fcontext.hpp>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/context/detail/fcontext.hpp>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -52,9 +52,10 @@ void on_segv(int sig, siginfo_t* info, void* ucontext) {
     const char* addr = static_cast<const char*>(info->si_addr);
     if (fiber && fiber->stack.guarded() && addr < fiber->stack.limit &&
         addr + 64 * 1024 >= fiber->stack.base) {
-        log::write_line("fatal: stack overflow in fiber %llu (%zu-byte stack); raise "
-                        "GREEN_STACK_SIZE or the thread's pthread_attr_setstacksize",
-                        static_cast<unsigned long long>(fiber->id), fiber->stack.usable());
+        log::write_line(
+            "fatal: stack overflow in fiber %llu (%zu-byte stack); raise "
+            "GREEN_STACK_SIZE or the thread's pthread_attr_setstacksize",
+            static_cast<unsigned long long>(fiber->id), fiber->stack.usable());
         signal(sig, SIG_DFL);
         return;  // the faulting instruction runs again and the default action ends us
     }
@@ -104,16 +105,24 @@ std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)];
 // ---------------------------------------------------------------------------------------
 // Public surface (runtime.h) that is about carriers and scheduling.
 
-uint64_t monotonic_now_ns() { return uv_hrtime(); }
+uint64_t monotonic_now_ns() {
+    return uv_hrtime();
+}
 
 uint64_t deadline_after_ns(uint64_t ns) {
     uint64_t now = monotonic_now_ns();
     return ns >= kNoDeadline - now ? kNoDeadline : now + ns;
 }
 
-Fiber* current_fiber() { return t_fiber; }
-bool on_fiber() { return t_fiber != nullptr; }
-Carrier* Carrier::current() { return t_carrier; }
+Fiber* current_fiber() {
+    return t_fiber;
+}
+bool on_fiber() {
+    return t_fiber != nullptr;
+}
+Carrier* Carrier::current() {
+    return t_carrier;
+}
 
 size_t default_stack_size() {
     Carrier* carrier = t_carrier;
@@ -136,17 +145,25 @@ void retire_current_thread() {
     if (t_carrier) t_carrier->retire();
 }
 
-unsigned long carrier_os_thread(const Fiber* fiber) { return fiber->carrier->os_thread(); }
+unsigned long carrier_os_thread(const Fiber* fiber) {
+    return fiber->carrier->os_thread();
+}
 
 Fiber* root_fiber_of(unsigned long os_thread) {
     Carrier* carrier = t_carrier;
     return carrier && carrier->os_thread() == os_thread ? carrier->root() : nullptr;
 }
 
-void set_fiber_exit_hook(void (*hook)(Fiber*)) { g_exit_hook = hook; }
-void (*Carrier::exit_hook())(Fiber*) { return g_exit_hook; }
+void set_fiber_exit_hook(void (*hook)(Fiber*)) {
+    g_exit_hook = hook;
+}
+void (*Carrier::exit_hook())(Fiber*) {
+    return g_exit_hook;
+}
 
-void yield() { t_carrier->yield(); }
+void yield() {
+    t_carrier->yield();
+}
 
 WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason) {
     Fiber* self = t_fiber;
@@ -164,7 +181,9 @@ void signal_arrived(bool restart) {
     carrier->note_signal(restart);
 }
 
-void target_signal(Fiber* fiber) { fiber->carrier->set_signal_target(fiber); }
+void target_signal(Fiber* fiber) {
+    fiber->carrier->set_signal_target(fiber);
+}
 
 bool interruption_restarts() {
     Fiber* self = t_fiber;
@@ -185,10 +204,10 @@ RuntimeStats stats() {
 }
 
 const char* park_reason_name(ParkReason reason) {
-    static const char* const names[] = {"none",  "yield",  "read",      "write",   "accept",
-                                        "connect", "poll", "sleep",     "join",    "mutex",
-                                        "cond",  "rwlock", "semaphore", "barrier", "once",
-                                        "futex", "dns",  "blocking",  "child", "signal", "exited"};
+    static const char* const names[] = {
+        "none",  "yield", "read",  "write",    "accept", "connect",   "poll",
+        "sleep", "join",  "mutex", "cond",     "rwlock", "semaphore", "barrier",
+        "once",  "futex", "dns",   "blocking", "child",  "signal",    "exited"};
     static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
     return names[static_cast<int>(reason)];
 }
@@ -216,10 +235,9 @@ bool Carrier::init(const RuntimeConfig& config) {
     });
 
     if (!StackPool::acquire(kSchedulerStackSize, &scheduler_stack_)) return false;
-    scheduler_context_ = ctx::make_fcontext(scheduler_stack_.top, scheduler_stack_.usable(),
-                                            [](ctx::transfer_t t) {
-                                                scheduler_entry(t.fctx, t.data);
-                                            });
+    scheduler_context_ =
+        ctx::make_fcontext(scheduler_stack_.top, scheduler_stack_.usable(),
+                           [](ctx::transfer_t t) { scheduler_entry(t.fctx, t.data); });
 
     root_ = new Fiber();
     root_->id = g_next_root_id.fetch_add(1);
@@ -384,8 +402,8 @@ void Carrier::switch_to_scheduler(Fiber* self) {
     self->saved_errno = errno;
 #ifdef GREEN_SANITIZE
     bool done = self->state == FiberState::kDone;
-    __sanitizer_start_switch_fiber(done ? nullptr : &self->asan_fake_stack,
-                                   scheduler_stack_.limit, scheduler_stack_.usable());
+    __sanitizer_start_switch_fiber(done ? nullptr : &self->asan_fake_stack, scheduler_stack_.limit,
+                                   scheduler_stack_.usable());
 #endif
     ctx::transfer_t back = ctx::jump_fcontext(scheduler_context_, self);
 #ifdef GREEN_SANITIZE
@@ -404,6 +422,12 @@ void Carrier::push_runnable(Fiber* fiber) {
         run_head_ = fiber;
     run_tail_ = fiber;
     ++run_count_;
+    // Made runnable by a loop callback (t_fiber is null there): the loop must not go on to
+    // block in epoll. uv_run(UV_RUN_ONCE) runs due timers *before* it polls, so a timer that
+    // was already due when the scheduler entered the loop (a busy machine) would otherwise
+    // wake its fiber and then wait for I/O that may never come. uv_stop makes that poll
+    // non-blocking and is reset when uv_run returns.
+    if (!t_fiber) uv_stop(&loop_);
 }
 
 Fiber* Carrier::pop_runnable() {

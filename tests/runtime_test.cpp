@@ -1,4 +1,6 @@
 // Unit tests of runtime/: carriers, fibers, stacks, parking, timers and fd waits.
+#include "runtime/runtime.h"
+
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "carrier_fixture.h"
-#include "runtime/runtime.h"
 #include "runtime/stack_pool.h"
 
 using namespace green;
@@ -195,7 +196,8 @@ TEST(FdWait, ReadersAndWritersOfOneFdWakeForTheirOwnEvent) {
         int wr = sv[1];
         bool reader_woke = false;
         auto reader = [&] {
-            reader_woke = wait_fd(rd, EPOLLIN, kNoDeadline, ParkReason::kRead) == WaitResult::kReady;
+            reader_woke =
+                wait_fd(rd, EPOLLIN, kNoDeadline, ParkReason::kRead) == WaitResult::kReady;
         };
         Fiber* r = go(&reader);
         yield();
@@ -254,5 +256,27 @@ TEST(Stats, CountFibersAndParks) {
         EXPECT_GE(after.parks[static_cast<int>(ParkReason::kJoin)] -
                       before.parks[static_cast<int>(ParkReason::kJoin)],
                   1u);
+    });
+}
+
+// A timer already due when the scheduler enters the loop (the fibers before it ran long)
+// wakes its fiber, and the loop must not then block waiting for I/O: on a busy machine the
+// woken fiber stayed runnable while the carrier slept in epoll for good.
+TEST(Scheduler, ATimerDueBeforeTheLoopRunsIsNotLost) {
+    on_carrier([] {
+        auto sleeper = [] {
+            green::sleep_until(green::deadline_after_ns(1'000'000), green::ParkReason::kSleep);
+        };
+        auto spinner = [] {
+            uint64_t until = green::monotonic_now_ns() + 20'000'000;
+            while (green::monotonic_now_ns() < until) {
+            }
+        };
+        green::Fiber* a = go(&sleeper);
+        green::Fiber* b = go(&spinner);
+        uint64_t start = green::monotonic_now_ns();
+        EXPECT_EQ(green::join(a, nullptr, green::deadline_after_ns(5'000'000'000)), 0);
+        EXPECT_EQ(green::join(b, nullptr, green::kNoDeadline), 0);
+        EXPECT_LT(green::monotonic_now_ns() - start, 1'000'000'000u);
     });
 }
