@@ -22,21 +22,29 @@ extern "C" void __chk_fail(void) __attribute__((noreturn));
 namespace green::hooks {
 namespace {
 
+// Parks until `fd` is ready for `event` (no deadline). False, with errno set, when the call
+// must fail instead: the fd was closed meanwhile (EBADF), or a handler without SA_RESTART
+// interrupted the wait (EINTR).
+bool wait_ready(int fd, uint32_t event, ParkReason reason) {
+    Waited w = wait_for(fd, event, kNoDeadline, reason);
+    if (w == Waited::kClosed) {
+        errno = EBADF;
+        return false;
+    }
+    if (w == Waited::kInterrupted && !restarts_after_signal(kNoDeadline)) {
+        errno = EINTR;
+        return false;
+    }
+    return true;
+}
+
 template <typename Call>
 ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReason reason,
                         Call call) {
     for (;;) {
         if (ready_now(fd, poll_event) || fails_or_returns_now(fd, poll_event == POLLIN))
             return call();
-        Waited w = wait_for(fd, epoll_event, kNoDeadline, reason);
-        if (w == Waited::kClosed) {
-            errno = EBADF;
-            return -1;
-        }
-        if (w == Waited::kInterrupted && !restarts_after_signal(kNoDeadline)) {
-            errno = EINTR;
-            return -1;
-        }
+        if (!wait_ready(fd, epoll_event, reason)) return -1;
     }
 }
 
@@ -268,18 +276,8 @@ ssize_t splice(int in_fd, loff_t* in_off, int out_fd, loff_t* out_off, size_t le
             fd = ready_now(in_fd, POLLIN) ? out_fd : in_fd;
             event = fd == in_fd ? EPOLLIN : EPOLLOUT;
         }
-        switch (wait_for(fd, event, kNoDeadline,
-                         event == EPOLLIN ? ParkReason::kRead : ParkReason::kWrite)) {
-            case Waited::kClosed:
-                errno = EBADF;
-                return -1;
-            case Waited::kInterrupted:
-                if (restarts_after_signal(kNoDeadline)) break;
-                errno = EINTR;
-                return -1;
-            default:
-                break;
-        }
+        if (!wait_ready(fd, event, event == EPOLLIN ? ParkReason::kRead : ParkReason::kWrite))
+            return -1;
     }
 }
 
