@@ -40,6 +40,19 @@ echo "nameserver 127.0.0.1" >"$dir/resolv.conf"
 mount --bind "$dir/hosts" /etc/hosts
 mount --bind "$dir/resolv.conf" /etc/resolv.conf
 
+# Runs the table with its DNS names natively and under the shim; sets `native`. Exits with
+# the difference when the two outputs differ.
+compare_table() {  # WHAT-DIFFERS
+    native=$("$table" --dns)
+    local green
+    green=$(LD_PRELOAD=$lib "$table" --dns)
+    if [[ "$native" != "$green" ]]; then
+        echo "dns_compare: $1 (< native, > under libgreen):"
+        diff <(echo "$native") <(echo "$green") || true
+        exit 1
+    fi
+}
+
 # -d: stay in the foreground and keep our uid (a user namespace cannot switch groups).
 serve() {  # PORT RECORDS...
     local port=$1
@@ -58,13 +71,7 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-native=$("$table" --dns)
-green=$(LD_PRELOAD=$lib "$table" --dns)
-if [[ "$native" != "$green" ]]; then
-    echo "dns_compare: results differ (< native, > under libgreen):"
-    diff <(echo "$native") <(echo "$green") || true
-    exit 1
-fi
+compare_table "results differ"
 # Both runs must have reached the server and the hosts file, not failed alike.
 grep -q '^getaddrinfo(alias.test, 80, family=0 flags=0x2 .* 127.0.0.1/80 canon=name.test' <<<"$native"
 grep -q '^getaddrinfo(multialias, 80, family=0 flags=0x2 .*canon=multi.test' <<<"$native"
@@ -83,11 +90,5 @@ echo "dns_compare: GREEN_DNS_SERVERS honoured"
 # (glibc skips a module it cannot load, so both runs still resolve through files and dns.)
 printf 'hosts: files mdns4_minimal [NOTFOUND=return] dns\n' >"$dir/nsswitch.conf"
 mount --bind "$dir/nsswitch.conf" /etc/nsswitch.conf
-native=$("$table" --dns)
-green=$(LD_PRELOAD=$lib "$table" --dns)
-if [[ "$native" != "$green" ]]; then
-    echo "dns_compare: with other nsswitch sources, results differ (< native, > under libgreen):"
-    diff <(echo "$native") <(echo "$green") || true
-    exit 1
-fi
+compare_table "with other nsswitch sources, results differ"
 echo "dns_compare: identical through glibc on the thread pool ($(wc -l <<<"$native") cases)"

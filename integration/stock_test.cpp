@@ -42,6 +42,17 @@ void write_file(const std::string& path, const std::string& text) {
     std::ofstream(path) << text;
 }
 
+// `count` blocks of `block` random bytes (dd's sizes: 64K, 1M) at `path`.
+void random_file(const std::string& path, const std::string& block, int count) {
+    Run made = run(Spawn{{"dd", "if=/dev/urandom", "of=" + path, "bs=" + block,
+                          "count=" + std::to_string(count), "status=none"},
+                         {},
+                         false,
+                         false},
+                   120000);
+    REQUIRE(exited_with(made.status, 0));
+}
+
 std::string sha256_of_file(const std::string& path) {
     Run r = run(Spawn{{"sha256sum", path}, {}, false, false}, 60000);
     return r.out.substr(0, 64);
@@ -146,13 +157,7 @@ TEST_CASE("curl: a fetch, 100 transfers in --parallel, and a 100 MB download by 
     for (int i = 0; i < 100; ++i)
         write_file(dir + "/f" + std::to_string(i), std::to_string(i * i) + "\n");
     std::string big = dir + "/big.bin";
-    Run made =
-        run(Spawn{{"dd", "if=/dev/urandom", "of=" + big, "bs=1M", "count=100", "status=none"},
-                  {},
-                  false,
-                  false},
-            60000);
-    REQUIRE(exited_with(made.status, 0));
+    random_file(big, "1M", 100);
     PythonServer server(dir);
     ThreadSampler sampler(server.process);
 
@@ -322,13 +327,7 @@ TEST_CASE("nginx: a worker process under the shim serves a static file to ab", "
     mkdir((dir + "/logs").c_str(), 0755);
     mkdir((dir + "/tmp").c_str(), 0755);
     std::string file = dir + "/html/file.bin";
-    Run made =
-        run(Spawn{{"dd", "if=/dev/urandom", "of=" + file, "bs=64K", "count=16", "status=none"},
-                  {},
-                  false,
-                  false},
-            30000);
-    REQUIRE(exited_with(made.status, 0));
+    random_file(file, "64K", 16);
     int port = free_tcp_port();  // nginx has no "port 0"
     std::string conf = dir + "/nginx.conf";
     write_file(conf,
