@@ -204,10 +204,10 @@ RuntimeStats stats() {
 }
 
 const char* park_reason_name(ParkReason reason) {
-    static const char* const names[] = {
-        "none",  "yield", "read",  "write",    "accept", "connect",   "poll",
-        "sleep", "join",  "mutex", "cond",     "rwlock", "semaphore", "barrier",
-        "once",  "futex", "dns",   "blocking", "child",  "signal",    "exited"};
+    static const char* const names[] = {"none",    "yield",  "read",      "write",   "accept",
+                                        "connect", "poll",   "sleep",     "join",    "mutex",
+                                        "cond",    "rwlock", "semaphore", "barrier", "once",
+                                        "futex",   "dns",    "child",     "signal",  "exited"};
     static_assert(sizeof names / sizeof names[0] == static_cast<size_t>(ParkReason::kCount));
     return names[static_cast<int>(reason)];
 }

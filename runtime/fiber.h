@@ -35,7 +35,6 @@ enum class ParkReason : uint8_t {
     kOnce,
     kFutex,
     kDns,       // a name lookup on the carrier's resolver
-    kBlocking,  // a glibc call run on libuv's thread pool
     kChild,     // waitpid and friends
     kSignal,    // pause, sigsuspend
     kExited,  // the root fiber after pthread_exit: never resumed
