@@ -330,23 +330,26 @@ TEST_CASE("nginx: a worker process under the shim serves a static file to ab", "
     random_file(file, "64K", 16);
     int port = free_tcp_port();  // nginx has no "port 0"
     std::string conf = dir + "/nginx.conf";
-    write_file(conf,
-               "daemon off;\nmaster_process on;\nworker_processes 1;\n"
-               "error_log " +
-                   dir + "/logs/error.log;\npid " + dir +
-                   "/logs/nginx.pid;\n"
-                   "events { worker_connections 1024; }\n"
-                   "http {\n access_log off;\n client_body_temp_path " +
-                   dir +
-                   "/tmp;\n"
-                   " proxy_temp_path " +
-                   dir + "/tmp;\n fastcgi_temp_path " + dir +
-                   "/tmp;\n"
-                   " uwsgi_temp_path " +
-                   dir + "/tmp;\n scgi_temp_path " + dir +
-                   "/tmp;\n"
-                   " server { listen 127.0.0.1:" +
-                   std::to_string(port) + "; root " + dir + "/html; sendfile on; }\n}\n");
+    // As root, nginx's workers become `nobody`, who may not enter a private build tree
+    // (a clone under mktemp -d is mode 0700): keep them root, the tree's owner.
+    std::string user = geteuid() == 0 ? "user root;\n" : "";
+    write_file(conf, user +
+                         "daemon off;\nmaster_process on;\nworker_processes 1;\n"
+                         "error_log " +
+                         dir + "/logs/error.log;\npid " + dir +
+                         "/logs/nginx.pid;\n"
+                         "events { worker_connections 1024; }\n"
+                         "http {\n access_log off;\n client_body_temp_path " +
+                         dir +
+                         "/tmp;\n"
+                         " proxy_temp_path " +
+                         dir + "/tmp;\n fastcgi_temp_path " + dir +
+                         "/tmp;\n"
+                         " uwsgi_temp_path " +
+                         dir + "/tmp;\n scgi_temp_path " + dir +
+                         "/tmp;\n"
+                         " server { listen 127.0.0.1:" +
+                         std::to_string(port) + "; root " + dir + "/html; sendfile on; }\n}\n");
     Process master({{"nginx", "-p", dir, "-c", conf}, {}, true});
     REQUIRE(accepting(port, 5000));
     AbResult a = ab(url(port, "/file.bin"), 100, 2000);
