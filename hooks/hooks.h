@@ -4,6 +4,7 @@
 #pragma once
 
 #include "hooks/real.h"
+#include "runtime/runtime.h"
 
 namespace green::hooks {
 
@@ -23,6 +24,14 @@ bool disabled();
 // not block; disarm after it. disarm() is true if the guard's timer ended the call.
 bool accept_guard_arm();
 bool accept_guard_disarm();
+
+// GREEN_STATS_SIGNAL (hooks/signal.cpp): `sig` dumps the stats to `path` (nullptr: the log)
+// and then runs the program's handler, if it installed one; the default action no longer
+// applies. False if the signal cannot be caught (SIGKILL, SIGSTOP).
+bool install_stats_signal(int sig, const char* path);
+// For the watchdog (runtime's MonitorConfig::sample_thread): carrier thread `tid` fills
+// `sample` in a signal handler. Waits up to 200 ms for it.
+bool sample_thread(int tid, StallSample* sample);
 
 // Registers the runtime callbacks hooks need (thread-specific data destructors).
 void install();

@@ -38,12 +38,21 @@ bool wait_ready(int fd, uint32_t event, ParkReason reason) {
     return true;
 }
 
+bool is_regular_file(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Regular files are always "ready": their I/O waits for the disk on the carrier. Counted for
+// GREEN_STATS only (it costs an fstat).
 template <typename Call>
 ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReason reason,
                         Call call) {
     for (;;) {
-        if (ready_now(fd, poll_event) || fails_or_returns_now(fd, poll_event == POLLIN))
+        if (ready_now(fd, poll_event) || fails_or_returns_now(fd, poll_event == POLLIN)) {
+            if (count_blocked_calls() && is_regular_file(fd)) note_carrier_blocked();
             return call();
+        }
         if (!wait_ready(fd, epoll_event, reason)) return -1;
     }
 }
@@ -187,11 +196,6 @@ bool is_socket(int fd) {
     int type;
     socklen_t len = sizeof type;
     return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
-}
-
-bool is_regular_file(int fd) {
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 constexpr size_t kSendfileChunk = 64 * 1024;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "hooks/hooks.h"
@@ -42,10 +43,32 @@ thread_local bool t_guard_fired = false;
 thread_local timer_t t_guard_timer;
 thread_local pid_t t_guard_timer_pid = 0;  // timers do not survive fork: remade in a child
 
+// The watchdog's request for a backtrace (sample_thread) is kGuardSignal sent with
+// rt_tgsigqueueinfo, si_code SI_QUEUE and this tag's address: nothing else sends that.
+const char g_sample_tag = 0;
+std::atomic<StallSample*> g_sample_request{nullptr};
+
+// GREEN_STATS_SIGNAL: the runtime owns that signal (install_stats_signal).
+int g_stats_signal = 0;
+const char* g_stats_path = nullptr;
+
 void trampoline(int sig, siginfo_t* info, void* context) {
     if (sig == kGuardSignal && info && info->si_code == SI_TIMER && t_guard_armed) {
         t_guard_fired = true;  // ours: it only ends the accept it guards
         return;
+    }
+    if (sig == kGuardSignal && info && info->si_code == SI_QUEUE &&
+        info->si_value.sival_ptr == &g_sample_tag) {
+        int saved = errno;
+        if (StallSample* sample = g_sample_request.load(std::memory_order_acquire))
+            take_stall_sample(sample);
+        errno = saved;
+        return;
+    }
+    if (sig == g_stats_signal) {
+        int saved = errno;
+        write_stats(g_stats_path, "signal");
+        errno = saved;
     }
     struct sigaction a = g_program[sig];
     if (!is_handler(a) && !(a.sa_flags & SA_SIGINFO)) return;  // SIGURG left at SIG_DFL/SIG_IGN
@@ -81,10 +104,12 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
     if (act) {
         struct sigaction install = wanted;
         bool guard = sig == kGuardSignal && g_guard_installed;
-        if (is_handler(wanted) || guard) {
+        bool stats = sig == g_stats_signal;
+        if (is_handler(wanted) || guard || stats) {
             install.sa_sigaction = trampoline;
             install.sa_flags |= SA_SIGINFO;
         }
+        if (stats && !is_handler(wanted)) install.sa_flags |= SA_RESTART;  // a dump interrupts nothing
         if (guard) install.sa_flags &= ~SA_RESTART;  // the guard must interrupt accept
         if (real::get().sigaction(sig, &install, nullptr) != 0) return -1;  // SIGKILL, SIGSTOP
         g_program[sig] = wanted;
@@ -116,21 +141,66 @@ sighandler_t signal(int sig, sighandler_t handler) {
 // next one. No per-call flag makes accept non-blocking, and changing the listener's flags
 // or timeout would show in the other processes. So a timer aimed at this thread sends
 // kGuardSignal every 10 ms during the call; accept fails with EINTR and the fiber waits again.
-bool accept_guard_arm() {
-    if (!g_guard_installed) {
-        SpinGuard hold(g_lock);
-        if (!g_guard_installed) {
-            if (!g_known[kGuardSignal] &&
-                real::get().sigaction(kGuardSignal, nullptr, &g_program[kGuardSignal]) != 0)
-                return false;
-            g_known[kGuardSignal] = true;
-            struct sigaction install = g_program[kGuardSignal];
-            install.sa_sigaction = trampoline;
-            install.sa_flags = (install.sa_flags | SA_SIGINFO) & ~SA_RESTART;
-            if (real::get().sigaction(kGuardSignal, &install, nullptr) != 0) return false;
-            g_guard_installed = true;
+namespace {
+
+// Puts the trampoline under `sig`, keeping what the program installed (or the default) as
+// the program's handler. `restart`: SA_RESTART unless the program's handler says otherwise.
+bool take_signal(int sig, bool restart) {
+    if (!g_known[sig] && real::get().sigaction(sig, nullptr, &g_program[sig]) != 0) return false;
+    g_known[sig] = true;
+    struct sigaction install = g_program[sig];
+    install.sa_sigaction = trampoline;
+    install.sa_flags |= SA_SIGINFO;
+    if (restart && !is_handler(g_program[sig])) install.sa_flags |= SA_RESTART;
+    if (!restart) install.sa_flags &= ~SA_RESTART;
+    return real::get().sigaction(sig, &install, nullptr) == 0;
+}
+
+bool install_guard_trampoline() {
+    if (g_guard_installed) return true;
+    SpinGuard hold(g_lock);
+    if (!g_guard_installed) g_guard_installed = take_signal(kGuardSignal, false);
+    return g_guard_installed;
+}
+
+}  // namespace
+
+bool install_stats_signal(int sig, const char* path) {
+    SpinGuard hold(g_lock);
+    g_stats_path = path;
+    g_stats_signal = sig;
+    if (take_signal(sig, true)) return true;
+    g_stats_signal = 0;
+    return false;
+}
+
+// On the monitor thread: the carrier thread `tid` takes the sample in its handler. Up to
+// 200 ms: a thread that blocks SIGURG (or is stopped) does not answer.
+bool sample_thread(int tid, StallSample* sample) {
+    if (!install_guard_trampoline()) return false;
+    g_sample_request.store(sample, std::memory_order_release);
+    siginfo_t info{};
+    info.si_signo = kGuardSignal;
+    info.si_code = SI_QUEUE;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value.sival_ptr = const_cast<char*>(&g_sample_tag);
+    bool taken = false;
+    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, kGuardSignal, &info) == 0) {
+        for (int i = 0; i < 200 && !taken; ++i) {
+            taken = sample->taken.load(std::memory_order_acquire);
+            if (!taken) {
+                timespec ms{0, 1000000};
+                real::get().nanosleep(&ms, nullptr);
+            }
         }
     }
+    g_sample_request.store(nullptr, std::memory_order_release);
+    return taken;
+}
+
+bool accept_guard_arm() {
+    if (!install_guard_trampoline()) return false;
     pid_t pid = getpid();
     if (t_guard_timer_pid != pid) {
         sigevent event{};

@@ -295,7 +295,15 @@ bool disabled() {
 }
 
 int pthread_mutex_lock(pthread_mutex_t* m) {
-    if (!ours(m)) return real::get().pthread_mutex_lock(m);
+    if (!ours(m)) {
+        // glibc's kinds wait in the kernel, holding the carrier: count it when it happens.
+        if (current_fiber()) {
+            int r = real::get().pthread_mutex_trylock(m);
+            if (r != EBUSY) return r;
+            note_carrier_blocked();
+        }
+        return real::get().pthread_mutex_lock(m);
+    }
     return lock_mutex(m, nullptr, CLOCK_REALTIME);
 }
 

@@ -85,6 +85,7 @@ int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* r
     }
     if (clock == CLOCK_PROCESS_CPUTIME_ID) {
         // CPU time passes only while we run: parking cannot measure it.
+        note_carrier_blocked();
         return real::get().clock_nanosleep(clock, flags, req, rem);
     }
     if (!valid(ts)) return EINVAL;

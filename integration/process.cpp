@@ -3,10 +3,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -182,6 +187,84 @@ AbResult ab(const std::string& url, int concurrency, int requests) {
     if (auto v = field("Non-2xx responses:\\s+(\\d+)"); !v.empty()) a.non2xx = std::stoi(v);
     if (auto v = field("Time taken for tests:\\s+([0-9.]+)"); !v.empty()) a.seconds = std::stod(v);
     return a;
+}
+
+static uint8_t pattern(size_t conn, size_t i) {
+    return static_cast<uint8_t>((i * 7 + conn * 13) ^ (i >> 9));
+}
+
+// A single-threaded epoll client: the load generator must not be the bottleneck.
+EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s) {
+    EchoResult result;
+    struct Conn {
+        int fd;
+        size_t sent = 0, received = 0;
+        bool bad = false;
+    };
+    std::vector<Conn> c(conns);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (size_t i = 0; i < conns; ++i) {
+        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(c[i].fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT;
+        ev.data.u64 = i;
+        epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev);
+    }
+    std::vector<uint8_t> buf(65536);
+    size_t open = conns;
+    using Clock = std::chrono::steady_clock;
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    while (open > 0 && Clock::now() < deadline) {
+        epoll_event evs[256];
+        int n = epoll_wait(ep, evs, 256, 100);
+        for (int k = 0; k < n; ++k) {
+            size_t i = evs[k].data.u64;
+            Conn& x = c[i];
+            if (x.fd < 0) continue;
+            if ((evs[k].events & EPOLLOUT) && x.sent < bytes) {
+                size_t len = std::min(buf.size(), bytes - x.sent);
+                for (size_t j = 0; j < len; ++j) buf[j] = pattern(i, x.sent + j);
+                ssize_t w = send(x.fd, buf.data(), len, MSG_NOSIGNAL);
+                if (w > 0) x.sent += static_cast<size_t>(w);
+                if (x.sent == bytes) {
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.u64 = i;
+                    epoll_ctl(ep, EPOLL_CTL_MOD, x.fd, &ev);
+                }
+            }
+            if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                ssize_t r = recv(x.fd, buf.data(), buf.size(), 0);
+                if (r > 0) {
+                    for (ssize_t j = 0; j < r; ++j)
+                        if (buf[j] != pattern(i, x.received + j)) x.bad = true;
+                    x.received += static_cast<size_t>(r);
+                }
+                bool done = x.received >= bytes;
+                if (done || r == 0 || (r < 0 && errno != EAGAIN)) {
+                    if (done && !x.bad && x.received == bytes)
+                        ++result.completed;
+                    else if (x.bad)
+                        ++result.corrupted;
+                    else
+                        ++result.failed;
+                    close(x.fd);
+                    x.fd = -1;
+                    --open;
+                }
+            }
+        }
+    }
+    for (auto& x : c)
+        if (x.fd >= 0) close(x.fd);
+    result.failed += open;
+    close(ep);
+    return result;
 }
 
 }  // namespace itest

@@ -75,6 +75,15 @@ struct AbResult {
 };
 AbResult ab(const std::string& url, int concurrency, int requests);
 
+// `conns` concurrent connections to 127.0.0.1:port, each sending `bytes` of its own pattern
+// and reading them all back, checked byte by byte (a single-threaded epoll client).
+struct EchoResult {
+    size_t completed = 0;
+    size_t corrupted = 0;
+    size_t failed = 0;
+};
+EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s);
+
 std::string green_library();
 std::string build_dir();
 bool exited_with(int status, int code);

@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "runtime/counters.h"
 #include "runtime/log.h"
 #include "runtime/spinlock.h"
 
@@ -93,14 +92,6 @@ size_t glibc_default_stack_size() {
 }
 
 }  // namespace
-
-namespace counters {
-std::atomic<uint64_t> fibers_created{0};
-std::atomic<uint64_t> fibers_live{0};
-std::atomic<uint64_t> fibers_peak{0};
-std::atomic<uint64_t> switches{0};
-std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)];
-}  // namespace counters
 
 // ---------------------------------------------------------------------------------------
 // Public surface (runtime.h) that is about carriers and scheduling.
@@ -192,17 +183,6 @@ bool interruption_restarts() {
     return restart;
 }
 
-RuntimeStats stats() {
-    RuntimeStats s{};
-    s.fibers_created = counters::fibers_created.load(std::memory_order_relaxed);
-    s.fibers_live = counters::fibers_live.load(std::memory_order_relaxed);
-    s.fibers_peak = counters::fibers_peak.load(std::memory_order_relaxed);
-    s.switches = counters::switches.load(std::memory_order_relaxed);
-    for (int i = 0; i < static_cast<int>(ParkReason::kCount); ++i)
-        s.parks[i] = counters::parks[i].load(std::memory_order_relaxed);
-    return s;
-}
-
 const char* park_reason_name(ParkReason reason) {
     static const char* const names[] = {"none",    "yield",  "read",      "write",   "accept",
                                         "connect", "poll",   "sleep",     "join",    "mutex",
@@ -217,6 +197,8 @@ const char* park_reason_name(ParkReason reason) {
 
 bool Carrier::init(const RuntimeConfig& config) {
     os_thread_ = pthread_self();
+    tid_ = static_cast<int32_t>(syscall(SYS_gettid));
+    index_ = next_carrier_index();
     default_stack_size_ =
         config.default_stack_size ? config.default_stack_size : glibc_default_stack_size();
     if (uv_loop_init(&loop_) != 0) {
@@ -241,23 +223,26 @@ bool Carrier::init(const RuntimeConfig& config) {
 
     root_ = new Fiber();
     root_->id = g_next_root_id.fetch_add(1);
-    root_->tid = static_cast<int32_t>(syscall(SYS_gettid));
+    root_->tid = tid_;
     root_->carrier = this;
     root_->is_root = true;
     root_->state = FiberState::kRunning;
     uv_timer_init(&loop_, &root_->timer);
     root_->timer.data = root_;
     track(root_);
+    fiber_started(counters_);
 
     install_overflow_handler();
     t_carrier = this;
     t_fiber = root_;
+    register_carrier(this);
     return true;
 }
 
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
+    unregister_carrier(this);
     shut_down_resolver(this);
     on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
     uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
@@ -322,7 +307,9 @@ void Carrier::reset_after_fork() {
     const bool root_survives = self == nullptr || self->is_root;
     live_fibers_ = root_survives ? 0 : 1;
     root_exited_ = !root_survives;  // the forking thread is the child's last one
-    counters::fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
+    counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
+    waiting_on_peers_ = 0;
+    registry_after_fork(this);
 
     // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
     // a handle included) would edit the parent's.
@@ -364,6 +351,9 @@ void Carrier::scheduler_loop() {
             // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
             exit(0);
         }
+        if (!run_head_ && waiting_on_peers_ != 0 &&
+            waiting_on_peers_ == live_fibers_ + (root_exited_ ? 0 : 1))
+            check_deadlock();
         uv_run(&loop_, run_head_ ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     }
 }
@@ -371,7 +361,8 @@ void Carrier::scheduler_loop() {
 void Carrier::resume(Fiber* fiber) {
     fiber->state = FiberState::kRunning;
     t_fiber = fiber;
-    counters::switches.fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.switches);
+    fiber_running_.store(true, std::memory_order_relaxed);
 #ifdef GREEN_SANITIZE
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);
@@ -383,6 +374,7 @@ void Carrier::resume(Fiber* fiber) {
                                     &from_fiber->asan_stack_size);
 #endif
     t_fiber = nullptr;
+    fiber_running_.store(false, std::memory_order_relaxed);
     auto* from = static_cast<Fiber*>(back.data);
     from->context = back.fctx;
     after_switch_back(from);
@@ -394,7 +386,7 @@ void Carrier::after_switch_back(Fiber* fiber) {
     StackPool::release(fiber->stack);
     fiber->stack = Stack{};
     --live_fibers_;
-    counters::fibers_live.fetch_sub(1, std::memory_order_relaxed);
+    fiber_ended(counters_);
     if (fiber->detached) free_fiber(fiber);
 }
 
@@ -443,7 +435,7 @@ void Carrier::park(ParkReason reason) {
     self->state = FiberState::kParked;
     self->park_reason = reason;
     ++self->park_seq;
-    counters::parks[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.parks[static_cast<int>(reason)]);
     switch_to_scheduler(self);
 }
 
@@ -455,7 +447,7 @@ void Carrier::unpark(Fiber* fiber) {
 
 void Carrier::yield() {
     Fiber* self = t_fiber;
-    counters::parks[static_cast<int>(ParkReason::kYield)].fetch_add(1, std::memory_order_relaxed);
+    bump(counters_.parks[static_cast<int>(ParkReason::kYield)]);
     self->park_reason = ParkReason::kYield;
     push_runnable(self);
     switch_to_scheduler(self);
@@ -463,8 +455,26 @@ void Carrier::yield() {
 
 // Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
 // so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
-bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible) {
+// What no timer, fd or signal can end: only another fiber or thread (deadlock.cpp). Not
+// semaphores and futexes: another process or a signal handler (sem_post) may post those.
+static bool waits_on_peers(ParkReason reason) {
+    switch (reason) {
+    case ParkReason::kJoin:
+    case ParkReason::kMutex:
+    case ParkReason::kCond:
+    case ParkReason::kRwlock:
+    case ParkReason::kBarrier:
+    case ParkReason::kOnce:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible,
+                         const void* object) {
     Fiber* self = t_fiber;
+    self->park_object = object;
     self->timed_out = false;
     self->interrupted = 0;
     self->interruptible = interruptible;
@@ -475,7 +485,10 @@ bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interrupt
         uv_update_time(&loop_);
         uv_timer_start(&self->timer, on_timer, (deadline_ns - now + 999999) / 1000000, 0);
     }
+    const bool on_peers = deadline_ns == kNoDeadline && waits_on_peers(reason);
+    waiting_on_peers_ += on_peers;
     park(reason);
+    waiting_on_peers_ -= on_peers;
     self->interruptible = false;
     if (deadline_ns != kNoDeadline) uv_timer_stop(&self->timer);
     return self->timed_out;

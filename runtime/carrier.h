@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/counters.h"
 #include "runtime/fiber.h"
 #include "runtime/runtime.h"
 #include "runtime/spinlock.h"
@@ -18,6 +19,21 @@ class Resolver;
 class Carrier;
 // Closes the carrier's resolver (resolver.cpp), if it has one: at retire and in a forked child.
 void shut_down_resolver(Carrier* carrier);
+
+// The registry of live carriers (stats.cpp), for the stats dump, the monitor and the deadlock
+// check. A retired carrier's counters are folded into the process totals.
+void register_carrier(Carrier* carrier);
+void unregister_carrier(Carrier* carrier);
+void registry_after_fork(Carrier* survivor);  // in the child: only the forking carrier lives on
+// Calls visit(carrier, context) for every live carrier, under the registry's lock. With
+// `try_only` (a signal handler) gives up and returns false if the lock is taken.
+bool for_each_carrier(void (*visit)(Carrier*, void*), void* context, bool try_only = false);
+size_t carrier_count();
+int next_carrier_index();
+// The runtime's own threads (the monitor, libuv's thread pool once started): they run no
+// program code, so they cannot end a program's wait.
+int internal_thread_count();
+void note_thread_pool_started();
 
 struct FdRecord {
     FdWaiter* waiters = nullptr;
@@ -40,7 +56,9 @@ public:
     void park(ParkReason reason);
     // Parks with a deadline; returns true if the deadline woke us. An interruptible park may
     // also end with self->interrupted set by a signal.
-    bool park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible = false);
+    // `object` is what the fiber waits on (a lock, a joined fiber), for the deadlock report.
+    bool park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible = false,
+                    const void* object = nullptr);
     void unpark(Fiber* fiber);
     // From any thread: wakes `fiber` if it is still in the park numbered `park_seq`. The
     // caller has counted the wake-up in fiber->remote_wakes_pending.
@@ -73,6 +91,23 @@ public:
                         ParkReason reason);
     void fd_closing(int fd);
 
+    // Diagnostics: counters (stats.cpp), the registry of carriers, the watchdog's view
+    // (monitor.cpp) and the deadlock check (deadlock.cpp).
+    CarrierCounters& counters() { return counters_; }
+    int index() const { return index_; }
+    int32_t tid() const { return tid_; }
+    // True while a fiber, not the scheduler, holds the thread (read by the monitor).
+    bool fiber_running() const { return fiber_running_.load(std::memory_order_relaxed); }
+    const Fiber* all_fibers() const { return all_fibers_; }
+    Carrier* next_carrier_ = nullptr;  // the registry's link, under its lock
+    struct MonitorView {              // touched by the monitor thread only
+        uint64_t switches = 0;
+        uint64_t since_ns = 0;
+        uint64_t last_report_ns = 0;
+        uint64_t suppressed = 0;
+        bool reported = false;
+    } monitor_view_;
+
 private:
     static void scheduler_entry(void* transfer_context, void* data);
     void scheduler_loop();
@@ -90,6 +125,7 @@ private:
     FdRecord& record(int fd);
     void arm(int fd);
     void dispatch_epoll_events();
+    void check_deadlock();
 
 public:
     uv_loop_t loop_;
@@ -107,6 +143,14 @@ private:
     bool root_exited_ = false;
     size_t default_stack_size_ = 0;
     unsigned long os_thread_ = 0;
+    int32_t tid_ = 0;
+    int index_ = 0;
+    CarrierCounters counters_;
+    std::atomic<bool> fiber_running_{false};
+    // Fibers parked with no deadline on something only another fiber or thread can end (a
+    // lock, a join): when they are all the live fibers, the carrier may be deadlocked.
+    size_t waiting_on_peers_ = 0;
+    uint64_t deadlock_checked_at_ = UINT64_MAX;  // switches when last checked
 
     Fiber* all_fibers_ = nullptr;  // linked through Fiber::next_on_carrier
 

@@ -1,4 +1,6 @@
-// Process-wide runtime counters (relaxed atomics): read by stats(), bumped by carriers.
+// Counters of one carrier. Only the carrier's own thread writes them, with a plain load and
+// store (no locked instruction on the switch path); any thread may read them (the stats dump,
+// the monitor), so they are relaxed atomics. Totals are summed over carriers in stats.cpp.
 #pragma once
 
 #include <atomic>
@@ -6,20 +8,33 @@
 
 #include "runtime/fiber.h"
 
-namespace green::counters {
+namespace green {
 
-extern std::atomic<uint64_t> fibers_created;
-extern std::atomic<uint64_t> fibers_live;
-extern std::atomic<uint64_t> fibers_peak;
-extern std::atomic<uint64_t> switches;
-extern std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)];
+struct CarrierCounters {
+    std::atomic<uint64_t> fibers_created{0};  // the root fiber included
+    std::atomic<uint64_t> fibers_live{0};
+    std::atomic<uint64_t> fibers_peak{0};
+    std::atomic<uint64_t> switches{0};
+    std::atomic<uint64_t> blocked_calls{0};  // calls on a fiber that held the whole carrier
+    std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)]{};
+};
 
-inline void fiber_started() {
-    fibers_created.fetch_add(1, std::memory_order_relaxed);
-    uint64_t live = fibers_live.fetch_add(1, std::memory_order_relaxed) + 1;
-    uint64_t peak = fibers_peak.load(std::memory_order_relaxed);
-    while (live > peak && !fibers_peak.compare_exchange_weak(peak, live)) {
-    }
+// Only on the owning carrier's thread.
+inline void bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
-}  // namespace green::counters
+inline void fiber_started(CarrierCounters& c) {
+    bump(c.fibers_created);
+    bump(c.fibers_live);
+    uint64_t live = c.fibers_live.load(std::memory_order_relaxed);
+    if (live > c.fibers_peak.load(std::memory_order_relaxed))
+        c.fibers_peak.store(live, std::memory_order_relaxed);
+}
+
+inline void fiber_ended(CarrierCounters& c) {
+    c.fibers_live.store(c.fibers_live.load(std::memory_order_relaxed) - 1,
+                        std::memory_order_relaxed);
+}
+
+}  // namespace green

@@ -11,7 +11,6 @@
 #include <unordered_set>
 
 #include "runtime/carrier.h"
-#include "runtime/counters.h"
 #include "runtime/log.h"
 #include "runtime/spinlock.h"
 
@@ -99,7 +98,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     track(fiber);
 
     ++live_fibers_;
-    counters::fiber_started();
+    fiber_started(counters_);
     push_runnable(fiber);
     return fiber;
 }
@@ -190,7 +189,7 @@ int join(Fiber* target, void** result, uint64_t deadline_ns) {
             return deadline_ns == 0 ? EBUSY : ETIMEDOUT;
         }
         target->joiner = self;
-        carrier->park_until(deadline_ns, ParkReason::kJoin);
+        carrier->park_until(deadline_ns, ParkReason::kJoin, false, target);
     }
     if (result) *result = target->result;
     carrier->free_fiber(target);

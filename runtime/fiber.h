@@ -52,7 +52,8 @@ struct Fiber {
     void* context = nullptr;  // boost fcontext_t of the suspended fiber
     Stack stack;
     FiberState state = FiberState::kRunnable;
-    ParkReason park_reason = ParkReason::kNone;
+    ParkReason park_reason = ParkReason::kNone;  // while running: the last park's reason
+    const void* park_object = nullptr;  // the lock or fiber waited on, for diagnostics
     bool is_root = false;  // the carrier thread's original context (main() for the process)
     bool detached = false;
 

@@ -86,7 +86,7 @@ bool thread_wait(Waiter& w, uint64_t deadline_ns) {
 bool fiber_wait(Waiter& w, uint64_t deadline_ns, ParkReason reason) {
     Carrier* carrier = w.fiber->carrier;
     for (;;) {
-        bool timed_out = carrier->park_until(deadline_ns, reason);
+        bool timed_out = carrier->park_until(deadline_ns, reason, false, w.key);
         if (w.woken.load(std::memory_order_acquire)) return true;
         if (timed_out) return false;
         // Only a stray unpark gets here: park again, under the number wakers will see.

@@ -391,6 +391,7 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
         fn(arg);
         return;
     }
+    note_thread_pool_started();
     while (!job.done) carrier->park(reason);
 }
 

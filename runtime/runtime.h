@@ -3,6 +3,9 @@
 // Every function here that parks must be called on a fiber (on_fiber() is true).
 #pragma once
 
+#include <pthread.h>
+
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -105,14 +108,63 @@ WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns, ParkR
 // leaves every epoll set, so the number can be reused safely.
 void fd_closing(int fd);
 
-// Statistics of the current process (all carriers).
+// Statistics of the current process (all carriers, retired ones included); stats.cpp.
 struct RuntimeStats {
-    uint64_t fibers_created;
+    uint64_t fibers_created;  // root fibers (main) included
     uint64_t fibers_live;
-    uint64_t fibers_peak;
+    uint64_t fibers_peak;     // the sum of each carrier's peak
     uint64_t switches;
     uint64_t parks[static_cast<int>(ParkReason::kCount)];
+    uint64_t blocked_calls;      // calls on a fiber that held the whole carrier
+    uint64_t passthrough_calls;  // hooked calls made on threads that are not carriers
 };
 RuntimeStats stats();
+
+// Writes every carrier's counters and the process totals, one `green.stats.KEY=VALUE` per
+// line, in one write to `path` (nullptr: the log's destination). `reason` says why ("exit",
+// "signal"). Never allocates; may run in a signal handler (a concurrent dump is skipped).
+void write_stats(const char* path, const char* reason);
+
+// A hooked call made on a thread the runtime does not manage (nor one of its own threads).
+void note_passthrough();
+// A call on a fiber that holds its carrier while it waits (regular-file I/O, a lock glibc
+// keeps). Checks that cost a syscall are made only when count_blocked_calls() is true.
+void note_carrier_blocked();
+void set_count_blocked_calls(bool on);
+bool count_blocked_calls();
+// Marks the calling thread as the runtime's own (the monitor): its calls are not counted, and
+// the deadlock check knows it will never release a program's lock.
+void mark_internal_thread();
+
+// What the scheduler does when every fiber of the only carrier waits on another (deadlock.cpp).
+enum class DeadlockMode { kOff, kReport, kAbort };
+void set_deadlock_mode(DeadlockMode mode);
+// The watchdog (GREEN_MONITOR_MS; monitor.cpp): one real thread that notices a carrier whose
+// fiber has run for longer than the threshold without a switch, and reports it once per
+// incident (rate-limited) with a backtrace taken on the carrier thread itself.
+struct StallSample {
+    std::atomic<bool> taken{false};
+    bool on_fiber = false;
+    bool is_root = false;
+    uint64_t fiber_id = 0;
+    void* (*start)(void*) = nullptr;
+    ParkReason last_park = ParkReason::kNone;
+    char name[16] = {};
+    int frames = 0;
+    void* pcs[48] = {};
+};
+// Fills `sample` with the calling thread's running fiber and backtrace, then sets `taken`.
+// For the signal handler the monitor's request runs on a carrier thread.
+void take_stall_sample(StallSample* sample);
+
+struct MonitorConfig {
+    uint64_t threshold_ms = 0;
+    // The real pthread_create: the monitor must be an OS thread, not a fiber.
+    int (*create_thread)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*) = nullptr;
+    // Makes OS thread `tid` run take_stall_sample(sample) (a signal); true once it has.
+    bool (*sample_thread)(int tid, StallSample* sample) = nullptr;
+};
+// Starts the monitor thread (and again in each forked child). False if it cannot be created.
+bool start_monitor(const MonitorConfig& config);
 
 }  // namespace green

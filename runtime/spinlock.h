@@ -15,6 +15,7 @@ public:
             while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
         }
     }
+    bool try_lock() { return !locked_.exchange(true, std::memory_order_acquire); }
     void unlock() { locked_.store(false, std::memory_order_release); }
 
 private:

@@ -34,6 +34,16 @@ T keep_errno_unless_failed(T result, int saved) {
     return result;
 }
 
+// Off any fiber: counted for GREEN_STATS (unless the thread is a carrier's scheduler or the
+// runtime's own), then the real function. errno is kept for the real call.
+template <typename Fn>
+Fn passed_through(Fn real) {
+    int saved = errno;
+    green::note_passthrough();
+    errno = saved;
+    return real;
+}
+
 }  // namespace
 
 extern "C" {
@@ -41,7 +51,8 @@ extern "C" {
 #define GREEN_HOOK(ret, name, params, args)                                  \
     GREEN_EXPORT ret name params {                                           \
         green::Fiber* fiber = green::current_fiber();                        \
-        if (!fiber || fiber->hook_depth != 0) return green::real::get().name args; \
+        if (!fiber) return passed_through(green::real::get().name) args;     \
+        if (fiber->hook_depth != 0) return green::real::get().name args;     \
         InHook in_hook(fiber);                                               \
         int saved_errno = errno;                                             \
         return keep_errno_unless_failed(green::hooks::name args, saved_errno); \
@@ -49,7 +60,8 @@ extern "C" {
 #define GREEN_HOOK_OWN_ERRNO(ret, name, params, args)                        \
     GREEN_EXPORT ret name params {                                           \
         green::Fiber* fiber = green::current_fiber();                        \
-        if (!fiber || fiber->hook_depth != 0) return green::real::get().name args; \
+        if (!fiber) return passed_through(green::real::get().name) args;     \
+        if (fiber->hook_depth != 0) return green::real::get().name args;     \
         InHook in_hook(fiber);                                               \
         return green::hooks::name args;                                      \
     }

@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "hooks/hooks.h"
 #include "runtime/log.h"
 #include "runtime/resolver.h"
@@ -11,6 +13,31 @@
 #include "shim/settings.h"
 
 namespace {
+
+const char* g_stats_path = nullptr;
+
+void start_diagnostics(const green::shim::Settings& settings) {
+    green::set_deadlock_mode(static_cast<green::DeadlockMode>(settings.deadlock));
+    if (settings.stats) {
+        green::set_count_blocked_calls(true);
+        g_stats_path = settings.stats_path;
+        atexit([] { green::write_stats(g_stats_path, "exit"); });
+        if (settings.stats_signal &&
+            !green::hooks::install_stats_signal(settings.stats_signal, settings.stats_path))
+            green::log::write_line("cannot catch GREEN_STATS_SIGNAL (%m); no stats on a signal");
+    }
+    if (settings.monitor_ms) {
+        green::MonitorConfig monitor;
+        monitor.threshold_ms = settings.monitor_ms;
+        monitor.create_thread = green::real::get().pthread_create;
+        monitor.sample_thread = green::hooks::sample_thread;
+        if (!green::start_monitor(monitor))
+            green::log::write_line("cannot start the GREEN_MONITOR_MS watchdog; running without");
+    }
+    green::log::info("libgreen %s: pid %ld, stats %s, watchdog %u ms, deadlock report %s",
+                     "active", static_cast<long>(getpid()), settings.stats ? "on" : "off",
+                     settings.monitor_ms, settings.deadlock == 0 ? "off" : "on");
+}
 
 __attribute__((constructor(101))) void green_start() {
     green::real::resolve();
@@ -25,8 +52,11 @@ __attribute__((constructor(101))) void green_start() {
     green::configure_resolver(settings.dns_servers);
     green::RuntimeConfig config;
     config.default_stack_size = settings.stack_size;
-    if (!green::adopt_current_thread(config))
+    if (!green::adopt_current_thread(config)) {
         green::log::write_line("cannot start the runtime (%m); passing every call through");
+        return;
+    }
+    start_diagnostics(settings);
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 #include "shim/settings.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
+#include <signal.h>
+#include <strings.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -17,13 +20,20 @@ namespace {
 constexpr size_t kMinStack = 16 * 1024;              // PTHREAD_STACK_MIN
 constexpr size_t kMaxStack = 1024ull * 1024 * 1024;  // 1 GiB
 
-const char* const kKnown[] = {"GREEN_DISABLE", "GREEN_STACK_SIZE", "GREEN_LOG",
-                              "GREEN_DNS_SERVERS"};
+const char* const kKnown[] = {"GREEN_DISABLE",     "GREEN_STACK_SIZE", "GREEN_LOG",
+                              "GREEN_LOG_FILE",    "GREEN_DNS_SERVERS", "GREEN_STATS",
+                              "GREEN_STATS_SIGNAL", "GREEN_MONITOR_MS", "GREEN_DEADLOCK"};
+
+char g_stats_path[PATH_MAX];  // copies: the program may change its environment later
+
+bool is_yes(const char* v) { return !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"); }
+bool is_no(const char* v) {
+    return !*v || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false");
+}
 
 bool parse_bool(const char* name, const char* value, bool fallback) {
-    if (!strcmp(value, "1") || !strcmp(value, "yes") || !strcmp(value, "true")) return true;
-    if (!strcmp(value, "0") || !strcmp(value, "no") || !strcmp(value, "false") || !*value)
-        return false;
+    if (is_yes(value)) return true;
+    if (is_no(value)) return false;
     log::write_line("%s='%s' is not 0 or 1; using %d", name, value, fallback ? 1 : 0);
     return fallback;
 }
@@ -103,6 +113,78 @@ bool valid_servers(const char* value) {
     }
 }
 
+// A signal for GREEN_STATS_SIGNAL: USR2, SIGUSR2, 12, RTMIN+3. Not one the runtime or the
+// kernel keeps (KILL, STOP, URG, the synchronous faults). 0 if unusable.
+int parse_signal(const char* value) {
+    const char* name = strncasecmp(value, "SIG", 3) == 0 ? value + 3 : value;
+    int sig = 0;
+    char* end = nullptr;
+    if (*name >= '0' && *name <= '9') {
+        long n = strtol(name, &end, 10);
+        sig = *end || n <= 0 || n >= NSIG ? 0 : static_cast<int>(n);
+    } else if (strncasecmp(name, "RTMIN+", 6) == 0 && name[6] >= '0' && name[6] <= '9') {
+        long n = strtol(name + 6, &end, 10);
+        sig = *end || n > SIGRTMAX - SIGRTMIN ? 0 : SIGRTMIN + static_cast<int>(n);
+    } else {
+        for (int i = 1; i < SIGRTMIN && !sig; ++i)
+            if (const char* abbrev = sigabbrev_np(i); abbrev && !strcasecmp(abbrev, name)) sig = i;
+    }
+    switch (sig) {
+    case SIGKILL: case SIGSTOP: case SIGURG: case SIGSEGV: case SIGBUS: case SIGILL:
+    case SIGFPE: case SIGTRAP: case SIGSYS:
+        return 0;
+    default:
+        return sig;
+    }
+}
+
+void read_diagnostics(Settings& s) {
+    if (const char* v = getenv("GREEN_STATS")) {
+        if (is_yes(v) || !strcmp(v, "stderr")) {
+            s.stats = true;
+        } else if (!is_no(v)) {
+            if (strlen(v) < sizeof g_stats_path && log::can_append(v)) {
+                strcpy(g_stats_path, v);
+                s.stats = true;
+                s.stats_path = g_stats_path;
+            } else {
+                log::write_line("GREEN_STATS='%s' cannot be opened for appending (%m); the "
+                                "stats go to stderr", v);
+                s.stats = true;
+            }
+        }
+    }
+    if (const char* v = getenv("GREEN_STATS_SIGNAL")) {
+        s.stats_signal = parse_signal(v);
+        if (!s.stats_signal)
+            log::write_line("GREEN_STATS_SIGNAL='%s' is not a signal the runtime can take (a "
+                            "name such as USR2, a number, RTMIN+N; not KILL, STOP, URG or a "
+                            "fault); no stats on a signal", v);
+        else if (!s.stats)
+            s.stats = true;  // a signal alone asks for the stats, on stderr
+    }
+    if (const char* v = getenv("GREEN_MONITOR_MS")) {
+        char* end = nullptr;
+        errno = 0;
+        unsigned long ms = strtoul(v, &end, 10);
+        if (errno || end == v || *end || *v == '-' || ms > 3600000)
+            log::write_line("GREEN_MONITOR_MS='%s' is not a number of milliseconds from 0 to "
+                            "3600000; no watchdog", v);
+        else
+            s.monitor_ms = static_cast<unsigned>(ms);
+    }
+    if (const char* v = getenv("GREEN_DEADLOCK")) {
+        static const char* const modes[] = {"off", "report", "abort"};
+        int found = -1;
+        for (int i = 0; i < 3; ++i)
+            if (!strcmp(v, modes[i])) found = i;
+        if (found < 0)
+            log::write_line("GREEN_DEADLOCK='%s' is not off, report or abort; using report", v);
+        else
+            s.deadlock = found;
+    }
+}
+
 }  // namespace
 
 Settings read_settings() {
@@ -139,6 +221,7 @@ Settings read_settings() {
                 "IPV6 or [IPV6]:PORT; using the nameservers of /etc/resolv.conf",
                 v);
     }
+    read_diagnostics(s);
     // A misspelt setting would otherwise be ignored silently.
     for (char** e = environ; e && *e; ++e) {
         if (strncmp(*e, "GREEN_", 6) != 0) continue;
@@ -147,6 +230,12 @@ Settings read_settings() {
         bool known = false;
         for (const char* k : kKnown) known |= strlen(k) == len && !strncmp(k, *e, len);
         if (!known) log::write_line("unknown setting %.*s ignored", static_cast<int>(len), *e);
+    }
+    // Last: the lines above about bad settings stay on stderr.
+    if (const char* v = getenv("GREEN_LOG_FILE")) {
+        if (!*v || !log::set_file(v))
+            log::write_line("GREEN_LOG_FILE='%s' cannot be opened for appending (%m); logging "
+                            "to stderr", v);
     }
     return s;
 }

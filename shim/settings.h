@@ -11,6 +11,11 @@ struct Settings {
     size_t stack_size = 0;  // GREEN_STACK_SIZE; 0: glibc's default thread stack size
     int log_level = 1;      // GREEN_LOG: 0 error, 1 warn, 2 info, 3 debug
     const char* dns_servers = nullptr;  // GREEN_DNS_SERVERS, validated; null: resolv.conf's
+    bool stats = false;                 // GREEN_STATS: dump the counters at exit
+    const char* stats_path = nullptr;   // GREEN_STATS=PATH; null: the log's destination
+    int stats_signal = 0;               // GREEN_STATS_SIGNAL: also dump on this signal
+    unsigned monitor_ms = 0;            // GREEN_MONITOR_MS: the watchdog's threshold; 0: none
+    int deadlock = 1;                   // GREEN_DEADLOCK: 0 off, 1 report, 2 abort
 };
 
 // Reads the environment; never allocates (runs in our constructor, before main).

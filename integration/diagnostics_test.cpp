@@ -1,0 +1,226 @@
+// The debugging aids on real processes: GREEN_STATS counters against the work the sample
+// servers did, the GREEN_MONITOR_MS watchdog on a spinning thread, the deadlock report on two
+// threads that take two mutexes in opposite orders, and GREEN_LOG_FILE.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "process.h"
+
+using namespace itest;
+
+namespace {
+
+std::string tool(const char* name) {
+    return build_dir() + "/integration/" + name;
+}
+
+// A file under the build tree, removed first.
+std::string fresh_file(const std::string& name) {
+    std::string path = build_dir() + "/diagnostics-" + name;
+    unlink(path.c_str());
+    return path;
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream all;
+    all << in.rdbuf();
+    return all.str();
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
+// One request on a fresh connection; the response up to the server's close. (ab may open
+// more connections than it makes requests: the count here must be exact.)
+std::string http_get(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string response;
+    const char request[] = "GET / HTTP/1.0\r\n\r\n";
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        send(fd, request, sizeof request - 1, MSG_NOSIGNAL) == sizeof request - 1) {
+        char buf[4096];
+        for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, n);
+    }
+    close(fd);
+    return response;
+}
+
+using Stats = std::map<std::string, uint64_t>;
+
+// The last complete GREEN_STATS dump in `text`: its green.stats.KEY=VALUE lines, by KEY.
+Stats last_dump(const std::string& text) {
+    Stats stats;
+    size_t end = text.rfind("green.stats.end=1");
+    if (end == std::string::npos) return stats;
+    size_t begin = text.rfind("green.stats.pid=", end);
+    std::istringstream lines(text.substr(begin, end - begin));
+    for (std::string line; std::getline(lines, line);) {
+        size_t eq = line.find('=');
+        if (line.rfind("green.stats.", 0) != 0 || eq == std::string::npos) continue;
+        std::string key = line.substr(12, eq - 12);
+        if (key == "reason") continue;
+        stats[key] = std::stoull(line.substr(eq + 1));
+    }
+    return stats;
+}
+
+// Asks `server` for a dump with SIGUSR2 until its handler threads have all ended (only main
+// is live), or 10 s have passed; returns the last dump.
+Stats dump_when_idle(Process& server, const std::string& path) {
+    Stats stats;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+        size_t before = count_of(slurp(path), "green.stats.end=1");
+        kill(server.pid(), SIGUSR2);
+        while (count_of(slurp(path), "green.stats.end=1") == before &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        stats = last_dump(slurp(path));
+        if (stats["total.fibers_live"] == 1) break;
+    }
+    return stats;
+}
+
+}  // namespace
+
+TEST_CASE("GREEN_STATS after legacy_echo_server: one fiber per connection, all on fibers",
+          "[diagnostics]") {
+    std::string path = fresh_file("echo-stats");
+    Process server({{tool("legacy_echo_server"), "0"},
+                    {"GREEN_STATS=" + path, "GREEN_STATS_SIGNAL=USR2"},
+                    true});
+    int port = server.wait_for_port();
+    REQUIRE(port > 0);
+    EchoResult r = echo_load(port, 200, 64 * 1024, 60);
+    REQUIRE(r.completed == 200);
+    Stats s = dump_when_idle(server, path);
+    INFO(slurp(path));
+    CHECK(s["carriers"] == 1);
+    CHECK(s["total.fibers_created"] - 1 == 200);  // connections accepted = fibers minus main
+    CHECK(s["total.fibers_live"] == 1);
+    CHECK(s["total.fibers_peak"] >= 2);
+    CHECK(s["total.fibers_peak"] <= 201);
+    CHECK(s["total.parks.accept"] >= 1);
+    CHECK(s["total.parks.read"] >= 200);  // each handler waited for its first bytes at least
+    CHECK(s["total.switches"] >= 400);
+    CHECK(s["total.passthrough_calls"] == 0);
+    CHECK(s["total.blocked_calls"] == 0);
+    CHECK(s["carrier0.fibers_created"] == s["total.fibers_created"]);
+    CHECK(server.threads() == 1);  // no monitor thread without GREEN_MONITOR_MS
+}
+
+TEST_CASE("GREEN_STATS after legacy_http_server: 300 requests, 300 fibers that slept",
+          "[diagnostics]") {
+    std::string path = fresh_file("http-stats");
+    Process server({{tool("legacy_http_server"), "0", "20"},
+                    {"GREEN_STATS=" + path, "GREEN_STATS_SIGNAL=SIGUSR2"},
+                    true});
+    int port = server.wait_for_port();
+    REQUIRE(port > 0);
+    std::atomic<int> answered{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 50; ++c)
+        clients.emplace_back([&] {
+            for (int i = 0; i < 6; ++i)
+                answered += http_get(port).find("Hello World!") != std::string::npos;
+        });
+    for (auto& t : clients) t.join();
+    REQUIRE(answered == 300);
+    Stats s = dump_when_idle(server, path);
+    INFO(slurp(path));
+    CHECK(s["total.fibers_created"] - 1 == 300);  // one connection per request
+    CHECK(s["total.parks.sleep"] >= 300);         // every handler's slow upstream
+    CHECK(s["total.fibers_peak"] >= 2);
+    CHECK(s["total.passthrough_calls"] == 0);
+}
+
+TEST_CASE("GREEN_STATS=1 prints the counters at exit, readable and as key=value lines",
+          "[diagnostics]") {
+    Run r = run({{tool("scenarios"), "thread_count"}, {"GREEN_STATS=1"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "threads 1\n");
+    CHECK(r.err.find("green.stats.reason=exit\n") != std::string::npos);
+    CHECK(r.err.find("green: stats at exit: 11 fibers created") != std::string::npos);
+    Stats s = last_dump(r.err);
+    CHECK(s["total.fibers_created"] == 11);
+    CHECK(s["total.parks.sleep"] >= 10);
+}
+
+TEST_CASE("GREEN_STATS counts a regular-file read on a fiber and calls off any fiber",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "blockers"}, {"GREEN_STATS=1"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    Stats s = last_dump(r.err);
+    CHECK(s["total.blocked_calls"] >= 1);      // read() of the program's own file
+    CHECK(s["total.passthrough_calls"] >= 1);  // write() on glibc's SIGEV_THREAD thread
+}
+
+TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, with its frame",
+          "[diagnostics]") {
+    Process spin({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100"}, true, true});
+    ThreadSampler sampler(spin);
+    std::string out = spin.read_all_stdout(10000);
+    std::string err = spin.read_all_stderr(10000);
+    INFO(err);
+    CHECK(exited_with(spin.wait_exit(5000), 0));
+    CHECK(out == "spun\n");
+    CHECK(count_of(err, "green: watchdog:") == 1);
+    CHECK(err.find("(spin_for_500ms (") != std::string::npos);  // the fiber's start routine
+    CHECK(err.find("last parked on sleep") != std::string::npos);
+    // The backtrace was taken inside the spinning function.
+    CHECK(err.find("spin_for_500ms+0x") != std::string::npos);
+    CHECK(sampler.max() == 2);  // the carrier and the monitor
+}
+
+TEST_CASE("two threads deadlocked on two mutexes: the report names both waits, then abort",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "deadlock"}, {"GREEN_DEADLOCK=abort"}, true}, 10000);
+    INFO(r.err);
+    CHECK(WIFSIGNALED(r.status));
+    CHECK(WTERMSIG(r.status) == SIGABRT);
+    CHECK(r.out == "started\n");
+    CHECK(r.err.find("(take_a_then_b (") != std::string::npos);
+    CHECK(r.err.find("(take_b_then_a (") != std::string::npos);
+    CHECK(r.err.find("waits in mutex on lock_a") != std::string::npos);
+    CHECK(r.err.find("waits in mutex on lock_b") != std::string::npos);
+    CHECK(r.err.find("fiber 1 (main) waits in join on fiber") != std::string::npos);
+}
+
+TEST_CASE("by default a deadlocked process reports once (to GREEN_LOG_FILE) and hangs",
+          "[diagnostics]") {
+    std::string log = fresh_file("deadlock-log");
+    Process p({{tool("diagnostics"), "deadlock"}, {"GREEN_LOG_FILE=" + log}, true, true});
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (slurp(log).find("the process hangs") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::string text = slurp(log);
+    INFO(text);
+    CHECK(count_of(text, "green: deadlock: every thread") == 1);
+    CHECK(count_of(text, "waits in mutex on lock_") == 2);
+    CHECK(p.threads() == 1);  // still there, hanging as a threaded process would
+    p.kill_now();
+    CHECK(p.read_all_stderr(5000).empty());  // the log went to the file
+}
