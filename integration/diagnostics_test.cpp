@@ -224,3 +224,36 @@ TEST_CASE("by default a deadlocked process reports once (to GREEN_LOG_FILE) and 
     p.kill_now();
     CHECK(p.read_all_stderr(5000).empty());  // the log went to the file
 }
+
+TEST_CASE("scripts/gdb/green.py lists the fibers and shows a parked fiber's backtrace",
+          "[diagnostics]") {
+    Run version = run({{"gdb", "--version"}, {}, false}, 10000);
+    REQUIRE(exited_with(version.status, 0));  // scripts/setup.sh installs gdb
+    Run r = run({{"gdb", "-nx", "-batch", "-ex", "set startup-with-shell off", "-ex",
+                  "set environment LD_PRELOAD=" + green_library(), "-ex", "run", "-ex",
+                  "source " + std::string(GREEN_SOURCE_DIR) + "/scripts/gdb/green.py", "-ex",
+                  "green fibers", "-ex", "green bt all", "-ex", "bt 4", "--args",
+                  tool("diagnostics"), "parked"},
+                 {},
+                 false},
+                60000);
+    INFO(r.out << r.err);
+    if (r.err.find("ptrace: Operation not permitted") != std::string::npos) {
+        WARN("this machine forbids ptrace: the gdb helper was not exercised");
+        return;
+    }
+    CHECK(r.out.find("SIGTRAP") != std::string::npos);  // stopped in main, in raise()
+    // The list: both threads parked where the program put them, main running.
+    CHECK(r.out.find("parked    on read  wait_in_read") != std::string::npos);
+    CHECK(r.out.find("parked    on mutex lock_a  wait_on_lock_a \"lock-waiter\"") !=
+          std::string::npos);
+    CHECK(r.out.find("running   (last parked on sleep)  main (root)") != std::string::npos);
+    // Their backtraces, through our hooks down to the program's functions.
+    CHECK(r.out.find("in wait_in_read (") != std::string::npos);
+    CHECK(r.out.find("in wait_on_lock_a (") != std::string::npos);
+    CHECK(r.out.find("green::hooks::read (") != std::string::npos);
+    // The thread's own registers are back: its backtrace is raise() in main again.
+    size_t last = r.out.rfind("#0 ");
+    REQUIRE(last != std::string::npos);
+    CHECK(r.out.find("raise", last) != std::string::npos);
+}

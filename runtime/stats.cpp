@@ -15,10 +15,14 @@
 #include "runtime/spinlock.h"
 
 namespace green {
+
+// Every live carrier, linked through Carrier::next_carrier_. Named outside an anonymous
+// namespace because scripts/gdb/green.py starts from it.
+Carrier* g_carriers = nullptr;
+
 namespace {
 
 SpinLock g_lock;
-Carrier* g_carriers = nullptr;  // linked through Carrier::next_carrier_
 int g_next_index = 0;
 CarrierCounters g_retired;  // what carriers that have retired counted
 std::atomic<uint64_t> g_passthrough{0};

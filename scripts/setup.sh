@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libboost-context-dev libc-ares-dev   # the runtime's libraries
   googletest libgtest-dev catch2                  # test frameworks
-  curl wget apache2-utils python3 strace          # stock programs the tests drive
+  curl wget apache2-utils python3 strace gdb      # stock programs the tests drive
   dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
   memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
   uwsgi-core uwsgi-plugin-python3 uwsgi-plugin-gevent-python3 python3-flask  # scripts/bench.sh
