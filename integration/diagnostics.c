@@ -2,6 +2,7 @@
  * the gdb helper), each a plain pthreads program. Linked with -rdynamic so that its functions
  * have names in a backtrace. Usage: diagnostics NAME */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +25,19 @@ void* spin_for_500ms(void* arg) {
     volatile unsigned long spins = 0;
     double end = now_seconds() + 0.5;
     while (now_seconds() < end) ++spins;
+    return NULL;
+}
+
+/* Holds its thread inside a system call libgreen does not interpose (it blocks the carrier). */
+void* wait_in_sigtimedwait(void* arg) {
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct timespec t = {0, 400 * 1000 * 1000};
+    int r = sigtimedwait(&set, NULL, &t);
+    printf("sigtimedwait: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN" : r < 0 ? strerror(errno) : "signal");
     return NULL;
 }
 
@@ -80,6 +94,12 @@ int main(int argc, char** argv) {
         printf("spun\n");
         return 0;
     }
+    if (!strcmp(name, "syscall")) {
+        pthread_t t;
+        pthread_create(&t, NULL, wait_in_sigtimedwait, NULL);
+        pthread_join(t, NULL);
+        return 0;
+    }
     if (!strcmp(name, "deadlock")) {
         /* The classic: two threads take two mutexes in opposite orders; main joins one. */
         pthread_t a, b;
@@ -125,6 +145,6 @@ int main(int argc, char** argv) {
         while (!timer_ran) usleep(1000);
         return 0;
     }
-    fprintf(stderr, "usage: diagnostics spin|deadlock|parked|blockers\n");
+    fprintf(stderr, "usage: diagnostics spin|syscall|deadlock|parked|blockers\n");
     return 2;
 }

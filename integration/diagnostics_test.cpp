@@ -194,6 +194,17 @@ TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, wit
     CHECK(sampler.max() == 2);  // the carrier and the monitor
 }
 
+TEST_CASE("the watchdog names the system call that holds a carrier, without interrupting it",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "syscall"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "sigtimedwait: EAGAIN\n");  // the full timeout, no EINTR from the monitor
+    CHECK(count_of(r.err, "green: watchdog:") == 1);
+    CHECK(r.err.find("(wait_in_sigtimedwait (") != std::string::npos);
+    CHECK(r.err.find("blocked in the rt_sigtimedwait system call") != std::string::npos);
+}
+
 TEST_CASE("two threads deadlocked on two mutexes: the report names both waits, then abort",
           "[diagnostics]") {
     Run r = run({{tool("diagnostics"), "deadlock"}, {"GREEN_DEADLOCK=abort"}, true}, 10000);

@@ -362,7 +362,7 @@ void Carrier::resume(Fiber* fiber) {
     fiber->state = FiberState::kRunning;
     t_fiber = fiber;
     bump(counters_.switches);
-    fiber_running_.store(true, std::memory_order_relaxed);
+    running_.store(fiber, std::memory_order_relaxed);
 #ifdef GREEN_SANITIZE
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);
@@ -374,7 +374,7 @@ void Carrier::resume(Fiber* fiber) {
                                     &from_fiber->asan_stack_size);
 #endif
     t_fiber = nullptr;
-    fiber_running_.store(false, std::memory_order_relaxed);
+    running_.store(nullptr, std::memory_order_relaxed);
     auto* from = static_cast<Fiber*>(back.data);
     from->context = back.fctx;
     after_switch_back(from);

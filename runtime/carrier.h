@@ -96,8 +96,9 @@ public:
     CarrierCounters& counters() { return counters_; }
     int index() const { return index_; }
     int32_t tid() const { return tid_; }
-    // True while a fiber, not the scheduler, holds the thread (read by the monitor).
-    bool fiber_running() const { return fiber_running_.load(std::memory_order_relaxed); }
+    // The fiber that holds the thread, or null while the scheduler does (read by the monitor,
+    // which may only dereference it while the switch counter stays unchanged).
+    const Fiber* running_fiber() const { return running_.load(std::memory_order_relaxed); }
     const Fiber* all_fibers() const { return all_fibers_; }
     Carrier* next_carrier_ = nullptr;  // the registry's link, under its lock
     struct MonitorView {              // touched by the monitor thread only
@@ -146,7 +147,7 @@ private:
     int32_t tid_ = 0;
     int index_ = 0;
     CarrierCounters counters_;
-    std::atomic<bool> fiber_running_{false};
+    std::atomic<const Fiber*> running_{nullptr};
     // Fibers parked with no deadline on something only another fiber or thread can end (a
     // lock, a join): when they are all the live fibers, the carrier may be deadlocked.
     size_t waiting_on_peers_ = 0;

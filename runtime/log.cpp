@@ -18,6 +18,7 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kWarn)};
 char g_file[PATH_MAX];  // GREEN_LOG_FILE, or empty for stderr; set before main
+__thread int t_stderr_pidfd __attribute__((tls_model("initial-exec"))) = -1;
 
 // Opens `path` for appending, "%p" replaced by the pid. Raw syscalls: not our hooks.
 int open_append(const char* path) {
@@ -86,6 +87,13 @@ bool set_file(const char* path) {
 
 bool write_raw(const char* path, const char* data, size_t len) {
     if (!path && g_file[0]) path = g_file;
+    if (!path && t_stderr_pidfd >= 0) {
+        int fd = static_cast<int>(syscall(SYS_pidfd_getfd, t_stderr_pidfd, 2, 0));
+        if (fd < 0) return false;
+        write_all(fd, data, len);
+        syscall(SYS_close, fd);
+        return true;
+    }
     if (!path) {
         write_all(2, data, len);
         return true;
@@ -99,6 +107,8 @@ bool write_raw(const char* path, const char* data, size_t len) {
     syscall(SYS_close, fd);
     return true;
 }
+
+void use_program_stderr_via(int pidfd) { t_stderr_pidfd = pidfd; }
 
 void write_line(const char* fmt, ...) {
     va_list ap;

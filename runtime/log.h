@@ -18,6 +18,9 @@ Level level();
 // one of its own files. "%p" in the path stands for the process id. False if it cannot be
 // opened now (errno set); messages then stay on stderr.
 bool set_file(const char* path);
+// For a thread with a private fd table (the monitor): reach the program's current stderr
+// through `pidfd` (a pidfd of this process, in that table) at each write.
+void use_program_stderr_via(int pidfd);
 // Whether `path` ("%p": the pid) can be opened for appending now (it is created if missing).
 bool can_append(const char* path);
 // Writes `len` bytes of whole lines, in one write(2), to `path` ("%p": the pid) or, when

@@ -1,15 +1,23 @@
 // The watchdog (GREEN_MONITOR_MS). One real OS thread, started only when asked for, wakes a
 // few times per threshold and looks at every carrier's switch counter. A carrier whose fiber
 // has held the thread past the threshold is reported once per incident, and at most once per
-// second: the fiber, what it last parked on, and a backtrace taken on the carrier thread by
-// a signal handler (the monitor cannot unwind another thread's stack itself).
-// The monitor never touches a carrier's fibers: the sample copies what it needs on the carrier.
+// second: the fiber, what it last parked on, and where the thread is: a backtrace taken on
+// the carrier thread by a signal handler when it runs user code (the monitor cannot unwind
+// another thread's stack), or the system call the kernel says it waits in.
+// The monitor only reads the running fiber's identity, and only while the carrier's switch
+// counter shows that the fiber is still the one running (so it cannot have been freed).
 #include <execinfo.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "runtime/carrier.h"
 #include "runtime/log.h"
@@ -27,6 +35,7 @@ struct Stall {
     int32_t tid;
     uint64_t held_ms;
     uint64_t suppressed;
+    StallSample fiber;  // what the monitor read of the running fiber (no backtrace)
 };
 
 struct Scan {
@@ -36,26 +45,47 @@ struct Scan {
     int count;
 };
 
+// Copies what identifies the fiber holding `c`. Under the registry's lock; the fiber cannot
+// have been freed while the switch counter stayed the same, which is checked after the copy.
+bool copy_running_fiber(Carrier* c, uint64_t switches, StallSample* out) {
+    const Fiber* f = c->running_fiber();
+    if (!f) return false;
+    out->on_fiber = true;
+    out->is_root = f->is_root;
+    out->fiber_id = f->id;
+    out->start = f->start;
+    out->last_park = f->park_reason;
+    memcpy(out->name, f->name, sizeof out->name);
+    out->name[sizeof out->name - 1] = '\0';
+    return c->counters().switches.load(std::memory_order_acquire) == switches;
+}
+
 void look_at(Carrier* c, void* context) {
     auto* scan = static_cast<Scan*>(context);
     Carrier::MonitorView& v = c->monitor_view_;
     uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
-    if (switches != v.switches || !c->fiber_running()) {
+    if (switches != v.switches || !c->running_fiber()) {
         v.switches = switches;
         v.since_ns = scan->now_ns;
         v.reported = false;  // a new incident may begin
         return;
     }
     uint64_t held = scan->now_ns - v.since_ns;
-    if (v.reported || held < scan->threshold_ns) return;
+    if (v.reported || held < scan->threshold_ns || scan->count == kMaxStalls) return;
+    Stall& stall = scan->stalls[scan->count];
+    new (&stall.fiber) StallSample();
+    if (!copy_running_fiber(c, switches, &stall.fiber)) return;  // it switched: no stall
     v.reported = true;
     if (v.last_report_ns && scan->now_ns - v.last_report_ns < kMinReportGapNs) {
         ++v.suppressed;
         return;
     }
     v.last_report_ns = scan->now_ns;
-    if (scan->count < kMaxStalls)
-        scan->stalls[scan->count++] = Stall{c->index(), c->tid(), held / 1000000, v.suppressed};
+    stall.index = c->index();
+    stall.tid = c->tid();
+    stall.held_ms = held / 1000000;
+    stall.suppressed = v.suppressed;
+    ++scan->count;
     v.suppressed = 0;
 }
 
@@ -69,46 +99,135 @@ int first_program_frame(const StallSample& s) {
     return 0;
 }
 
-void report(const Stall& stall) {
+// Reads /proc/self/task/TID/NAME into buf; false if it cannot.
+bool read_task_file(int32_t tid, const char* name, char* buf, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, name);
+    int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC));
+    if (fd < 0) return false;
+    long n = syscall(SYS_read, fd, buf, size - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    return true;
+}
+
+// The thread's scheduler state: 'R' running user code (or runnable), 'S'/'D' in a syscall.
+char thread_state(int32_t tid) {
+    char stat[512];
+    if (!read_task_file(tid, "stat", stat, sizeof stat)) return '?';
+    const char* p = strrchr(stat, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+const char* syscall_name(long nr) {
+    switch (nr) {
+    case SYS_read: return "read";
+    case SYS_write: return "write";
+    case SYS_pread64: return "pread64";
+    case SYS_pwrite64: return "pwrite64";
+    case SYS_openat: return "openat";
+    case SYS_fsync: return "fsync";
+    case SYS_fdatasync: return "fdatasync";
+    case SYS_flock: return "flock";
+    case SYS_fcntl: return "fcntl";
+    case SYS_futex: return "futex";
+    case SYS_wait4: return "wait4";
+    case SYS_waitid: return "waitid";
+    case SYS_nanosleep: return "nanosleep";
+    case SYS_clock_nanosleep: return "clock_nanosleep";
+    case SYS_rt_sigtimedwait: return "rt_sigtimedwait";
+    case SYS_rt_sigsuspend: return "rt_sigsuspend";
+    case SYS_poll: return "poll";
+    case SYS_ppoll: return "ppoll";
+    case SYS_select: return "select";
+    case SYS_pselect6: return "pselect6";
+    case SYS_epoll_wait: return "epoll_wait";
+    case SYS_epoll_pwait: return "epoll_pwait";
+    case SYS_accept: return "accept";
+    case SYS_accept4: return "accept4";
+    case SYS_connect: return "connect";
+    case SYS_recvfrom: return "recvfrom";
+    case SYS_sendto: return "sendto";
+    case SYS_recvmsg: return "recvmsg";
+    case SYS_sendmsg: return "sendmsg";
+    default: return "syscall";
+    }
+}
+
+void report(Stall& stall) {
+    // A thread in user code gets the sampling signal; one inside a system call does not (the
+    // signal could make that call fail with EINTR): the kernel says where it waits instead.
     static StallSample sample;  // static: a late handler may still write into it
     new (&sample) StallSample();
-    bool taken = g_config.sample_thread && g_config.sample_thread(stall.tid, &sample);
+    char state = thread_state(stall.tid);
+    bool taken = state == 'R' && g_config.sample_thread && g_config.sample_thread(stall.tid, &sample);
+    const StallSample& fiber = taken && sample.on_fiber ? sample : stall.fiber;
     char more[64] = "";
     if (stall.suppressed)
         snprintf(more, sizeof more, " (%llu earlier stalls not reported)",
                  static_cast<unsigned long long>(stall.suppressed));
-    if (!taken) {
-        log::write_line(
-            "watchdog: carrier %d (thread %d) has not switched fibers for %llu ms; no "
-            "backtrace (the thread did not answer the signal)%s",
-            stall.index, stall.tid, static_cast<unsigned long long>(stall.held_ms), more);
+    char start[256] = "main";
+    if (!fiber.is_root) describe_code(reinterpret_cast<const void*>(fiber.start), start, sizeof start);
+    char name[24] = "";
+    if (fiber.name[0]) snprintf(name, sizeof name, " \"%s\"", fiber.name);
+    log::write_line(
+        "watchdog: fiber %llu%s (%s) has held carrier %d (thread %d) for %llu ms without a "
+        "switch; %s%s%s",
+        static_cast<unsigned long long>(fiber.fiber_id), name, start, stall.index, stall.tid,
+        static_cast<unsigned long long>(stall.held_ms),
+        fiber.last_park == ParkReason::kNone ? "it has not parked since it started"
+                                             : "it last parked on ",
+        fiber.last_park == ParkReason::kNone ? "" : park_reason_name(fiber.last_park), more);
+    if (taken) {
+        for (int i = first_program_frame(sample), n = 0; i < sample.frames; ++i, ++n) {
+            char where[320];
+            describe_code(sample.pcs[i], where, sizeof where);
+            log::write_line("  #%d %p %s", n, sample.pcs[i], where);
+        }
         return;
     }
-    if (!sample.on_fiber) {
-        log::write_line("watchdog: carrier %d (thread %d) has not switched fibers for %llu ms%s",
-                        stall.index, stall.tid, static_cast<unsigned long long>(stall.held_ms),
-                        more);
-    } else {
-        char start[256] = "main";
-        if (!sample.is_root)
-            describe_code(reinterpret_cast<const void*>(sample.start), start, sizeof start);
-        log::write_line(
-            "watchdog: fiber %llu%s%s%s (%s) has held carrier %d (thread %d) for %llu ms "
-            "without a switch; it last parked on %s%s",
-            static_cast<unsigned long long>(sample.fiber_id), sample.name[0] ? " \"" : "",
-            sample.name, sample.name[0] ? "\"" : "", start, stall.index, stall.tid,
-            static_cast<unsigned long long>(stall.held_ms), park_reason_name(sample.last_park),
-            more);
+    // /proc/PID/task/TID/syscall: "NR ARG1 .. ARG6 SP PC" while in a call, else "running".
+    char call[256];
+    long nr = -1;
+    unsigned long pc = 0;
+    if (state != 'R' && read_task_file(stall.tid, "syscall", call, sizeof call)) {
+        nr = strtol(call, nullptr, 10);
+        const char* last = strrchr(call, ' ');
+        pc = last ? strtoul(last + 1, nullptr, 16) : 0;
     }
-    for (int i = first_program_frame(sample), n = 0; i < sample.frames; ++i, ++n) {
-        char where[320];
-        describe_code(sample.pcs[i], where, sizeof where);
-        log::write_line("  #%d %p %s", n, sample.pcs[i], where);
+    if (nr < 0) {
+        log::write_line("  (no backtrace: the thread did not answer the sampling signal)");
+        return;
     }
+    char where[320];
+    describe_code(reinterpret_cast<const void*>(pc), where, sizeof where);
+    log::write_line("  blocked in the %s system call (%ld), at %#lx %s", syscall_name(nr), nr,
+                    pc, where);
+}
+
+// A second thread that shares the fd table costs every carrier: the kernel then takes and
+// drops a reference on the file in each fd syscall (fdget's single-threaded shortcut is
+// gone), 10% of a switch-bound loop as measured. So the monitor leaves the shared table for
+// an empty one of its own, and reaches the program's stderr through a pidfd when it reports.
+// A close() by the program in the instant between the two steps takes effect when we let go.
+void leave_fd_table() {
+    // First make sure stderr can be had that way (seccomp or an LSM may refuse pidfd_getfd).
+    int probe = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+    if (probe < 0) return;  // then we share the table, and the carriers are a little slower
+    int fd = static_cast<int>(syscall(SYS_pidfd_getfd, probe, 2, 0));
+    syscall(SYS_close, probe);
+    if (fd < 0) return;
+    syscall(SYS_close, fd);
+    if (unshare(CLONE_FILES) != 0) return;
+    syscall(SYS_close_range, 0, ~0U, 0);
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+    if (pidfd >= 0) log::use_program_stderr_via(pidfd);
 }
 
 void* monitor_main(void*) {
     mark_internal_thread();
+    leave_fd_table();
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);  // program signals go to program threads

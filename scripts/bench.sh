@@ -194,3 +194,20 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
     done
     echo "| redis-server, SET+GET mean (requests/s) | $redis_native | $redis_libgreen | $(ratio "$redis_libgreen" "$redis_native") |"
 fi
+echo
+
+echo "## 8. Cost of the debugging aids (docs/debugging.md), under the shim"
+echo "| setting | yield round trip ns | echo, 1000 connections, round trips/s | vs no setting |"
+echo "|---|---|---|---|"
+n=$([[ $quick ]] && echo 200000 || echo 2000000)
+for setting in none GREEN_STATS=/dev/null GREEN_MONITOR_MS=100 GREEN_DEADLOCK=off; do
+    envs=()
+    [[ $setting != none ]] && envs=("$setting")
+    y=$(field ns_per_round_trip "$(env "${envs[@]}" LD_PRELOAD="$G" "$B/bench/switch" yield "$n")")
+    start_server env "${envs[@]}" LD_PRELOAD="$G" "$B/integration/legacy_echo_server" 0
+    measure "$B/bench/echo_client" "$PORT" 1000 3
+    stop_server
+    e=$(field round_trips_per_s "$OUT")
+    [[ $setting == none ]] && { base_y=$y; base_e=$e; }
+    echo "| $setting | $y | $e | yield $(ratio "$y" "$base_y"), echo $(ratio "$e" "$base_e") |"
+done
