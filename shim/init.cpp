@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "hooks/hooks.h"
@@ -34,9 +35,12 @@ void start_diagnostics(const green::shim::Settings& settings) {
         if (!green::start_monitor(monitor))
             green::log::write_line("cannot start the GREEN_MONITOR_MS watchdog; running without");
     }
-    green::log::info("libgreen %s: pid %ld, stats %s, watchdog %u ms, deadlock report %s",
-                     "active", static_cast<long>(getpid()), settings.stats ? "on" : "off",
-                     settings.monitor_ms, settings.deadlock == 0 ? "off" : "on");
+    char watchdog[32] = "off";
+    if (settings.monitor_ms) snprintf(watchdog, sizeof watchdog, "%u ms", settings.monitor_ms);
+    static const char* const deadlock[] = {"off", "report", "abort"};
+    green::log::info("active: pid %ld, GREEN_STATS %s, watchdog %s, deadlock %s",
+                     static_cast<long>(getpid()), settings.stats ? "on" : "off", watchdog,
+                     deadlock[settings.deadlock]);
 }
 
 __attribute__((constructor(101))) void green_start() {
