@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -257,6 +258,37 @@ TEST(Stats, CountFibersAndParks) {
                       before.parks[static_cast<int>(ParkReason::kJoin)],
                   1u);
     });
+}
+
+// The dump is one block of green.stats.KEY=VALUE lines: this carrier's and the totals, with
+// the fibers just made counted in both.
+TEST(Stats, WriteStatsDumpsEachCarrierAndTheTotals) {
+    char path[] = "/tmp/green-stats-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    pid_t carrier_tid = 0;
+    on_carrier([&] {
+        carrier_tid = gettid();
+        auto nap = [] { sleep_until(deadline_after_ns(1000000), ParkReason::kSleep); };
+        for (int i = 0; i < 3; ++i) join(go(&nap), nullptr, kNoDeadline);
+        write_stats(path, "test");
+    });
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    unlink(path);
+    EXPECT_NE(text.find("green.stats.reason=test\n"), std::string::npos);
+    EXPECT_NE(text.find("green.stats.carriers="), std::string::npos);
+    EXPECT_NE(text.find("green: stats at test: "), std::string::npos);
+    // This carrier's block: root + 3 fibers created, 3 sleeps at least.
+    size_t tid_line = text.find(".tid=" + std::to_string(carrier_tid) + "\n");
+    ASSERT_NE(tid_line, std::string::npos);
+    size_t scope_start = text.rfind("green.stats.carrier", tid_line) + 12;
+    std::string scope = text.substr(scope_start, tid_line - scope_start);
+    EXPECT_NE(text.find("green.stats." + scope + ".fibers_created=4\n"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("green.stats.total.parks.sleep="), std::string::npos);
+    EXPECT_EQ(text.substr(text.size() - 18), "green.stats.end=1\n");
 }
 
 // A timer already due when the scheduler enters the loop (the fibers before it ran long)
