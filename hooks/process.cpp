@@ -4,18 +4,22 @@
 // signal handler runs. A handler interrupts a wait as signal(7) says: wait* restart under
 // SA_RESTART, pause and sigsuspend always fail with EINTR.
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
+#include "runtime/resolver.h"
 #include "runtime/spinlock.h"
 
 extern char** environ;
@@ -27,7 +31,12 @@ extern thread_local unsigned t_handlers_run;
 
 namespace {
 
-constexpr uint64_t kRescanNs = 50'000'000;  // new children of other fibers: seen within 50 ms
+// A parked wait looks again after a while, for what no pidfd reports: children forked by
+// other fibers and stops (within 50 ms), and a child that a debugger in this process starts
+// tracing after the wait began (the first look after 1 ms, then less and less often).
+constexpr uint64_t kFirstRescanNs = 1'000'000;
+constexpr uint64_t kRescanNs = 50'000'000;
+constexpr uint64_t kOneChildRescanNs = 1'000'000'000;
 
 // pidfds for the process's children (any of its threads' children may be waited for):
 // readable when the child exits. Read from /proc/self/task/*/children.
@@ -59,18 +68,18 @@ void close_all(const std::vector<int>& fds) {
     }
 }
 
-// Parks until a child the call waits for may have changed state. One child that can only
-// exit: its pidfd. Otherwise every child's pidfd, with a timeout that catches children forked
-// meanwhile, and stops and continues (no fd reports those). False: a signal handler ran.
-bool wait_for_children(idtype_t type, id_t id, bool exits_only) {
+// Parks until a child the call waits for may have changed state, or `*rescan_ns` passed
+// (then doubled, up to a cap). One child that can only exit: its pidfd. Otherwise every
+// child's pidfd, and the timeout catches children forked meanwhile, and stops and continues
+// (no fd reports those). False: a signal handler ran.
+bool wait_for_children(idtype_t type, id_t id, bool exits_only, uint64_t* rescan_ns) {
     std::vector<int> fds;
-    uint64_t deadline = deadline_after_ns(kRescanNs);
+    uint64_t cap = type == P_PID && exits_only ? kOneChildRescanNs : kRescanNs;
+    uint64_t deadline = deadline_after_ns(*rescan_ns);
+    *rescan_ns = *rescan_ns * 2 > cap ? cap : *rescan_ns * 2;
     if (type == P_PID && exits_only) {
         int fd = static_cast<int>(syscall(SYS_pidfd_open, id, 0));
-        if (fd >= 0) {
-            fds.push_back(fd);
-            deadline = kNoDeadline;
-        }
+        if (fd >= 0) fds.push_back(fd);
     } else if (exits_only) {
         fds = children_pidfds();
     }
@@ -89,16 +98,72 @@ bool wait_for_children(idtype_t type, id_t id, bool exits_only) {
     return r != WaitResult::kInterrupted || interruption_restarts();
 }
 
+// Whether a thread of this process ptrace-traces `pid` (/proc/PID/status's TracerPid).
+bool traced_by_us(long pid) {
+    char path[64], status[2048];
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE* f = fopen(path, "re");
+    if (!f) return false;
+    size_t n = fread(status, 1, sizeof status - 1, f);
+    fclose(f);
+    status[n] = '\0';
+    const char* line = strstr(status, "\nTracerPid:");
+    long tracer = line ? strtol(line + 12, nullptr, 10) : 0;
+    if (tracer <= 0) return false;
+    snprintf(path, sizeof path, "/proc/self/task/%ld", tracer);
+    return access(path, F_OK) == 0;
+}
+
+// A debugger or strace under the shim waits for ptrace stops, which no pidfd reports (and
+// which come without WUNTRACED). Such a wait is made blocking on the runtime's thread pool:
+// a sibling thread may wait for the tracer thread's tracees (wait(2): unless __WNOTHREAD).
+bool tracing_children(idtype_t type, id_t id) {
+    if (type == P_PID) return traced_by_us(static_cast<long>(id));
+    bool traced = false;
+    DIR* tasks = opendir("/proc/self/task");
+    while (tasks && !traced) {
+        dirent* task = readdir(tasks);
+        if (!task) break;
+        if (task->d_name[0] == '.') continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", task->d_name);
+        FILE* list = fopen(path, "re");
+        long pid;
+        while (list && !traced && fscanf(list, "%ld", &pid) == 1) traced = traced_by_us(pid);
+        if (list) fclose(list);
+    }
+    if (tasks) closedir(tasks);
+    return traced;
+}
+
+// The whole blocking call on the thread pool, the fiber parked meanwhile. A signal handler
+// does not interrupt it (the pool thread is not the one that gets the signal).
+template <typename Call>
+auto wait_on_pool(Call call) -> decltype(call()) {
+    decltype(call()) result{};
+    int err = 0;
+    auto job = [&] {
+        result = call();
+        err = errno;
+    };
+    run_blocking([](void* arg) { (*static_cast<decltype(job)*>(arg))(); }, &job,
+                 ParkReason::kChild);
+    errno = err;
+    return result;
+}
+
 // A wait that would block: try it with WNOHANG; while no child is ready, park and retry.
 // `attempt(options)` returns the call's result, with 0 meaning "none ready yet".
 template <typename Attempt>
 auto wait_child(idtype_t type, id_t id, int options, Attempt attempt) -> decltype(attempt(0)) {
     if (options & WNOHANG) return attempt(options);
     bool exits_only = !(options & (WUNTRACED | WCONTINUED));
+    uint64_t rescan = kFirstRescanNs;
     for (;;) {
         auto r = attempt(options | WNOHANG);
         if (r != 0) return r;  // a child's state, or an error (ECHILD, EINVAL, EFAULT)
-        if (!wait_for_children(type, id, exits_only)) {
+        if (tracing_children(type, id)) return wait_on_pool([&] { return attempt(options); });
+        if (!wait_for_children(type, id, exits_only, &rescan)) {
             errno = EINTR;
             return -1;
         }
@@ -149,11 +214,14 @@ pid_t wait3(int* status, int options, rusage* usage) {
 int waitid(idtype_t type, id_t id, siginfo_t* info, int options) {
     if ((options & WNOHANG) || !info) return real::get().waitid(type, id, info, options);
     bool exits_only = !(options & (WSTOPPED | WCONTINUED));
+    uint64_t rescan = kFirstRescanNs;
     for (;;) {
         info->si_pid = 0;
         int r = real::get().waitid(type, id, info, options | WNOHANG);
         if (r != 0 || info->si_pid != 0) return r;
-        if (!wait_for_children(type, id, exits_only)) {
+        if (tracing_children(type, id))
+            return wait_on_pool([&] { return real::get().waitid(type, id, info, options); });
+        if (!wait_for_children(type, id, exits_only, &rescan)) {
             errno = EINTR;
             return -1;
         }
@@ -193,6 +261,41 @@ int sigsuspend(const sigset_t* mask) {
     int r = park_until_handler(before);
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// vfork
+
+// vfork's child borrows the parent's memory, stack and thread until it execs or exits. Every
+// hook it called would act on the parent's runtime: a sigaction would rewrite the parent's
+// handler table, a close would wake the parent's waiters, a read could park a fiber of the
+// parent's carrier. (A wrapper cannot call the real vfork either: the child would return
+// through, and clobber, the frame the parent returns through.) So the child is a fork, and
+// the caller waits, as vfork's caller does, until the child has exec'd or exited: the end of
+// a close-on-exec pipe that only the child holds. On a fiber only that fiber waits, as only
+// the calling thread is suspended by vfork. Memory the child writes is not seen by the
+// parent, which a vfork child may not rely on (POSIX leaves it undefined).
+pid_t vfork() {
+    int gate[2];
+    bool gated = pipe2(gate, O_CLOEXEC) == 0;  // without it: fork semantics, no wait
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (gated) real::get().close(gate[0]);  // gate[1] stays open until exec or exit
+        return 0;
+    }
+    int saved = errno;
+    if (gated) {
+        real::get().close(gate[1]);
+        if (pid > 0) {
+            char byte;
+            while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+            }
+        }
+        fd_closing(gate[0]);
+        real::get().close(gate[0]);
+    }
+    errno = saved;
+    return pid;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <sstream>
 #include <vector>
@@ -365,4 +366,40 @@ TEST_CASE("nginx: a worker process under the shim serves a static file to ab", "
     CHECK(threads_of("nginx: worker process") == 1);
     kill(master.pid(), SIGQUIT);
     CHECK(exited_with(master.wait_exit(10000), 0));
+}
+
+// Debuggers trace their children: they wait for ptrace stops (which no pidfd reports, and
+// which come without WUNTRACED) and gdb starts its inferior with vfork. Under the shim both
+// must behave as without it: the traced program runs and its output is the same.
+TEST_CASE("strace and gdb run a program under the shim as they do natively", "[stock]") {
+    for (bool green : {false, true}) {
+        std::string log = scratch(green ? "strace-green" : "strace-native") + "/trace";
+        Run s = run(Spawn{{"strace", "-f", "-o", log, "sh", "-c", "echo traced; sleep 0.1"},
+                          {},
+                          green,
+                          false},
+                    30000);
+        INFO("green=" << green << " strace: " << s.err);
+        CHECK(exited_with(s.status, 0));
+        CHECK(s.out == "traced\n");
+        std::ifstream trace(log);
+        std::string text((std::istreambuf_iterator<char>(trace)), std::istreambuf_iterator<char>());
+        CHECK(text.find("[\"sleep\", \"0.1\"]") != std::string::npos);  // -f followed the fork
+        CHECK(text.find("+++ exited with 0 +++") != std::string::npos);
+
+        Run g = run(Spawn{{"gdb", "-nx", "-batch", "-ex", "run", "-ex", "info inferiors", "--args",
+                           "/bin/echo", "debugged"},
+                          {},
+                          green,
+                          false},
+                    60000);
+        INFO("green=" << green << " gdb: " << g.out << g.err);
+        if (g.err.find("ptrace: Operation not permitted") != std::string::npos) {
+            WARN("this machine forbids ptrace: gdb was not exercised");
+            continue;
+        }
+        CHECK(exited_with(g.status, 0));
+        CHECK(g.out.find("debugged\n") != std::string::npos);
+        CHECK(g.out.find("exited normally") != std::string::npos);
+    }
 }

@@ -168,7 +168,10 @@ void signal_arrived(bool restart) {
     if (!carrier) return;
     // While a fiber runs, a signal is that fiber's (it was not blocked), unless it was sent
     // to another one with pthread_kill: the carrier thread runs the sender at that moment.
-    if (t_fiber && !carrier->has_signal_target_other_than(t_fiber)) return;
+    if (t_fiber && !carrier->has_signal_target_other_than(t_fiber)) {
+        carrier->note_handler_ran();  // still ends pause and sigsuspend waits
+        return;
+    }
     carrier->note_signal(restart);
 }
 
@@ -486,8 +489,11 @@ bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interrupt
         uv_timer_start(&self->timer, on_timer, (deadline_ns - now + 999999) / 1000000, 0);
     }
     const bool on_peers = deadline_ns == kNoDeadline && waits_on_peers(reason);
+    const bool on_signal = reason == ParkReason::kSignal;
     waiting_on_peers_ += on_peers;
+    if (on_signal) signal_waiters_.fetch_add(1, std::memory_order_relaxed);
     park(reason);
+    if (on_signal) signal_waiters_.fetch_sub(1, std::memory_order_relaxed);
     waiting_on_peers_ -= on_peers;
     self->interruptible = false;
     if (deadline_ns != kNoDeadline) uv_timer_stop(&self->timer);
@@ -520,11 +526,27 @@ void Carrier::note_signal(bool restart) {
     uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
 }
 
+void Carrier::note_handler_ran() {
+    if (!signal_waiters_.load(std::memory_order_relaxed)) return;
+    handler_ran_.store(true);
+    uv_async_send(remote_wake_);
+}
+
 // On the loop, after a handler ran while every fiber was parked: interrupt one parked I/O
 // wait or sleep, as the kernel interrupts one blocked thread.
 void Carrier::deliver_signal() {
     uint8_t how = pending_signal_.exchange(0);
     Fiber* target = signal_target_.exchange(nullptr);
+    bool handler_ran = handler_ran_.exchange(false);
+    // pause and sigsuspend wait for any handler to run, wherever it ran: in a threaded program
+    // they are typically the one thread that does not block the signal. They take the signal
+    // when there are any; otherwise one other parked call is interrupted, as below.
+    if ((how || handler_ran) && signal_waiters_.load(std::memory_order_relaxed)) {
+        for (Fiber* f = all_fibers_; f; f = f->next_on_carrier)
+            if (f->state == FiberState::kParked && f->park_reason == ParkReason::kSignal)
+                unpark(f);
+        return;
+    }
     if (!how) return;
     auto waiting = [](Fiber* f) { return f->state == FiberState::kParked && f->interruptible; };
     Fiber* victim = nullptr;

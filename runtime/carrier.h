@@ -65,6 +65,8 @@ public:
     void unpark_remote(Fiber* fiber, uint64_t park_seq);
     // Async-signal-safe: records a signal for deliver_signal(), on the loop.
     void note_signal(bool restart);
+    // Async-signal-safe: a handler ran while a fiber ran; pause/sigsuspend waiters must see it.
+    void note_handler_ran();
     void set_signal_target(Fiber* fiber) { signal_target_.store(fiber); }
     bool has_signal_target_other_than(Fiber* fiber) {
         Fiber* target = signal_target_.load();
@@ -164,6 +166,8 @@ private:
     uv_async_t* remote_wake_ = nullptr;
     std::atomic<uint8_t> pending_signal_{0};  // 0, or Fiber::interrupted's value to deliver
     std::atomic<Fiber*> signal_target_{nullptr};
+    std::atomic<bool> handler_ran_{false};
+    std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
     int epoll_fd_ = -1;
     uv_poll_t* epoll_watch_ = nullptr;  // on the heap: a fork replaces it before it is closed

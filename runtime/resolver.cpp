@@ -376,6 +376,17 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
     Carrier* carrier = Carrier::current();
     BlockingJob job{{}, fn, arg, current_fiber(), false};
     job.request.data = &job;
+    // libuv starts its pool inside the first uv_queue_work, and a new thread inherits its
+    // creator's signal mask: block every signal meanwhile, so that no process signal is
+    // ever handled on a pool thread, where no fiber would learn of it (a SIGCHLD that should
+    // end a sigsuspend, say). glibc keeps its own internal signals unblocked.
+    static std::atomic<bool> pool_started{false};
+    sigset_t all, saved;
+    const bool first = !pool_started.exchange(true);
+    if (first) {
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &saved);
+    }
     int rc = uv_queue_work(
         &carrier->loop_, &job.request,
         [](uv_work_t* request) {
@@ -387,6 +398,7 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
             j->done = true;
             j->fiber->carrier->unpark(j->fiber);
         });
+    if (first) pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     if (rc != 0) {
         fn(arg);
         return;

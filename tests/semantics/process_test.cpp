@@ -244,3 +244,75 @@ TEST(PosixSpawn, StartsAProgramWhoseStatusWaitpidReports) {
     char* none[] = {missing, nullptr};
     EXPECT_EQ(posix_spawn(&pid, missing, nullptr, nullptr, none, environ), ENOENT);
 }
+
+// A handler that runs while another thread is busy still ends the sigsuspend of the thread
+// that waits for it (the kernel gives a process signal to the thread waiting for it first).
+TEST(Sigsuspend, EndsWhenAChildExitsWhileAnotherThreadComputes) {
+    std::atomic<int> chld{0};
+    static std::atomic<int>* counter;
+    counter = &chld;
+    struct sigaction sa {}, old{};
+    sa.sa_handler = [](int) { ++*counter; };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, &old);
+    sigset_t mask, saved;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &mask, &saved);
+    pid_t pid = child_exiting(0, 50);
+    std::thread busy([] {  // never blocks: under the shim it holds the carrier for 300 ms
+        auto start = Clock::now();
+        while (ms_since(start) < 300) {
+        }
+    });
+    sigset_t none;
+    sigemptyset(&none);
+    while (chld == 0) {
+        EXPECT_EQ(sigsuspend(&none), -1);
+        EXPECT_EQ(errno, EINTR);
+    }
+    busy.join();
+    EXPECT_EQ(waitpid(pid, nullptr, 0), pid);
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    sigaction(SIGCHLD, &old, nullptr);
+}
+
+// vfork's child may change its signal handlers before it execs: they are its own, never the
+// parent's. (Under the shim the child must not run hooks on the parent's state.)
+TEST(Vfork, TheChildsSignalChangesStayInTheChild) {
+    install_usr1(0);
+    int handled = g_handled;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        signal(SIGUSR1, SIG_DFL);
+        signal(SIGCHLD, SIG_IGN);
+        execl("/bin/true", "true", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    ASSERT_GT(pid, 0);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    raise(SIGUSR1);
+    EXPECT_EQ(g_handled, handled + 1);  // the parent's handler is still there
+    signal(SIGUSR1, SIG_DFL);
+}
+
+// vfork returns in the parent once the child has exec'd or exited; other threads run on.
+TEST(Vfork, TheParentGoesOnAfterTheChildExecsOrExits) {
+    Ticker ticker;
+    pid_t pid = vfork();
+    if (pid == 0) _exit(9);
+    ASSERT_GT(pid, 0);
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 9);
+    pid = vfork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", "sleep 0.1; exit 4", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(WEXITSTATUS(status), 4);
+    EXPECT_GE(ticker.ticks(), 5);
+}
