@@ -113,6 +113,77 @@ bool event_fd_refuses(int fd, size_t count) {
            (!strcmp(target, "anon_inode:[eventfd]") || !strcmp(target, "anon_inode:[timerfd]"));
 }
 
+// Pipes, FIFOs, eventfds and regular files (FMODE_NOWAIT in the kernel) take RWF_NOWAIT:
+// the call does what it can at once or fails with EAGAIN, whatever O_NONBLOCK says, as
+// MSG_DONTWAIT does for a socket. So the first attempt is the real call, with no readiness
+// probe before it. Other fds (ttys, timerfd, signalfd, most devices) refuse the flag with
+// EOPNOTSUPP (ENOSYS before Linux 4.6) and take the poll-then-call path.
+bool nowait_refused() {
+    return errno == EOPNOTSUPP || errno == ENOSYS;
+}
+
+// After a RWF_NOWAIT attempt said EAGAIN: whether the real call would not wait for
+// readiness either. An O_NONBLOCK fd returns at once. A regular file whose data is not in
+// memory waits for the disk, which epoll cannot watch (a wait on it ends at once), so the
+// real call does, on the carrier; that is only asked (an fstat) once a wait has not helped.
+bool would_not_park(int fd, bool reading, bool waited, bool* regular) {
+    *regular = false;
+    if (fails_or_returns_now(fd, reading)) return true;
+    if (!waited) return false;
+    *regular = is_regular_file(fd);
+    if (*regular) note_carrier_blocked();
+    return *regular;
+}
+
+// readv on a non-socket fd; `legacy` is the poll-then-call path.
+template <typename Legacy>
+ssize_t read_other(int fd, const iovec* iov, int iovcnt, Legacy legacy) {
+    for (bool waited = false;; waited = true) {  // a retry after a wait that got nothing
+        ssize_t r = preadv2(fd, iov, iovcnt, -1, RWF_NOWAIT);
+        if (r >= 0 || errno != EAGAIN) return r < 0 && nowait_refused() ? legacy() : r;
+        bool regular;
+        if (would_not_park(fd, true, waited, &regular)) return real::get().readv(fd, iov, iovcnt);
+        if (!wait_ready(fd, EPOLLIN, ParkReason::kRead)) return -1;
+    }
+}
+
+// writev on a non-socket fd: every byte, parking while the pipe is full, as a blocking write
+// does (a write of at most PIPE_BUF bytes to a pipe stays one atomic write: RWF_NOWAIT
+// writes it whole or not at all). After a partial write, the count when the call must end.
+template <typename Legacy>
+ssize_t write_nowait(int fd, const iovec* iov, int iovcnt, Legacy legacy) {
+    ssize_t first = pwritev2(fd, iov, iovcnt, -1, RWF_NOWAIT);
+    if (first < 0 && nowait_refused()) return legacy();
+    if (first < 0 && errno != EAGAIN) return -1;
+    IovCursor rest(iov, iovcnt, IovCursor::KernelChecked{});
+    size_t done = first > 0 ? static_cast<size_t>(first) : 0;
+    if (!rest.valid() || done >= rest.total()) return first;
+    rest.advance(done);
+    for (bool stuck = false;;) {
+        bool regular;
+        if (would_not_park(fd, false, stuck, &regular)) {
+            if (!regular) {  // O_NONBLOCK: what the real call did is what the attempt did
+                if (done > 0) return static_cast<ssize_t>(done);
+                errno = EAGAIN;
+                return -1;
+            }
+            ssize_t r = real::get().writev(fd, rest.data(), rest.count());
+            if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
+            return static_cast<ssize_t>(done + static_cast<size_t>(r));
+        }
+        if (!wait_ready(fd, EPOLLOUT, ParkReason::kWrite))
+            return done > 0 ? static_cast<ssize_t>(done) : -1;
+        ssize_t r = pwritev2(fd, rest.data(), rest.count(), -1, RWF_NOWAIT);
+        if (r < 0 && errno != EAGAIN) return done > 0 ? static_cast<ssize_t>(done) : -1;
+        stuck = r <= 0;  // the wait ended but nothing could be written: maybe not pollable
+        if (r > 0) {
+            done += static_cast<size_t>(r);
+            if (done >= rest.total()) return static_cast<ssize_t>(done);  // total: all of it
+            rest.advance(static_cast<size_t>(r));
+        }
+    }
+}
+
 }  // namespace
 
 ssize_t read(int fd, void* buf, size_t count) {
@@ -121,10 +192,14 @@ ssize_t read(int fd, void* buf, size_t count) {
     ssize_t r = socket_call(fd, 0, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
                             [&] { return real::get().recv(fd, buf, count, MSG_DONTWAIT); });
     if (r >= 0 || errno != ENOTSOCK) return r;
-    if (count < sizeof(signalfd_siginfo) && !ready_now(fd, POLLIN) && event_fd_refuses(fd, count))
-        return real::get().read(fd, buf, count);
-    return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                           [&] { return real::get().read(fd, buf, count); });
+    iovec one{buf, count};
+    return read_other(fd, &one, 1, [&] {
+        if (count < sizeof(signalfd_siginfo) && !ready_now(fd, POLLIN) &&
+            event_fd_refuses(fd, count))
+            return real::get().read(fd, buf, count);
+        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
+                               [&] { return real::get().read(fd, buf, count); });
+    });
 }
 
 ssize_t __read_chk(int fd, void* buf, size_t count, size_t buflen) {
@@ -139,7 +214,7 @@ ssize_t write(int fd, const void* buf, size_t count) {
     });
     if (r >= 0 || errno != ENOTSOCK) return r;
     iovec one{const_cast<void*>(buf), count};
-    return write_other(fd, &one, 1);
+    return write_nowait(fd, &one, 1, [&] { return write_other(fd, &one, 1); });
 }
 
 ssize_t readv(int fd, const iovec* iov, int iovcnt) {
@@ -156,8 +231,10 @@ ssize_t readv(int fd, const iovec* iov, int iovcnt) {
                         [&] { return real::get().recvmsg(fd, &msg, MSG_DONTWAIT); });
     }
     if (r >= 0 || errno != ENOTSOCK) return r;
-    return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                           [&] { return real::get().readv(fd, iov, iovcnt); });
+    return read_other(fd, iov, iovcnt, [&] {
+        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
+                               [&] { return real::get().readv(fd, iov, iovcnt); });
+    });
 }
 
 ssize_t writev(int fd, const iovec* iov, int iovcnt) {
@@ -168,7 +245,8 @@ ssize_t writev(int fd, const iovec* iov, int iovcnt) {
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t first = real::get().sendmsg(fd, &msg, MSG_DONTWAIT);
-    if (first < 0 && errno == ENOTSOCK) return write_other(fd, iov, iovcnt);
+    if (first < 0 && errno == ENOTSOCK)
+        return write_nowait(fd, iov, iovcnt, [&] { return write_other(fd, iov, iovcnt); });
     if (first < 0 && errno != EAGAIN) return -1;
     IovCursor rest(iov, iovcnt);
     size_t sent = first > 0 ? static_cast<size_t>(first) : 0;

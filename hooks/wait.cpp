@@ -1,6 +1,8 @@
 // Helpers shared by the blocking hooks (see wait.h).
 #include "hooks/wait.h"
 
+#include <cstring>
+
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -23,6 +25,18 @@ IovCursor::IovCursor(const iovec* iov, int count) : all_(small_), cur_(small_), 
     if (count <= 0 || count > IOV_MAX) return;
     if (count > static_cast<int>(sizeof small_ / sizeof small_[0])) all_ = new iovec[count];
     if (!copy_from_user(all_, iov, sizeof(iovec) * static_cast<size_t>(count))) return;
+    take(count);
+}
+
+IovCursor::IovCursor(const iovec* iov, int count, KernelChecked)
+    : all_(small_), cur_(small_), count_(0) {
+    if (count <= 0 || count > IOV_MAX) return;
+    if (count > static_cast<int>(sizeof small_ / sizeof small_[0])) all_ = new iovec[count];
+    memcpy(all_, iov, sizeof(iovec) * static_cast<size_t>(count));
+    take(count);
+}
+
+void IovCursor::take(int count) {
     for (int i = 0; i < count; ++i) total_ += all_[i].iov_len;
     cur_ = all_;
     count_ = count;

@@ -148,6 +148,10 @@ ssize_t send_all(int fd, int flags, size_t total, Attempt attempt) {
 class IovCursor {
 public:
     IovCursor(const iovec* iov, int count);
+    // An array the kernel has just read for a call on it (it returned a count or EAGAIN, not
+    // EFAULT): copied directly, without the EFAULT-safe read.
+    struct KernelChecked {};
+    IovCursor(const iovec* iov, int count, KernelChecked);
     ~IovCursor();
     IovCursor(const IovCursor&) = delete;
     IovCursor& operator=(const IovCursor&) = delete;
@@ -161,6 +165,7 @@ public:
     int slice(size_t limit, iovec* out, int max) const;
 
 private:
+    void take(int count);
     iovec small_[16];
     iovec* all_;
     iovec* cur_;

@@ -1,9 +1,13 @@
 // read, write, readv, writev on sockets, pipes and regular files: the results, errno values
 // and timing a real thread sees.
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <termios.h>
 
+#include <algorithm>
+#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -282,6 +286,73 @@ TEST(Write, NonblockingFullSocketGivesEagain) {
     EXPECT_EQ(r, -1);
     EXPECT_EQ(errno, EAGAIN);
     EXPECT_GT(total, 0);
+}
+
+TEST(Write, NonblockingFullPipeGivesAPartialCountThenEagain) {
+    Pair p = pipe_pair();
+    ASSERT_EQ(fcntl(p.b, F_SETFL, O_NONBLOCK), 0);
+    std::vector<char> big(1 << 20);
+    ssize_t first = write(p.b, big.data(), big.size());  // more than a pipe holds
+    EXPECT_GT(first, 0);
+    EXPECT_LT(first, static_cast<ssize_t>(big.size()));
+    EXPECT_EQ(write(p.b, big.data(), 1), -1);
+    EXPECT_EQ(errno, EAGAIN);
+}
+
+// POSIX: a write of at most PIPE_BUF bytes to a pipe is never interleaved with another's,
+// also when the writers find the pipe full and wait.
+TEST(Write, SmallPipeWritesStayWholeWhileWritersWaitForRoom) {
+    Pair p = pipe_pair();
+    constexpr int kWriters = 4, kRecords = 200;
+    constexpr size_t kSize = PIPE_BUF;
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w)
+        writers.emplace_back([&, w] {
+            std::vector<char> record(kSize, static_cast<char>('a' + w));
+            for (int i = 0; i < kRecords; ++i)
+                ASSERT_EQ(write(p.b, record.data(), kSize), static_cast<ssize_t>(kSize));
+        });
+    // 3 MiB through a 64 KiB pipe: the writers find it full again and again.
+    std::vector<char> record(kSize);
+    int seen[kWriters] = {};
+    for (int i = 0; i < kWriters * kRecords; ++i) {
+        size_t got = 0;
+        while (got < kSize) {
+            ssize_t r = read(p.a, record.data() + got, kSize - got);
+            ASSERT_GT(r, 0);
+            got += static_cast<size_t>(r);
+        }
+        int w = record[0] - 'a';
+        ASSERT_TRUE(w >= 0 && w < kWriters);
+        EXPECT_EQ(std::count(record.begin(), record.end(), record[0]), static_cast<long>(kSize));
+        ++seen[w];
+    }
+    for (auto& t : writers) t.join();
+    for (int w = 0; w < kWriters; ++w) EXPECT_EQ(seen[w], kRecords);
+}
+
+// A tty cannot be tried without blocking (RWF_NOWAIT): it takes the poll-then-call path.
+TEST(Read, PseudoTerminalBlocksUntilTheOtherSideWrites) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    ASSERT_GE(master, 0);
+    ASSERT_EQ(grantpt(master), 0);
+    ASSERT_EQ(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    ASSERT_GE(slave, 0);
+    termios raw{};
+    ASSERT_EQ(tcgetattr(slave, &raw), 0);
+    cfmakeraw(&raw);
+    ASSERT_EQ(tcsetattr(slave, TCSANOW, &raw), 0);
+    auto start = Clock::now();
+    After writer(50, [&] { ASSERT_EQ(write(master, "tty", 3), 3); });
+    char buf[8];
+    EXPECT_EQ(read(slave, buf, sizeof buf), 3);
+    EXPECT_GE(ms_since(start), 45);
+    EXPECT_EQ(std::string(buf, 3), "tty");
+    EXPECT_EQ(write(slave, "back", 4), 4);
+    EXPECT_EQ(read(master, buf, sizeof buf), 4);
+    close(slave);
+    close(master);
 }
 
 TEST(Write, SoSndtimeoReturnsThePartialCountAfterTheTimeout) {
