@@ -208,7 +208,7 @@ bool Carrier::init(const RuntimeConfig& config) {
         errno = ENOMEM;
         return false;
     }
-    if (!watch_new_epoll_set()) return false;
+    if (!make_epoll_set()) return false;
     remote_wake_ = new uv_async_t;
     uv_async_init(&loop_, remote_wake_, on_remote_wake);
     remote_wake_->data = this;
@@ -248,8 +248,6 @@ void Carrier::retire() {
     unregister_carrier(this);
     shut_down_resolver(this);
     on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
-    uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(remote_wake_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
@@ -262,15 +260,18 @@ void Carrier::retire() {
     delete this;
 }
 
-// libuv watches our private epoll set; the program's fds never meet uv_poll_init, so their
-// flags are never touched (DESIGN.md, problem 3).
-bool Carrier::watch_new_epoll_set() {
+// The carrier sleeps in its own epoll set, which holds the program's fds (never given to
+// libuv, so their flags are never touched: DESIGN.md, problem 3) and libuv's backend fd
+// (its timers' wake-ups aside, everything libuv waits for: the remote-wake async, c-ares's
+// sockets). A fiber woken by its fd so costs one epoll_wait, and libuv runs only when it has
+// something to do.
+bool Carrier::make_epoll_set() {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) return false;
-    epoll_watch_ = new uv_poll_t;
-    uv_poll_init(&loop_, epoll_watch_, epoll_fd_);
-    epoll_watch_->data = this;
-    uv_poll_start(epoll_watch_, UV_READABLE, on_epoll_ready);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kLibuvTag;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) != 0) return false;
     return true;
 }
 
@@ -318,11 +319,8 @@ void Carrier::reset_after_fork() {
     // a handle included) would edit the parent's.
     if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
     shut_down_resolver(this);  // its sockets and queries are the parent's
-    uv_poll_stop(epoll_watch_);
-    uv_close(reinterpret_cast<uv_handle_t*>(epoll_watch_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
     syscall(SYS_close, epoll_fd_);  // the child's reference only; raw: not our close hook
-    if (!watch_new_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
+    if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
     for (FdRecord& rec : fds_) {
         rec.waiters = nullptr;
         rec.in_epoll = false;
@@ -357,7 +355,7 @@ void Carrier::scheduler_loop() {
         if (!run_head_ && waiting_on_peers_ != 0 &&
             waiting_on_peers_ == live_fibers_ + (root_exited_ ? 0 : 1))
             check_deadlock();
-        uv_run(&loop_, run_head_ ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        poll_once(run_head_ == nullptr);
     }
 }
 
@@ -417,12 +415,10 @@ void Carrier::push_runnable(Fiber* fiber) {
         run_head_ = fiber;
     run_tail_ = fiber;
     ++run_count_;
-    // Made runnable by a loop callback (t_fiber is null there): the loop must not go on to
-    // block in epoll. uv_run(UV_RUN_ONCE) runs due timers *before* it polls, so a timer that
-    // was already due when the scheduler entered the loop (a busy machine) would otherwise
-    // wake its fiber and then wait for I/O that may never come. uv_stop makes that poll
-    // non-blocking and is reset when uv_run returns.
-    if (!t_fiber) uv_stop(&loop_);
+    // libuv's loop only ever runs with UV_RUN_NOWAIT (poll_once), so a fiber made runnable
+    // by one of its callbacks is resumed before the carrier blocks again. (With
+    // UV_RUN_ONCE, a timer already due when the loop began woke its fiber and the loop then
+    // blocked for I/O that might never come.)
 }
 
 Fiber* Carrier::pop_runnable() {

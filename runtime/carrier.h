@@ -35,6 +35,9 @@ int next_carrier_index();
 int internal_thread_count();
 void note_thread_pool_started();
 
+// The epoll data of libuv's backend fd in the carrier's set; program fds carry fd | gen << 32.
+constexpr uint64_t kLibuvTag = UINT64_MAX;
+
 struct FdRecord {
     FdWaiter* waiters = nullptr;
     uint32_t gen = 0;      // bumped at every close: stale epoll events are dropped
@@ -123,11 +126,13 @@ private:
     static void on_timer(uv_timer_t* timer);
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
-    static void on_epoll_ready(uv_poll_t* handle, int status, int events);
-    bool watch_new_epoll_set();
+    bool make_epoll_set();
     FdRecord& record(int fd);
     void arm(int fd);
-    void dispatch_epoll_events();
+    // Waits on the carrier's epoll set (up to libuv's next timer when `block`, else not at
+    // all), wakes the fibers whose fds are ready, and runs libuv's loop once when it has
+    // something to do (fd_wait.cpp).
+    void poll_once(bool block);
     void check_deadlock();
 
 public:
@@ -170,7 +175,6 @@ private:
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
     int epoll_fd_ = -1;
-    uv_poll_t* epoll_watch_ = nullptr;  // on the heap: a fork replaces it before it is closed
     std::vector<FdRecord> fds_;
 
 #ifdef GREEN_SANITIZE

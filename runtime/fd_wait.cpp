@@ -1,7 +1,7 @@
-// fd readiness waits. Each carrier owns a private epoll set for the program's fds, and its
-// libuv loop watches that one epoll fd. Registrations are EPOLLONESHOT: each wait arms the fd
-// once, an event disarms it, so a registration left behind by an fd closed behind our back
-// (fclose, glibc internals) never fires again. epoll_ctl leaves the fd's flags alone.
+// fd readiness waits. Each carrier owns a private epoll set for the program's fds, which also
+// holds libuv's backend fd: the scheduler sleeps there (poll_once). Registrations are
+// EPOLLONESHOT: each wait arms the fd once, an event disarms it, so a registration left behind
+// by an fd closed behind our back (fclose, glibc internals) never fires again. epoll_ctl leaves the fd's flags alone.
 // Waiters are tagged with the fd's generation; close() bumps it, so stale events are dropped.
 #include <sys/epoll.h>
 
@@ -109,19 +109,28 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
     return timed_out ? WaitResult::kTimedOut : WaitResult::kReady;
 }
 
-void Carrier::on_epoll_ready(uv_poll_t* handle, int status, int events) {
-    (void)status;
-    (void)events;
-    static_cast<Carrier*>(handle->data)->dispatch_epoll_events();
-}
-
-void Carrier::dispatch_epoll_events() {
+void Carrier::poll_once(bool block) {
     constexpr int kBatch = 256;
     epoll_event events[kBatch];
+    uv_update_time(&loop_);
+    // 0 when libuv has work now (a due timer, pending callbacks); -1 when it has no timer.
+    int libuv_timeout = uv_backend_timeout(&loop_);
+    bool run_libuv = libuv_timeout == 0;
+    int timeout = block ? libuv_timeout : 0;
     int n;
     do {
-        n = epoll_wait(epoll_fd_, events, kBatch, 0);
+        n = epoll_wait(epoll_fd_, events, kBatch, timeout);
+        if (n < 0) {
+            run_libuv = true;  // EINTR: a signal's async wake-up may be waiting in libuv
+            break;
+        }
+        if (n == 0 && timeout > 0) run_libuv = true;  // libuv's timer is due
+        timeout = 0;
         for (int i = 0; i < n; ++i) {
+            if (events[i].data.u64 == kLibuvTag) {
+                run_libuv = true;
+                continue;
+            }
             int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
             uint32_t gen = static_cast<uint32_t>(events[i].data.u64 >> 32);
             if (static_cast<size_t>(fd) >= fds_.size()) continue;
@@ -138,6 +147,7 @@ void Carrier::dispatch_epoll_events() {
             arm(fd);  // one-shot fired: re-arm for waiters that wanted something else
         }
     } while (n == kBatch);
+    if (run_libuv) uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
 void Carrier::fd_closing(int fd) {
