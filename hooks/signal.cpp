@@ -201,7 +201,7 @@ bool sample_thread(int tid, StallSample* sample) {
 
 bool accept_guard_arm() {
     if (!install_guard_trampoline()) return false;
-    pid_t pid = getpid();
+    pid_t pid = own_pid();
     if (t_guard_timer_pid != pid) {
         sigevent event{};
         event.sigev_notify = SIGEV_THREAD_ID;

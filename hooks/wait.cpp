@@ -1,21 +1,52 @@
 // Helpers shared by the blocking hooks (see wait.h).
 #include "hooks/wait.h"
 
-#include <cstring>
-
+#include <pthread.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
+#include <cstring>
 
 namespace green::hooks {
 
+namespace {
+std::atomic<pid_t> g_pid{0};
+}  // namespace
+
+pid_t own_pid() {
+    pid_t pid = g_pid.load(std::memory_order_relaxed);
+    if (pid == 0) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, [] { pthread_atfork(nullptr, nullptr, [] { g_pid.store(0); }); });
+        pid = getpid();
+        g_pid.store(pid, std::memory_order_relaxed);
+    }
+    return pid;
+}
+
 bool copy_from_user(void* dst, const void* src, size_t len) {
-    // process_vm_readv on ourselves reads the memory through the kernel, which reports a
-    // bad address as EFAULT instead of raising SIGSEGV in our code.
+    // Most pointers we are given are the calling fiber's own locals (a timespec, a
+    // sigaction): its stack is mapped, so a plain copy is safe.
+    if (const Fiber* self = current_fiber()) {
+        const char* from = static_cast<const char*>(src);
+        if (self->stack.limit && from >= self->stack.limit &&
+            len <= static_cast<size_t>(self->stack.top - from)) {
+            memcpy(dst, src, len);
+            return true;
+        }
+    }
+    // Anything else: process_vm_readv on ourselves reads the memory through the kernel, which
+    // reports a bad address as EFAULT instead of raising SIGSEGV in our code. (A child made
+    // by a raw clone has a stale cached pid: ESRCH, or our parent's EPERM; ask again then.)
     iovec local{dst, len};
     iovec remote{const_cast<void*>(src), len};
-    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    ssize_t n = process_vm_readv(own_pid(), &local, 1, &remote, 1, 0);
+    if (n < 0 && (errno == ESRCH || errno == EPERM)) {
+        g_pid.store(0);
+        n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    }
     if (n == static_cast<ssize_t>(len)) return true;
     errno = EFAULT;
     return false;

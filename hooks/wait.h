@@ -51,6 +51,10 @@ inline bool ready_now(int fd, short events) {
     return real::get().poll(&p, 1, 0) != 0;  // ready, or an error/POLLNVAL the call reports
 }
 
+// getpid() without the system call (it is one each time in glibc): the pid, cached, and
+// forgotten in a fork's child.
+pid_t own_pid();
+
 // Copies `len` bytes from a pointer the program gave us; false (errno EFAULT) when the
 // memory is not readable, where a real syscall would fail with EFAULT instead of crashing.
 bool copy_from_user(void* dst, const void* src, size_t len);

@@ -19,10 +19,15 @@ namespace green {
 namespace {
 
 constexpr size_t kMaxPooledPerSize = 1024;
+// The last few released stacks keep their pages: a thread-per-request server starts the
+// next fiber on the stack the last one left, with no madvise and no page faults. Bounded,
+// as a stack keeps whatever its last fiber touched until it is reused or cleaned.
+constexpr size_t kMaxWarmPerSize = 16;
 
 struct Bucket {
     size_t usable;
-    std::vector<Stack> free;
+    std::vector<Stack> free;  // pages given back (MADV_DONTNEED)
+    std::vector<Stack> warm;  // pages kept
 };
 
 SpinLock g_lock;
@@ -44,11 +49,12 @@ bool StackPool::acquire(size_t size, Stack* out) {
         SpinGuard hold(g_lock);
         if (g_buckets) {
             for (Bucket& b : *g_buckets) {
-                if (b.usable == usable && !b.free.empty()) {
-                    *out = b.free.back();
-                    b.free.pop_back();
-                    return true;
-                }
+                if (b.usable != usable) continue;
+                std::vector<Stack>& from = b.warm.empty() ? b.free : b.warm;
+                if (from.empty()) break;
+                *out = from.back();
+                from.pop_back();
+                return true;
             }
         }
     }
@@ -73,14 +79,23 @@ bool StackPool::acquire(size_t size, Stack* out) {
 
 void StackPool::release(const Stack& stack) {
     if (!stack.guarded()) return;  // the program's own memory (pthread_attr_setstack)
-    madvise(stack.limit, stack.usable(), MADV_DONTNEED);
 #ifdef GREEN_SANITIZE
     // The frames that lived here left their redzones poisoned; the stack's next owner must
     // not inherit them (ASan would report its own locals as out of bounds).
     ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
 #endif
+    {
+        SpinGuard hold(g_lock);
+        if (!g_buckets) g_buckets = new std::vector<Bucket>();
+        for (Bucket& b : *g_buckets) {
+            if (b.usable == stack.usable() && b.warm.size() < kMaxWarmPerSize) {
+                b.warm.push_back(stack);
+                return;
+            }
+        }
+    }
+    madvise(stack.limit, stack.usable(), MADV_DONTNEED);
     SpinGuard hold(g_lock);
-    if (!g_buckets) g_buckets = new std::vector<Bucket>();
     for (Bucket& b : *g_buckets) {
         if (b.usable == stack.usable()) {
             if (b.free.size() < kMaxPooledPerSize) {
@@ -91,7 +106,7 @@ void StackPool::release(const Stack& stack) {
             return;
         }
     }
-    g_buckets->push_back(Bucket{stack.usable(), {stack}});
+    g_buckets->push_back(Bucket{stack.usable(), {stack}, {}});
 }
 
 }  // namespace green

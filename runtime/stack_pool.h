@@ -21,7 +21,8 @@ public:
     // A stack with at least `size` usable bytes (rounded up to whole pages). Returns false
     // with errno set (ENOMEM, or EAGAIN when the map count is exhausted) on failure.
     static bool acquire(size_t size, Stack* out);
-    // Gives the pages back to the kernel (MADV_DONTNEED) and keeps the mapping for reuse.
+    // Keeps the mapping for reuse: the last few released per size keep their pages (warm, for
+    // the next fiber); the others give them back to the kernel (MADV_DONTNEED).
     static void release(const Stack& stack);
     static size_t page_size();
 };

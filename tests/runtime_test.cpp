@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -258,6 +259,30 @@ TEST(Stats, CountFibersAndParks) {
                       before.parks[static_cast<int>(ParkReason::kJoin)],
                   1u);
     });
+}
+
+// Released stacks beyond the few kept warm give their pages back: a burst of fibers does not
+// leave its stack memory resident.
+TEST(StackPool, OnlyAFewReleasedStacksKeepTheirPages) {
+    constexpr int kStacks = 40;
+    constexpr size_t kSize = 96 * 1024;  // a size no other test uses: its own bucket
+    Stack stacks[kStacks];
+    for (Stack& s : stacks) {
+        ASSERT_TRUE(StackPool::acquire(kSize, &s));
+        s.top[-1] = 1;  // touch the top page, as a fiber's first frame does
+    }
+    for (Stack& s : stacks) StackPool::release(s);
+    int resident = 0;
+    for (Stack& s : stacks) {
+        unsigned char in_core = 0;
+        char* page = s.top - StackPool::page_size();
+        ASSERT_EQ(mincore(page, StackPool::page_size(), &in_core), 0);
+        resident += in_core & 1;
+    }
+    EXPECT_GT(resident, 0);
+    EXPECT_LE(resident, 16);
+    for (int i = 0; i < kStacks; ++i) ASSERT_TRUE(StackPool::acquire(kSize, &stacks[i]));
+    for (Stack& s : stacks) StackPool::release(s);
 }
 
 // The dump is one block of green.stats.KEY=VALUE lines: this carrier's and the totals, with
