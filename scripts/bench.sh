@@ -110,21 +110,28 @@ for n in $counts; do
 done
 echo
 
-echo "## 4. Slow upstream: legacy_http_server with a 1 s handler, ab -n 4×C"
-echo "| concurrency | server | total s | ideal s | total / ideal | mean latency ms | failed | peak RSS KiB | OS threads |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "## 4. Slow upstream: legacy_http_server with a 1 s handler, 4×C requests at concurrency C"
+echo "| concurrency | client | server | total s | ideal s | total / ideal | mean latency ms | failed | peak RSS KiB | OS threads |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 counts=$([[ $quick ]] && echo "1000" || echo "1000 10000")
 for c in $counts; do
-    for server in native libgreen; do
-        if [[ $server == native ]]; then
-            start_server "$B/integration/legacy_http_server" 0 1000
-        else
-            start_server env LD_PRELOAD="$G" "$B/integration/legacy_http_server" 0 1000
-        fi
-        measure ab -q -r -s 60 -c "$c" -n $((4 * c)) "http://127.0.0.1:$PORT/"
-        stop_server
-        read -r total mean failed <<<"$(ab_numbers "$OUT")"
-        echo "| $c | $server | $total | 4.0 | $(ratio "$total" 4) | $mean | $failed | $RSS | $THREADS |"
+    for client in ab http_load; do
+        for server in native libgreen; do
+            if [[ $server == native ]]; then
+                start_server "$B/integration/legacy_http_server" 0 1000
+            else
+                start_server env LD_PRELOAD="$G" "$B/integration/legacy_http_server" 0 1000
+            fi
+            if [[ $client == ab ]]; then
+                measure ab -q -r -s 60 -c "$c" -n $((4 * c)) "http://127.0.0.1:$PORT/"
+                read -r total mean failed <<<"$(ab_numbers "$OUT")"
+            else
+                measure "$B/bench/http_load" "$PORT" "$c" $((4 * c))
+                total=$(field seconds "$OUT") mean=$(field mean_ms "$OUT") failed=$(field failed "$OUT")
+            fi
+            stop_server
+            echo "| $c | $client | $server | $total | 4.0 | $(ratio "$total" 4) | $mean | $failed | $RSS | $THREADS |"
+        done
     done
 done
 echo
