@@ -113,6 +113,17 @@ bool valid_servers(const char* value) {
     }
 }
 
+// One of `count` words: its index into *out; false (and *out untouched) for anything else.
+bool pick(const char* value, const char* const* words, int count, int* out) {
+    for (int i = 0; i < count; ++i) {
+        if (!strcmp(value, words[i])) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
 // A signal for GREEN_STATS_SIGNAL: USR2, SIGUSR2, 12, RTMIN+3. Not one the runtime or the
 // kernel keeps (KILL, STOP, URG, the synchronous faults). 0 if unusable.
 int parse_signal(const char* value) {
@@ -175,13 +186,8 @@ void read_diagnostics(Settings& s) {
     }
     if (const char* v = getenv("GREEN_DEADLOCK")) {
         static const char* const modes[] = {"off", "report", "abort"};
-        int found = -1;
-        for (int i = 0; i < 3; ++i)
-            if (!strcmp(v, modes[i])) found = i;
-        if (found < 0)
+        if (!pick(v, modes, 3, &s.deadlock))
             log::write_line("GREEN_DEADLOCK='%s' is not off, report or abort; using report", v);
-        else
-            s.deadlock = found;
     }
 }
 
@@ -191,13 +197,8 @@ Settings read_settings() {
     Settings s;
     if (const char* v = getenv("GREEN_LOG")) {
         static const char* const levels[] = {"error", "warn", "info", "debug"};
-        int found = -1;
-        for (int i = 0; i < 4; ++i)
-            if (!strcmp(v, levels[i])) found = i;
-        if (found < 0)
+        if (!pick(v, levels, 4, &s.log_level))
             log::write_line("GREEN_LOG='%s' is not error, warn, info or debug; using warn", v);
-        else
-            s.log_level = found;
     }
     log::set_level(static_cast<log::Level>(s.log_level));
     if (const char* v = getenv("GREEN_DISABLE")) s.disable = parse_bool("GREEN_DISABLE", v, false);
