@@ -44,8 +44,8 @@ static void start(struct conn* c) {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->sent = c->answered = 0;
     c->started = now_s();
-    if (c->fd < 0 || (connect(c->fd, (struct sockaddr*)&g_addr, sizeof g_addr) != 0 &&
-                      errno != EINPROGRESS)) {
+    if (c->fd < 0 ||
+        (connect(c->fd, (struct sockaddr*)&g_addr, sizeof g_addr) != 0 && errno != EINPROGRESS)) {
         perror("connect");
         exit(1);
     }
@@ -101,8 +101,10 @@ int main(int argc, char** argv) {
             ssize_t r;
             while ((r = recv(c->fd, buf, sizeof buf, 0)) > 0)
                 if (!c->answered) c->answered = r >= 12 && !memcmp(buf + 9, "200", 3);
-            if (r == 0) finish(c, c->answered);
-            else if (errno != EAGAIN) finish(c, 0);
+            if (r == 0)
+                finish(c, c->answered);
+            else if (errno != EAGAIN)
+                finish(c, 0);
         }
     }
     double seconds = now_s() - begin;

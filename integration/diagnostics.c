@@ -37,7 +37,9 @@ void* wait_in_sigtimedwait(void* arg) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     struct timespec t = {0, 400 * 1000 * 1000};
     int r = sigtimedwait(&set, NULL, &t);
-    printf("sigtimedwait: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN" : r < 0 ? strerror(errno) : "signal");
+    printf("sigtimedwait: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN"
+                                 : r < 0                  ? strerror(errno)
+                                                          : "signal");
     return NULL;
 }
 
@@ -144,7 +146,8 @@ int main(int argc, char** argv) {
         ev.sigev_notify_function = on_timer;
         timer_t timer;
         struct itimerspec in_1ms = {{0, 0}, {0, 1000000}};
-        if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 || timer_settime(timer, 0, &in_1ms, NULL))
+        if (timer_create(CLOCK_MONOTONIC, &ev, &timer) != 0 ||
+            timer_settime(timer, 0, &in_1ms, NULL))
             return 1;
         while (!timer_ran) usleep(1000);
         return 0;

@@ -452,8 +452,6 @@ void Carrier::yield() {
     switch_to_scheduler(self);
 }
 
-// Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
-// so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
 // What no timer, fd or signal can end: only another fiber or thread (deadlock.cpp). Not
 // semaphores and futexes: another process or a signal handler (sem_post) may post those.
 static bool waits_on_peers(ParkReason reason) {
@@ -470,6 +468,8 @@ static bool waits_on_peers(ParkReason reason) {
     }
 }
 
+// Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
+// so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
 bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible,
                          const void* object) {
     Fiber* self = t_fiber;

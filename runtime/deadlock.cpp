@@ -25,7 +25,8 @@ std::atomic<int> g_mode{static_cast<int>(DeadlockMode::kReport)};
 // Field 20 of /proc/self/stat. Raw syscalls: this runs on the scheduler.
 long process_threads() {
     char buf[1024];
-    int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC));
+    int fd =
+        static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC));
     if (fd < 0) return -1;
     long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
     syscall(SYS_close, fd);
@@ -48,7 +49,9 @@ void describe_fiber(const Fiber* f, char* out, size_t size) {
 
 }  // namespace
 
-void set_deadlock_mode(DeadlockMode mode) { g_mode.store(static_cast<int>(mode)); }
+void set_deadlock_mode(DeadlockMode mode) {
+    g_mode.store(static_cast<int>(mode));
+}
 
 void Carrier::check_deadlock() {
     auto mode = static_cast<DeadlockMode>(g_mode.load(std::memory_order_relaxed));

@@ -1,7 +1,8 @@
 // fd readiness waits. Each carrier owns a private epoll set for the program's fds, which also
 // holds libuv's backend fd: the scheduler sleeps there (poll_once). Registrations are
 // EPOLLONESHOT: each wait arms the fd once, an event disarms it, so a registration left behind
-// by an fd closed behind our back (fclose, glibc internals) never fires again. epoll_ctl leaves the fd's flags alone.
+// by an fd closed behind our back (fclose, glibc internals) never fires again. epoll_ctl
+// leaves the fd's flags alone.
 // Waiters are tagged with the fd's generation; close() bumps it, so stale events are dropped.
 #include <sys/epoll.h>
 

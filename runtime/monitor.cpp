@@ -12,8 +12,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -93,7 +93,8 @@ void look_at(Carrier* c, void* context) {
 // return) come first: the interrupted code starts after glibc's __restore_rt, which has no
 // dynamic symbol but a fixed body: mov $SYS_rt_sigreturn, %rax; syscall.
 int first_program_frame(const StallSample& s) {
-    static const unsigned char kRestoreRt[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+    static const unsigned char kRestoreRt[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00,
+                                               0x00, 0x00, 0x0f, 0x05};
     for (int i = 0; i < s.frames && i < 8; ++i)
         if (!memcmp(s.pcs[i], kRestoreRt, sizeof kRestoreRt)) return i + 1;
     return 0;
@@ -121,38 +122,43 @@ char thread_state(int32_t tid) {
 }
 
 const char* syscall_name(long nr) {
-    switch (nr) {
-    case SYS_read: return "read";
-    case SYS_write: return "write";
-    case SYS_pread64: return "pread64";
-    case SYS_pwrite64: return "pwrite64";
-    case SYS_openat: return "openat";
-    case SYS_fsync: return "fsync";
-    case SYS_fdatasync: return "fdatasync";
-    case SYS_flock: return "flock";
-    case SYS_fcntl: return "fcntl";
-    case SYS_futex: return "futex";
-    case SYS_wait4: return "wait4";
-    case SYS_waitid: return "waitid";
-    case SYS_nanosleep: return "nanosleep";
-    case SYS_clock_nanosleep: return "clock_nanosleep";
-    case SYS_rt_sigtimedwait: return "rt_sigtimedwait";
-    case SYS_rt_sigsuspend: return "rt_sigsuspend";
-    case SYS_poll: return "poll";
-    case SYS_ppoll: return "ppoll";
-    case SYS_select: return "select";
-    case SYS_pselect6: return "pselect6";
-    case SYS_epoll_wait: return "epoll_wait";
-    case SYS_epoll_pwait: return "epoll_pwait";
-    case SYS_accept: return "accept";
-    case SYS_accept4: return "accept4";
-    case SYS_connect: return "connect";
-    case SYS_recvfrom: return "recvfrom";
-    case SYS_sendto: return "sendto";
-    case SYS_recvmsg: return "recvmsg";
-    case SYS_sendmsg: return "sendmsg";
-    default: return "syscall";
-    }
+    static const struct {
+        long nr;
+        const char* name;
+    } kNames[] = {
+        {SYS_read, "read"},
+        {SYS_write, "write"},
+        {SYS_pread64, "pread64"},
+        {SYS_pwrite64, "pwrite64"},
+        {SYS_openat, "openat"},
+        {SYS_fsync, "fsync"},
+        {SYS_fdatasync, "fdatasync"},
+        {SYS_flock, "flock"},
+        {SYS_fcntl, "fcntl"},
+        {SYS_futex, "futex"},
+        {SYS_wait4, "wait4"},
+        {SYS_waitid, "waitid"},
+        {SYS_nanosleep, "nanosleep"},
+        {SYS_clock_nanosleep, "clock_nanosleep"},
+        {SYS_rt_sigtimedwait, "rt_sigtimedwait"},
+        {SYS_rt_sigsuspend, "rt_sigsuspend"},
+        {SYS_poll, "poll"},
+        {SYS_ppoll, "ppoll"},
+        {SYS_select, "select"},
+        {SYS_pselect6, "pselect6"},
+        {SYS_epoll_wait, "epoll_wait"},
+        {SYS_epoll_pwait, "epoll_pwait"},
+        {SYS_accept, "accept"},
+        {SYS_accept4, "accept4"},
+        {SYS_connect, "connect"},
+        {SYS_recvfrom, "recvfrom"},
+        {SYS_sendto, "sendto"},
+        {SYS_recvmsg, "recvmsg"},
+        {SYS_sendmsg, "sendmsg"},
+    };
+    for (const auto& entry : kNames)
+        if (entry.nr == nr) return entry.name;
+    return "syscall";
 }
 
 void report(Stall& stall) {
@@ -161,14 +167,16 @@ void report(Stall& stall) {
     static StallSample sample;  // static: a late handler may still write into it
     new (&sample) StallSample();
     char state = thread_state(stall.tid);
-    bool taken = state == 'R' && g_config.sample_thread && g_config.sample_thread(stall.tid, &sample);
+    bool taken =
+        state == 'R' && g_config.sample_thread && g_config.sample_thread(stall.tid, &sample);
     const StallSample& fiber = taken && sample.on_fiber ? sample : stall.fiber;
     char more[64] = "";
     if (stall.suppressed)
         snprintf(more, sizeof more, " (%llu earlier stalls not reported)",
                  static_cast<unsigned long long>(stall.suppressed));
     char start[256] = "main";
-    if (!fiber.is_root) describe_code(reinterpret_cast<const void*>(fiber.start), start, sizeof start);
+    if (!fiber.is_root)
+        describe_code(reinterpret_cast<const void*>(fiber.start), start, sizeof start);
     char name[24] = "";
     if (fiber.name[0]) snprintf(name, sizeof name, " \"%s\"", fiber.name);
     log::write_line(
@@ -202,8 +210,8 @@ void report(Stall& stall) {
     }
     char where[320];
     describe_code(reinterpret_cast<const void*>(pc), where, sizeof where);
-    log::write_line("  blocked in the %s system call (%ld), at %#lx %s", syscall_name(nr), nr,
-                    pc, where);
+    log::write_line("  blocked in the %s system call (%ld), at %#lx %s", syscall_name(nr), nr, pc,
+                    where);
 }
 
 // A second thread that shares the fd table costs every carrier: the kernel then takes and

@@ -63,7 +63,7 @@ void fold_into_retired(const CarrierCounters& c) {
 
 // Appends formatted text to a fixed buffer; what does not fit is dropped whole lines first.
 class Text {
-public:
+  public:
     Text(char* buf, size_t cap) : buf_(buf), cap_(cap) {}
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3))) {
         va_list ap;
@@ -77,7 +77,7 @@ public:
     const char* data() const { return buf_; }
     size_t size() const { return len_; }
 
-private:
+  private:
     char* buf_;
     size_t cap_;
     size_t len_ = 0;
@@ -102,18 +102,19 @@ void summary_line(Text& out, const Snapshot& s, const char* reason) {
     size_t len = 0;
     for (int i = 1; i < kReasons; ++i) {
         if (!s.parks[i] || static_cast<ParkReason>(i) == ParkReason::kExited) continue;
-        int n = snprintf(parks + len, sizeof parks - len, "%s%s %llu", len ? ", " : "",
-                         park_reason_name(static_cast<ParkReason>(i)),
-                         (unsigned long long)s.parks[i]);
+        int n =
+            snprintf(parks + len, sizeof parks - len, "%s%s %llu", len ? ", " : "",
+                     park_reason_name(static_cast<ParkReason>(i)), (unsigned long long)s.parks[i]);
         if (n < 0 || static_cast<size_t>(n) >= sizeof parks - len) break;
         len += static_cast<size_t>(n);
     }
-    out.line("green: stats at %s: %llu fibers created (peak %llu live, %llu live now), %llu "
-             "switches; parks: %s; %llu calls held a carrier, %llu passed through off-fiber",
-             reason, (unsigned long long)s.created, (unsigned long long)s.peak,
-             (unsigned long long)s.live, (unsigned long long)s.switches, len ? parks : "none",
-             (unsigned long long)s.blocked,
-             (unsigned long long)g_passthrough.load(std::memory_order_relaxed));
+    out.line(
+        "green: stats at %s: %llu fibers created (peak %llu live, %llu live now), %llu "
+        "switches; parks: %s; %llu calls held a carrier, %llu passed through off-fiber",
+        reason, (unsigned long long)s.created, (unsigned long long)s.peak,
+        (unsigned long long)s.live, (unsigned long long)s.switches, len ? parks : "none",
+        (unsigned long long)s.blocked,
+        (unsigned long long)g_passthrough.load(std::memory_order_relaxed));
 }
 
 std::atomic<bool> g_dumping{false};
@@ -232,8 +233,12 @@ void note_carrier_blocked() {
     if (Carrier* c = Carrier::current()) bump(c->counters().blocked_calls);
 }
 
-void set_count_blocked_calls(bool on) { g_count_blocked.store(on, std::memory_order_relaxed); }
-bool count_blocked_calls() { return g_count_blocked.load(std::memory_order_relaxed); }
+void set_count_blocked_calls(bool on) {
+    g_count_blocked.store(on, std::memory_order_relaxed);
+}
+bool count_blocked_calls() {
+    return g_count_blocked.load(std::memory_order_relaxed);
+}
 void mark_internal_thread() {
     t_internal = true;
     g_internal_threads.fetch_add(1, std::memory_order_relaxed);
@@ -241,7 +246,9 @@ void mark_internal_thread() {
 
 // libuv starts its whole pool at the first queued work: UV_THREADPOOL_SIZE threads, 4 by
 // default, clamped to 1..1024 (libuv 1.44's threadpool.c).
-void note_thread_pool_started() { g_pool_started.store(true, std::memory_order_relaxed); }
+void note_thread_pool_started() {
+    g_pool_started.store(true, std::memory_order_relaxed);
+}
 
 int internal_thread_count() {
     int pool = 0;

@@ -29,8 +29,8 @@ void describe_code(const void* address, char* out, size_t size) {
 void describe_data(const void* address, char* out, size_t size) {
     Dl_info info{};
     if (dladdr(address, &info) && info.dli_sname && info.dli_saddr) {
-        auto offset = reinterpret_cast<uintptr_t>(address) -
-                      reinterpret_cast<uintptr_t>(info.dli_saddr);
+        auto offset =
+            reinterpret_cast<uintptr_t>(address) - reinterpret_cast<uintptr_t>(info.dli_saddr);
         if (offset == 0)
             snprintf(out, size, "%s", info.dli_sname);
         else
