@@ -33,6 +33,9 @@ bool install_stats_signal(int sig, const char* path);
 // `sample` in a signal handler. Waits up to 200 ms for it.
 bool sample_thread(int tid, StallSample* sample);
 
+// Who holds the lock a fiber waits on, for the deadlock report (hooks/sync.cpp).
+int32_t lock_holder(ParkReason reason, const void* object);
+
 // Registers the runtime callbacks hooks need (thread-specific data destructors).
 void install();
 

@@ -608,4 +608,11 @@ int pthread_spin_unlock(pthread_spinlock_t* lock) {
     return 0;
 }
 
+// The deadlock report's question (runtime's set_lock_holder_probe): who holds this mutex?
+// glibc's layout keeps the owner's tid, which for a fiber is its Fiber::tid.
+int32_t lock_holder(ParkReason reason, const void* object) {
+    if (reason != ParkReason::kMutex) return 0;
+    return static_cast<const pthread_mutex_t*>(object)->__data.__owner;
+}
+
 }  // namespace green::hooks

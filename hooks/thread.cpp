@@ -97,7 +97,10 @@ int join_fiber(Fiber* target, void** result, uint64_t deadline) {
 
 }  // namespace
 
-void install() { set_fiber_exit_hook(run_destructors); }
+void install() {
+    set_fiber_exit_hook(run_destructors);
+    set_lock_holder_probe(lock_holder);
+}
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
                    void* arg) {

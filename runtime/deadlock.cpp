@@ -21,6 +21,7 @@ namespace green {
 namespace {
 
 std::atomic<int> g_mode{static_cast<int>(DeadlockMode::kReport)};
+int32_t (*g_holder_probe)(ParkReason, const void*) = nullptr;
 
 // Field 20 of /proc/self/stat. Raw syscalls: this runs on the scheduler.
 long process_threads() {
@@ -53,6 +54,10 @@ void set_deadlock_mode(DeadlockMode mode) {
     g_mode.store(static_cast<int>(mode));
 }
 
+void set_lock_holder_probe(int32_t (*probe)(ParkReason, const void*)) {
+    g_holder_probe = probe;
+}
+
 void Carrier::check_deadlock() {
     auto mode = static_cast<DeadlockMode>(g_mode.load(std::memory_order_relaxed));
     if (mode == DeadlockMode::kOff) return;
@@ -74,8 +79,15 @@ void Carrier::check_deadlock() {
         } else if (f->park_object) {
             describe_data(f->park_object, what, sizeof what);
         }
-        log::write_line("  %s waits in %s%s%s", who, park_reason_name(f->park_reason),
-                        what[0] ? " on " : "", what);
+        char holder[64] = "";
+        int32_t tid =
+            g_holder_probe && f->park_object ? g_holder_probe(f->park_reason, f->park_object) : 0;
+        for (const Fiber* h = all_fibers_; h && tid; h = h->next_on_carrier)
+            if (h->tid == tid)
+                snprintf(holder, sizeof holder, ", held by fiber %llu",
+                         static_cast<unsigned long long>(h->id));
+        log::write_line("  %s waits in %s%s%s%s", who, park_reason_name(f->park_reason),
+                        what[0] ? " on " : "", what, holder);
     }
     if (mode == DeadlockMode::kAbort) {
         log::write_line("deadlock: aborting (GREEN_DEADLOCK=abort)");

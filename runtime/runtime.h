@@ -139,6 +139,9 @@ void mark_internal_thread();
 // What the scheduler does when every fiber of the only carrier waits on another (deadlock.cpp).
 enum class DeadlockMode { kOff, kReport, kAbort };
 void set_deadlock_mode(DeadlockMode mode);
+// For the report: the tid (Fiber::tid) that holds the lock `object` a fiber waits on for
+// `reason`, or 0 when unknown. Hooks know the locks' layouts; the runtime does not.
+void set_lock_holder_probe(int32_t (*probe)(ParkReason reason, const void* object));
 // The watchdog (GREEN_MONITOR_MS; monitor.cpp): one real thread that notices a carrier whose
 // fiber has run for longer than the threshold without a switch, and reports it once per
 // incident (rate-limited) with a backtrace taken on the carrier thread itself.
