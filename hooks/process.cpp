@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -114,11 +115,20 @@ bool traced_by_us(long pid) {
     return access(path, F_OK) == 0;
 }
 
+// Set for good once this process has been seen tracing a child.
+std::atomic<bool> g_tracer{false};
+
 // A debugger or strace under the shim waits for ptrace stops, which no pidfd reports (and
 // which come without WUNTRACED). Such a wait is made blocking on the runtime's thread pool:
 // a sibling thread may wait for the tracer thread's tracees (wait(2): unless __WNOTHREAD).
-bool tracing_children(idtype_t type, id_t id) {
-    if (type == P_PID) return traced_by_us(static_cast<long>(id));
+// One child is looked at on every turn of a wait (it may start being traced after the wait
+// began, as strace's child does); all children only on a wait's first turn, as that costs a
+// file per child. A stop missed that way is still seen at the next look-again, as every turn
+// asks with WNOHANG, which reports ptrace stops.
+bool tracing_children(idtype_t type, id_t id, bool first_turn) {
+    if (g_tracer.load(std::memory_order_relaxed)) return true;
+    if (type == P_PID) return g_tracer = traced_by_us(static_cast<long>(id));
+    if (!first_turn) return false;
     bool traced = false;
     DIR* tasks = opendir("/proc/self/task");
     while (tasks && !traced) {
@@ -133,7 +143,7 @@ bool tracing_children(idtype_t type, id_t id) {
         if (list) fclose(list);
     }
     if (tasks) closedir(tasks);
-    return traced;
+    return g_tracer = traced;
 }
 
 // The whole blocking call on the thread pool, the fiber parked meanwhile. A signal handler
@@ -162,7 +172,8 @@ auto wait_child(idtype_t type, id_t id, int options, Attempt attempt) -> decltyp
     for (;;) {
         auto r = attempt(options | WNOHANG);
         if (r != 0) return r;  // a child's state, or an error (ECHILD, EINVAL, EFAULT)
-        if (tracing_children(type, id)) return wait_on_pool([&] { return attempt(options); });
+        if (tracing_children(type, id, rescan == kFirstRescanNs))
+            return wait_on_pool([&] { return attempt(options); });
         if (!wait_for_children(type, id, exits_only, &rescan)) {
             errno = EINTR;
             return -1;
@@ -219,7 +230,7 @@ int waitid(idtype_t type, id_t id, siginfo_t* info, int options) {
         info->si_pid = 0;
         int r = real::get().waitid(type, id, info, options | WNOHANG);
         if (r != 0 || info->si_pid != 0) return r;
-        if (tracing_children(type, id))
+        if (tracing_children(type, id, rescan == kFirstRescanNs))
             return wait_on_pool([&] { return real::get().waitid(type, id, info, options); });
         if (!wait_for_children(type, id, exits_only, &rescan)) {
             errno = EINTR;
