@@ -33,7 +33,9 @@ int next_carrier_index();
 // The runtime's own threads (the monitor, libuv's thread pool once started): they run no
 // program code, so they cannot end a program's wait.
 int internal_thread_count();
-void note_thread_pool_started();
+// Called before each uv_queue_work: true the first time in this process (also after a fork,
+// where libuv makes its pool anew), when the work is about to start the pool's threads.
+bool note_thread_pool_starting();
 
 // The epoll data of libuv's backend fd in the carrier's set; program fds carry fd | gen << 32.
 constexpr uint64_t kLibuvTag = UINT64_MAX;

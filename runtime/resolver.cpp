@@ -380,9 +380,8 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
     // creator's signal mask: block every signal meanwhile, so that no process signal is
     // ever handled on a pool thread, where no fiber would learn of it (a SIGCHLD that should
     // end a sigsuspend, say). glibc keeps its own internal signals unblocked.
-    static std::atomic<bool> pool_started{false};
     sigset_t all, saved;
-    const bool first = !pool_started.exchange(true);
+    const bool first = note_thread_pool_starting();
     if (first) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &saved);
@@ -403,7 +402,6 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
         fn(arg);
         return;
     }
-    note_thread_pool_started();
     while (!job.done) carrier->park(reason);
 }
 

@@ -246,8 +246,8 @@ void mark_internal_thread() {
 
 // libuv starts its whole pool at the first queued work: UV_THREADPOOL_SIZE threads, 4 by
 // default, clamped to 1..1024 (libuv 1.44's threadpool.c).
-void note_thread_pool_started() {
-    g_pool_started.store(true, std::memory_order_relaxed);
+bool note_thread_pool_starting() {
+    return !g_pool_started.exchange(true, std::memory_order_relaxed);
 }
 
 int internal_thread_count() {
