@@ -87,6 +87,23 @@ void trampoline(int sig, siginfo_t* info, void* context) {
     errno = saved;
 }
 
+// What the kernel gets for `sig` when the program wants `wanted`: the trampoline for the
+// program's handlers and for the signals the runtime owns (the accept guard's, the stats
+// signal). The guard's never restarts (it must end accept); a stats signal the program has no
+// handler for always does (a dump interrupts nothing). `taking`: the runtime takes `sig` now.
+struct sigaction kernel_action(int sig, const struct sigaction& wanted, bool taking = false) {
+    struct sigaction install = wanted;
+    bool guard = sig == kGuardSignal && (g_guard_installed || taking);
+    bool stats = sig == g_stats_signal;
+    if (is_handler(wanted) || guard || stats) {
+        install.sa_sigaction = trampoline;
+        install.sa_flags |= SA_SIGINFO;
+    }
+    if (stats && !is_handler(wanted)) install.sa_flags |= SA_RESTART;
+    if (guard) install.sa_flags &= ~SA_RESTART;
+    return install;
+}
+
 }  // namespace
 
 int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
@@ -102,15 +119,7 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
         return -1;
     }
     if (act) {
-        struct sigaction install = wanted;
-        bool guard = sig == kGuardSignal && g_guard_installed;
-        bool stats = sig == g_stats_signal;
-        if (is_handler(wanted) || guard || stats) {
-            install.sa_sigaction = trampoline;
-            install.sa_flags |= SA_SIGINFO;
-        }
-        if (stats && !is_handler(wanted)) install.sa_flags |= SA_RESTART;  // a dump interrupts nothing
-        if (guard) install.sa_flags &= ~SA_RESTART;  // the guard must interrupt accept
+        struct sigaction install = kernel_action(sig, wanted);
         if (real::get().sigaction(sig, &install, nullptr) != 0) return -1;  // SIGKILL, SIGSTOP
         g_program[sig] = wanted;
         g_known[sig] = true;
@@ -143,23 +152,19 @@ sighandler_t signal(int sig, sighandler_t handler) {
 // kGuardSignal every 10 ms during the call; accept fails with EINTR and the fiber waits again.
 namespace {
 
-// Puts the trampoline under `sig`, keeping what the program installed (or the default) as
-// the program's handler. `restart`: SA_RESTART unless the program's handler says otherwise.
-bool take_signal(int sig, bool restart) {
+// Puts the trampoline under `sig`, a signal the runtime takes, keeping what the program
+// installed (or the default) as the program's handler. Under g_lock.
+bool take_signal(int sig) {
     if (!g_known[sig] && real::get().sigaction(sig, nullptr, &g_program[sig]) != 0) return false;
     g_known[sig] = true;
-    struct sigaction install = g_program[sig];
-    install.sa_sigaction = trampoline;
-    install.sa_flags |= SA_SIGINFO;
-    if (restart && !is_handler(g_program[sig])) install.sa_flags |= SA_RESTART;
-    if (!restart) install.sa_flags &= ~SA_RESTART;
+    struct sigaction install = kernel_action(sig, g_program[sig], true);
     return real::get().sigaction(sig, &install, nullptr) == 0;
 }
 
 bool install_guard_trampoline() {
     if (g_guard_installed) return true;
     SpinGuard hold(g_lock);
-    if (!g_guard_installed) g_guard_installed = take_signal(kGuardSignal, false);
+    if (!g_guard_installed) g_guard_installed = take_signal(kGuardSignal);
     return g_guard_installed;
 }
 
@@ -169,7 +174,7 @@ bool install_stats_signal(int sig, const char* path) {
     SpinGuard hold(g_lock);
     g_stats_path = path;
     g_stats_signal = sig;
-    if (take_signal(sig, true)) return true;
+    if (take_signal(sig)) return true;
     g_stats_signal = 0;
     return false;
 }
