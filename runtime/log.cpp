@@ -87,25 +87,17 @@ bool set_file(const char* path) {
 
 bool write_raw(const char* path, const char* data, size_t len) {
     if (!path && g_file[0]) path = g_file;
-    if (!path && t_stderr_pidfd >= 0) {
-        int fd = static_cast<int>(syscall(SYS_pidfd_getfd, t_stderr_pidfd, 2, 0));
+    int fd = 2;  // stderr, also when the file cannot be opened
+    if (path) {
+        fd = open_append(path);
+    } else if (t_stderr_pidfd >= 0) {  // a thread with a private fd table: the program's fd 2
+        fd = static_cast<int>(syscall(SYS_pidfd_getfd, t_stderr_pidfd, 2, 0));
         if (fd < 0) return false;
-        write_all(fd, data, len);
-        syscall(SYS_close, fd);
-        return true;
     }
-    if (!path) {
-        write_all(2, data, len);
-        return true;
-    }
-    int fd = open_append(path);
-    if (fd < 0) {
-        write_all(2, data, len);
-        return false;
-    }
-    write_all(fd, data, len);
-    syscall(SYS_close, fd);
-    return true;
+    bool opened = fd != 2 && fd >= 0;
+    write_all(fd >= 0 ? fd : 2, data, len);
+    if (opened) syscall(SYS_close, fd);
+    return !path || opened;
 }
 
 void use_program_stderr_via(int pidfd) { t_stderr_pidfd = pidfd; }
