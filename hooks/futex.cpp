@@ -69,8 +69,8 @@ long fiber_futex_wait(uint32_t* word, int op, uint32_t expected, const timespec*
 
 }  // namespace
 
-long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6) {
-    if (number != SYS_futex || disabled()) return real_syscall(number, a1, a2, a3, a4, a5, a6);
+long futex_call(long number, long a1, long a2, long a3, long a4, long a5, long a6) {
+    if (disabled()) return real_syscall(number, a1, a2, a3, a4, a5, a6);
     auto* word = reinterpret_cast<uint32_t*>(a1);
     const int op = static_cast<int>(a2);
     switch (op & kCommandMask) {

@@ -13,8 +13,11 @@ namespace green::hooks {
 #define GREEN_HOOK_MANUAL(ret, name, params)
 #include "hooks/symbols.def"
 
-// syscall(2) with its six possible arguments, as the shim's variadic wrapper passes them.
+// syscall(2) with its six possible arguments, as the shim's variadic wrapper passes them
+// (hooks/syscall.cpp): the numbers libgreen gives meaning to go to their hooks.
 long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+// syscall(SYS_futex, ...) (hooks/futex.cpp).
+long futex_call(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 
 // GREEN_DISABLE=1 asks for every call to pass through. Read from the environment on first
 // use, so that it holds even for calls made before libgreen's constructor.

@@ -15,8 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "runtime/fork.h"
 #include "runtime/log.h"
-#include "runtime/spinlock.h"
+#include "runtime/runtime_fds.h"
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -204,20 +205,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     index_ = next_carrier_index();
     default_stack_size_ =
         config.default_stack_size ? config.default_stack_size : glibc_default_stack_size();
-    if (uv_loop_init(&loop_) != 0) {
-        errno = ENOMEM;
-        return false;
-    }
-    if (!make_epoll_set()) return false;
-    remote_wake_ = new uv_async_t;
-    uv_async_init(&loop_, remote_wake_, on_remote_wake);
-    remote_wake_->data = this;
-    static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-    pthread_once(&atfork_once, [] {
-        pthread_atfork(nullptr, nullptr, [] {
-            if (Carrier* carrier = t_carrier) carrier->reset_after_fork();
-        });
-    });
+    install_fork_handlers();
 
     if (!StackPool::acquire(kSchedulerStackSize, &scheduler_stack_)) return false;
     scheduler_context_ =
@@ -230,8 +218,6 @@ bool Carrier::init(const RuntimeConfig& config) {
     root_->carrier = this;
     root_->is_root = true;
     root_->state = FiberState::kRunning;
-    uv_timer_init(&loop_, &root_->timer);
-    root_->timer.data = root_;
     track(root_);
     fiber_started(counters_);
 
@@ -242,18 +228,54 @@ bool Carrier::init(const RuntimeConfig& config) {
     return true;
 }
 
+// The loop, the remote-wake handle and the epoll set, with every fd they need placed out of
+// the program's way (runtime_fds.h): libuv makes its fds through the interposed pipe2,
+// eventfd and epoll_create1, which adopt them inside a RuntimeFdScope.
+bool Carrier::make_loop() {
+    RuntimeFdScope scope;
+    static bool first = true;
+    if (first) {
+        // libuv registers an atfork child handler in the first uv_loop_init that remakes a
+        // process-wide pipe; child handlers run in registration order, so these two put that
+        // pipe inside a scope too.
+        pthread_atfork(nullptr, nullptr, enter_runtime_fd_scope);
+    }
+    int err = uv_loop_init(&loop_);
+    if (first) {
+        pthread_atfork(nullptr, nullptr, leave_runtime_fd_scope);
+        first = false;
+    }
+    if (err != 0) {
+        errno = -err;
+        return false;
+    }
+    if (!make_epoll_set()) {
+        int saved = errno;
+        uv_loop_close(&loop_);
+        errno = saved;
+        return false;
+    }
+    remote_wake_ = new uv_async_t;
+    uv_async_init(&loop_, remote_wake_, on_remote_wake);
+    remote_wake_->data = this;
+    loop_ready_ = true;
+    return true;
+}
+
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
     unregister_carrier(this);
     shut_down_resolver(this);
-    on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
-    uv_close(reinterpret_cast<uv_handle_t*>(&root_->timer), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(remote_wake_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
-    uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
-    if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
-    close(epoll_fd_);
+    if (loop_ready_) {
+        RuntimeFdScope scope;
+        on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
+        uv_close(reinterpret_cast<uv_handle_t*>(remote_wake_),
+                 [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
+        uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
+        if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
+        close_runtime_fd(epoll_fd_.exchange(-1));
+    }
     StackPool::release(scheduler_stack_);
     delete root_;
     t_carrier = nullptr;
@@ -262,16 +284,22 @@ void Carrier::retire() {
 
 // The carrier sleeps in its own epoll set, which holds the program's fds (never given to
 // libuv, so their flags are never touched: DESIGN.md, problem 3) and libuv's backend fd
-// (its timers' wake-ups aside, everything libuv waits for: the remote-wake async, c-ares's
-// sockets). A fiber woken by its fd so costs one epoll_wait, and libuv runs only when it has
-// something to do.
+// (everything libuv waits for: the remote-wake async, c-ares's sockets). A fiber woken by its
+// fd so costs one epoll_wait, and libuv runs only when it has something to do.
 bool Carrier::make_epoll_set() {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) return false;
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return false;
+    fd = adopt_runtime_fd(fd);
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kLibuvTag;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) != 0) return false;
+    if (epoll_ctl(fd, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) != 0) {
+        int saved = errno;
+        close_runtime_fd(fd);
+        errno = saved;
+        return false;
+    }
+    epoll_fd_.store(fd);
     return true;
 }
 
@@ -290,42 +318,52 @@ void Carrier::untrack(Fiber* fiber) {
     if (fiber->next_on_carrier) fiber->next_on_carrier->prev_on_carrier = fiber->prev_on_carrier;
 }
 
-// Runs in the child, in fork(), on the forking fiber. After fork the child shares the
-// parent's epoll set and libuv backend (the same kernel objects): an epoll_ctl by the child
-// would change the parent's waits. So the child gets its own, and the parent's other fibers,
-// which do not exist in a threaded program's child, are never resumed.
+// Runs in the child, in fork(), on the forking fiber (also after _Fork() and a raw fork
+// system call: see fork_child()). After fork the child shares the parent's epoll set and
+// libuv backend (the same kernel objects): an epoll_ctl by the child would change the
+// parent's waits. So the child gets its own, and the parent's other fibers, which do not
+// exist in a threaded program's child, are never resumed.
 void Carrier::reset_after_fork() {
     Fiber* self = t_fiber;
+    const bool root_survives = self == nullptr || self->is_root;
+    tid_ = static_cast<int32_t>(syscall(SYS_gettid));
+    if (root_survives) root_->tid = tid_;
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
         if (f == self) continue;
-        uv_timer_stop(&f->timer);
         if (f->state != FiberState::kDone) {
             f->state = FiberState::kParked;
             f->park_reason = ParkReason::kExited;
         }
+        f->timer_index = SIZE_MAX;
     }
+    timers_.clear();
     run_head_ = run_tail_ = nullptr;
     run_count_ = 0;
-    inbox_.clear();  // wake-ups sent by the parent's other threads
-    inbox_lock_.unlock();
-    const bool root_survives = self == nullptr || self->is_root;
+    // Wake-ups sent by the parent's other threads: their fibers are gone in the child.
+    for (RemoteWake* w = inbox_.exchange(nullptr); w;) {
+        RemoteWake* next = w->next;
+        delete w;
+        w = next;
+    }
+    stale_fds_.store(false);
     live_fibers_ = root_survives ? 0 : 1;
     root_exited_ = !root_survives;  // the forking thread is the child's last one
     counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
     waiting_on_peers_ = 0;
     registry_after_fork(this);
-
-    // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
-    // a handle included) would edit the parent's.
-    if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
-    shut_down_resolver(this);  // its sockets and queries are the parent's
-    syscall(SYS_close, epoll_fd_);  // the child's reference only; raw: not our close hook
-    if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
     for (FdRecord& rec : fds_) {
         rec.waiters = nullptr;
         rec.in_epoll = false;
-        ++rec.gen;
     }
+    if (!loop_ready_) return;
+
+    // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
+    // a handle included) would edit the parent's.
+    RuntimeFdScope scope;
+    if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
+    shut_down_resolver(this);  // its sockets and queries are the parent's
+    close_runtime_fd(epoll_fd_.exchange(-1));  // the child's reference only
+    if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,6 +431,7 @@ void Carrier::after_switch_back(Fiber* fiber) {
 
 void Carrier::switch_to_scheduler(Fiber* self) {
     self->saved_errno = errno;
+    if (!ensure_loop()) log::fatal("cannot make the carrier's event loop: %s", strerror(errno));
 #ifdef GREEN_SANITIZE
     bool done = self->state == FiberState::kDone;
     __sanitizer_start_switch_fiber(done ? nullptr : &self->asan_fake_stack, scheduler_stack_.limit,
@@ -468,8 +507,9 @@ static bool waits_on_peers(ParkReason reason) {
     }
 }
 
-// Timers: one uv_timer_t per fiber. libuv's loop time is coarse and may lag the real clock,
-// so a timer that fires early re-arms for the rest: a wait never ends before its deadline.
+// Deadlines: a parked fiber with one sits in the carrier's timer heap, which poll_once
+// consults at the clock's precision (epoll_pwait2 takes nanoseconds), so a 50 us sleep is not
+// stretched to libuv's whole millisecond.
 bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible,
                          const void* object) {
     Fiber* self = t_fiber;
@@ -478,11 +518,9 @@ bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interrupt
     self->interrupted = 0;
     self->interruptible = interruptible;
     if (deadline_ns != kNoDeadline) {
-        uint64_t now = monotonic_now_ns();
-        if (deadline_ns <= now) return true;
+        if (deadline_ns <= monotonic_now_ns()) return true;
         self->deadline_ns = deadline_ns;
-        uv_update_time(&loop_);
-        uv_timer_start(&self->timer, on_timer, (deadline_ns - now + 999999) / 1000000, 0);
+        add_timer(self);
     }
     const bool on_peers = deadline_ns == kNoDeadline && waits_on_peers(reason);
     const bool on_signal = reason == ParkReason::kSignal;
@@ -492,40 +530,89 @@ bool Carrier::park_until(uint64_t deadline_ns, ParkReason reason, bool interrupt
     if (on_signal) signal_waiters_.fetch_sub(1, std::memory_order_relaxed);
     waiting_on_peers_ -= on_peers;
     self->interruptible = false;
-    if (deadline_ns != kNoDeadline) uv_timer_stop(&self->timer);
+    if (self->timer_index != SIZE_MAX) remove_timer(self);
     return self->timed_out;
 }
 
-void Carrier::on_timer(uv_timer_t* timer) {
-    auto* fiber = static_cast<Fiber*>(timer->data);
-    uint64_t now = monotonic_now_ns();
-    if (now < fiber->deadline_ns) {
-        uv_update_time(timer->loop);
-        uv_timer_start(timer, on_timer, (fiber->deadline_ns - now + 999999) / 1000000, 0);
-        return;
-    }
-    fiber->timed_out = true;
-    fiber->carrier->unpark(fiber);
+void Carrier::add_timer(Fiber* fiber) {
+    fiber->timer_index = timers_.size();
+    timers_.push_back(fiber);
+    sift_up(fiber->timer_index);
 }
 
-// Wake-ups from other threads: queued in the inbox, delivered on this carrier's thread.
+void Carrier::remove_timer(Fiber* fiber) {
+    size_t i = fiber->timer_index;
+    fiber->timer_index = SIZE_MAX;
+    Fiber* last = timers_.back();
+    timers_.pop_back();
+    if (last == fiber) return;
+    timers_[i] = last;
+    last->timer_index = i;
+    sift_up(i);
+    sift_down(last->timer_index);
+}
+
+void Carrier::sift_up(size_t i) {
+    Fiber* moving = timers_[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (timers_[parent]->deadline_ns <= moving->deadline_ns) break;
+        timers_[i] = timers_[parent];
+        timers_[i]->timer_index = i;
+        i = parent;
+    }
+    timers_[i] = moving;
+    moving->timer_index = i;
+}
+
+void Carrier::sift_down(size_t i) {
+    Fiber* moving = timers_[i];
+    const size_t n = timers_.size();
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= n) break;
+        if (child + 1 < n && timers_[child + 1]->deadline_ns < timers_[child]->deadline_ns)
+            ++child;
+        if (timers_[child]->deadline_ns >= moving->deadline_ns) break;
+        timers_[i] = timers_[child];
+        timers_[i]->timer_index = i;
+        i = child;
+    }
+    timers_[i] = moving;
+    moving->timer_index = i;
+}
+
+// Wakes every fiber whose deadline has come; it leaves the heap when it runs again.
+void Carrier::expire_timers() {
+    if (timers_.empty()) return;
+    uint64_t now = monotonic_now_ns();
+    while (!timers_.empty() && timers_.front()->deadline_ns <= now) {
+        Fiber* fiber = timers_.front();
+        remove_timer(fiber);
+        fiber->timed_out = true;
+        unpark(fiber);
+    }
+}
+
+// Wake-ups from other threads: pushed on the inbox (no lock: the sender allocated the node),
+// delivered on this carrier's thread.
 void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
-    {
-        SpinGuard hold(inbox_lock_);
-        inbox_.push_back(RemoteWake{fiber, park_seq});
+    auto* wake = new RemoteWake{fiber, park_seq, inbox_.load(std::memory_order_relaxed)};
+    while (!inbox_.compare_exchange_weak(wake->next, wake, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
     }
     uv_async_send(remote_wake_);
 }
 
 void Carrier::note_signal(bool restart) {
     pending_signal_.store(restart ? 2 : 1);
-    uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
+    if (remote_wake_) uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
 }
 
 void Carrier::note_handler_ran() {
     if (!signal_waiters_.load(std::memory_order_relaxed)) return;
     handler_ran_.store(true);
-    uv_async_send(remote_wake_);
+    if (remote_wake_) uv_async_send(remote_wake_);
 }
 
 // On the loop, after a handler ran while every fiber was parked: interrupt one parked I/O
@@ -559,20 +646,29 @@ void Carrier::deliver_signal() {
 void Carrier::on_remote_wake(uv_async_t* handle) {
     auto* self = static_cast<Carrier*>(handle->data);
     self->deliver_signal();
-    std::vector<RemoteWake> batch;
-    {
-        SpinGuard hold(self->inbox_lock_);
-        batch.swap(self->inbox_);
+    if (self->stale_fds_.exchange(false)) self->evict_stale_waiters();
+    // The stack holds the newest first: reverse it, so wake-ups are delivered in order.
+    RemoteWake* pending = self->inbox_.exchange(nullptr, std::memory_order_acquire);
+    RemoteWake* in_order = nullptr;
+    while (pending) {
+        RemoteWake* next = pending->next;
+        pending->next = in_order;
+        in_order = pending;
+        pending = next;
     }
-    for (const RemoteWake& wake : batch) {
-        Fiber* fiber = wake.fiber;
+    while (in_order) {
+        RemoteWake* wake = in_order;
+        in_order = wake->next;
+        Fiber* fiber = wake->fiber;
+        const uint64_t park_seq = wake->park_seq;
+        delete wake;
         uint32_t left = fiber->remote_wakes_pending.fetch_sub(1, std::memory_order_acq_rel) - 1;
         if (fiber->free_when_delivered) {
             if (left == 0) self->free_fiber(fiber);
             continue;
         }
         // Only the park the waker meant: the fiber may have timed out and parked again since.
-        if (fiber->park_seq == wake.park_seq) self->unpark(fiber);
+        if (fiber->park_seq == park_seq) self->unpark(fiber);
     }
 }
 

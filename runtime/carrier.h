@@ -42,9 +42,13 @@ constexpr uint64_t kLibuvTag = UINT64_MAX;
 
 struct FdRecord {
     FdWaiter* waiters = nullptr;
-    uint32_t gen = 0;      // bumped at every close: stale epoll events are dropped
     bool in_epoll = false;  // registered (EPOLLONESHOT) in this carrier's epoll set
 };
+
+// Process-wide fd generations (fd_wait.cpp): bumped by every close of the number on any
+// thread, so a waiter parked on an fd that was closed elsewhere (and an epoll event for it)
+// is told from one for the fd that now has the number.
+uint32_t fd_generation(int fd);
 
 class Carrier {
 public:
@@ -52,6 +56,10 @@ public:
 
     bool init(const RuntimeConfig& config);
     void retire();
+    // The loop and the epoll set are made when first needed (a spawn, a park): a program that
+    // never blocks never sees their fds. False (errno set) if they cannot be made.
+    bool ensure_loop() { return loop_ready_ || make_loop(); }
+    uv_loop_t* loop() { return &loop_; }
 
     Fiber* root() const { return root_; }
     unsigned long os_thread() const { return os_thread_; }
@@ -97,6 +105,11 @@ public:
     WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
                         ParkReason reason);
     void fd_closing(int fd);
+    // From any thread: `fd` was closed elsewhere; stale waiters here must wake (fd_wait.cpp).
+    void fd_closed_remotely(int fd);
+    // Wakes the waiters on fds whose generation moved on (closed by another thread, or by a
+    // close_range on this one).
+    void evict_stale_waiters();
 
     // Diagnostics: counters (stats.cpp), the registry of carriers, the watchdog's view
     // (monitor.cpp) and the deadlock check (deadlock.cpp).
@@ -125,10 +138,18 @@ private:
     void push_runnable(Fiber* fiber);
     Fiber* pop_runnable();
 
-    static void on_timer(uv_timer_t* timer);
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
+    bool make_loop();
     bool make_epoll_set();
+    // Fibers parked with a deadline, in a binary min-heap on Fiber::deadline_ns (timers at the
+    // clock's precision: libuv's timers count whole milliseconds).
+    void add_timer(Fiber* fiber);
+    void remove_timer(Fiber* fiber);
+    void sift_up(size_t i);
+    void sift_down(size_t i);
+    void expire_timers();
+
     FdRecord& record(int fd);
     void arm(int fd);
     // Waits on the carrier's epoll set (up to libuv's next timer when `block`, else not at
@@ -138,11 +159,12 @@ private:
     void check_deadlock();
 
 public:
-    uv_loop_t loop_;
     Resolver* resolver_ = nullptr;  // made by the first name lookup (resolver.cpp)
     bool resolver_failed_ = false;
 
 private:
+    uv_loop_t loop_;
+    bool loop_ready_ = false;
     void* scheduler_context_ = nullptr;
     Stack scheduler_stack_;
     Fiber* root_ = nullptr;
@@ -164,19 +186,22 @@ private:
 
     Fiber* all_fibers_ = nullptr;  // linked through Fiber::next_on_carrier
 
+    // Wake-ups sent by other threads: a lock-free stack, each node allocated by its sender.
     struct RemoteWake {
         Fiber* fiber;
         uint64_t park_seq;
+        RemoteWake* next;
     };
-    SpinLock inbox_lock_;
-    std::vector<RemoteWake> inbox_;
+    std::atomic<RemoteWake*> inbox_{nullptr};
+    std::atomic<bool> stale_fds_{false};  // an fd was closed by another thread
     uv_async_t* remote_wake_ = nullptr;
+    std::vector<Fiber*> timers_;
     std::atomic<uint8_t> pending_signal_{0};  // 0, or Fiber::interrupted's value to deliver
     std::atomic<Fiber*> signal_target_{nullptr};
     std::atomic<bool> handler_ran_{false};
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
-    int epoll_fd_ = -1;
+    std::atomic<int> epoll_fd_{-1};
     std::vector<FdRecord> fds_;
 
 #ifdef GREEN_SANITIZE

@@ -3,14 +3,64 @@
 // EPOLLONESHOT: each wait arms the fd once, an event disarms it, so a registration left behind
 // by an fd closed behind our back (fclose, glibc internals) never fires again. epoll_ctl
 // leaves the fd's flags alone.
-// Waiters are tagged with the fd's generation; close() bumps it, so stale events are dropped.
+// Generations are process-wide: a close on any thread (a carrier, or a thread the runtime does
+// not manage) bumps the number's generation, so waiters that began before it wake as closed
+// and events tagged with an older generation are dropped, on every carrier.
 #include <sys/epoll.h>
+#include <time.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdlib>
 
 #include "runtime/carrier.h"
 
 namespace green {
+namespace {
+
+// Generations of fd numbers: chunks made on first use (a wait on a number in them), never
+// freed; readers need no lock. Covers the numbers the kernel allows (fs.nr_open <= 2^22 here
+// would need 1024 chunks; larger numbers have no generation and are never tagged stale).
+constexpr size_t kChunkBits = 12;
+constexpr size_t kChunkSize = size_t{1} << kChunkBits;
+constexpr size_t kChunks = 1024;
+std::atomic<std::atomic<uint32_t>*> g_generations[kChunks];
+
+std::atomic<uint32_t>* generation_slot(int fd, bool make) {
+    size_t chunk = static_cast<size_t>(fd) >> kChunkBits;
+    if (fd < 0 || chunk >= kChunks) return nullptr;
+    std::atomic<uint32_t>* slots = g_generations[chunk].load(std::memory_order_acquire);
+    if (!slots && make) {
+        auto* fresh = static_cast<std::atomic<uint32_t>*>(calloc(kChunkSize, sizeof *slots));
+        if (!fresh) return nullptr;
+        if (g_generations[chunk].compare_exchange_strong(slots, fresh))
+            slots = fresh;
+        else
+            free(fresh);  // another thread made it first
+    }
+    return slots ? &slots[static_cast<size_t>(fd) & (kChunkSize - 1)] : nullptr;
+}
+
+uint32_t generation_for_wait(int fd) {
+    std::atomic<uint32_t>* slot = generation_slot(fd, true);
+    return slot ? slot->load(std::memory_order_acquire) : 0;
+}
+
+bool stale(const FdWaiter* w) { return w->gen != fd_generation(w->fd); }
+
+// Another carrier's part in a close made elsewhere: the fd leaves its epoll set now (epoll_ctl
+// may be called from any thread), and its thread wakes the waiters that began before.
+void tell_carrier(Carrier* carrier, void* context) {
+    int fd = *static_cast<int*>(context);
+    if (carrier != Carrier::current()) carrier->fd_closed_remotely(fd);
+}
+
+}  // namespace
+
+uint32_t fd_generation(int fd) {
+    std::atomic<uint32_t>* slot = generation_slot(fd, false);
+    return slot ? slot->load(std::memory_order_acquire) : 0;
+}
 
 WaitResult wait_fd(int fd, uint32_t events, uint64_t deadline_ns, ParkReason reason) {
     FdWaiter waiter;
@@ -24,7 +74,31 @@ WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns, ParkR
 }
 
 void fd_closing(int fd) {
-    if (Carrier* carrier = Carrier::current()) carrier->fd_closing(fd);
+    std::atomic<uint32_t>* slot = generation_slot(fd, false);
+    if (!slot) return;  // no fiber ever waited on this number
+    slot->fetch_add(1, std::memory_order_acq_rel);
+    Carrier* here = Carrier::current();
+    if (here) here->fd_closing(fd);
+    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &fd);
+}
+
+void fds_closing(unsigned first, unsigned last) {
+    bool any = false;
+    for (size_t chunk = first >> kChunkBits; chunk < kChunks && chunk <= (last >> kChunkBits);
+         ++chunk) {
+        std::atomic<uint32_t>* slots = g_generations[chunk].load(std::memory_order_acquire);
+        if (!slots) continue;
+        any = true;
+        const size_t lo = std::max<size_t>(first, chunk << kChunkBits);
+        const size_t hi = std::min<size_t>(last, ((chunk + 1) << kChunkBits) - 1);
+        for (size_t fd = lo; fd <= hi; ++fd)
+            slots[fd & (kChunkSize - 1)].fetch_add(1, std::memory_order_acq_rel);
+    }
+    if (!any) return;
+    Carrier* here = Carrier::current();
+    if (here) here->evict_stale_waiters();
+    int none = -1;
+    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &none);
 }
 
 FdRecord& Carrier::record(int fd) {
@@ -57,16 +131,20 @@ static void unlink(FdRecord& rec, FdWaiter* w) {
 // of the real call then returns what a real thread would get.
 void Carrier::arm(int fd) {
     FdRecord& rec = record(fd);
+    const uint32_t gen = fd_generation(fd);
     uint32_t interest = 0;
     for (FdWaiter* w = rec.waiters; w; w = w->next)
-        if (!w->revents && !w->closed) interest |= w->events;
+        if (!w->revents && !w->closed && w->gen == gen) interest |= w->events;
     if (!interest) return;
+    const int saved = errno;  // a successful hook leaves errno alone (ENOENT, EEXIST below)
+    const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
     epoll_event ev{};
     ev.events = interest | EPOLLONESHOT;
-    ev.data.u64 = static_cast<uint32_t>(fd) | (static_cast<uint64_t>(rec.gen) << 32);
-    int rc = epoll_ctl(epoll_fd_, rec.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
-    if (rc != 0 && errno == ENOENT) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-    if (rc != 0 && errno == EEXIST) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    ev.data.u64 = static_cast<uint32_t>(fd) | (static_cast<uint64_t>(gen) << 32);
+    int rc = epoll_ctl(epoll_fd, rec.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0 && errno == ENOENT) rc = epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+    if (rc != 0 && errno == EEXIST) rc = epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+    errno = saved;
     if (rc == 0) {
         rec.in_epoll = true;
         return;
@@ -80,12 +158,14 @@ void Carrier::arm(int fd) {
 
 WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
                              ParkReason reason) {
+    if (!ensure_loop()) return WaitResult::kReady;  // no epoll set: the retry decides
     Fiber* self = current_fiber();
     for (size_t i = 0; i < count; ++i) {
         FdWaiter* w = &waiters[i];
         w->fiber = self;
         w->revents = 0;
         w->closed = false;
+        w->gen = generation_for_wait(w->fd);
         link(record(w->fd), w);
     }
     for (size_t i = 0; i < count; ++i) arm(waiters[i].fd);
@@ -99,7 +179,7 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
         FdWaiter* w = &waiters[i];
         unlink(fds_[w->fd], w);
         ready |= w->revents != 0;
-        closed |= w->closed;
+        closed |= w->closed || stale(w);
     }
     if (closed) return WaitResult::kClosed;
     if (ready) {
@@ -110,6 +190,39 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
     return timed_out ? WaitResult::kTimedOut : WaitResult::kReady;
 }
 
+// How long the carrier may sleep: until libuv's next timer (whole ms) or the earliest fiber
+// deadline (ns), whichever comes first; nullptr for no limit.
+static const timespec* sleep_limit(int libuv_ms, uint64_t deadline_ns, timespec* out) {
+    uint64_t limit = kNoDeadline;
+    if (libuv_ms >= 0) limit = static_cast<uint64_t>(libuv_ms) * 1000000ull;
+    if (deadline_ns != kNoDeadline) {
+        uint64_t now = monotonic_now_ns();
+        uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+        if (left < limit) limit = left;
+    }
+    if (limit == kNoDeadline) return nullptr;
+    out->tv_sec = static_cast<time_t>(limit / 1000000000ull);
+    out->tv_nsec = static_cast<long>(limit % 1000000000ull);
+    return out;
+}
+
+// epoll_pwait2 (Linux 5.11) takes a timespec; before it, whole milliseconds rounded up.
+static int wait_epoll(int epoll_fd, epoll_event* events, int max, const timespec* timeout) {
+    static std::atomic<bool> no_pwait2{false};
+    if (!no_pwait2.load(std::memory_order_relaxed)) {
+        int n = epoll_pwait2(epoll_fd, events, max, timeout, nullptr);
+        if (n >= 0 || errno != ENOSYS) return n;
+        no_pwait2.store(true, std::memory_order_relaxed);
+    }
+    int ms = -1;
+    if (timeout) {
+        uint64_t ns = static_cast<uint64_t>(timeout->tv_sec) * 1000000000ull +
+                      static_cast<uint64_t>(timeout->tv_nsec);
+        ms = static_cast<int>(std::min<uint64_t>((ns + 999999) / 1000000, INT32_MAX));
+    }
+    return epoll_wait(epoll_fd, events, max, ms);
+}
+
 void Carrier::poll_once(bool block) {
     constexpr int kBatch = 256;
     epoll_event events[kBatch];
@@ -117,16 +230,22 @@ void Carrier::poll_once(bool block) {
     // 0 when libuv has work now (a due timer, pending callbacks); -1 when it has no timer.
     int libuv_timeout = uv_backend_timeout(&loop_);
     bool run_libuv = libuv_timeout == 0;
-    int timeout = block ? libuv_timeout : 0;
+    timespec limit_storage{};
+    const timespec zero{};
+    const timespec* timeout =
+        block ? sleep_limit(libuv_timeout,
+                            timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns,
+                            &limit_storage)
+              : &zero;
+    const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
     int n;
     do {
-        n = epoll_wait(epoll_fd_, events, kBatch, timeout);
+        n = wait_epoll(epoll_fd, events, kBatch, timeout);
         if (n < 0) {
             run_libuv = true;  // EINTR: a signal's async wake-up may be waiting in libuv
             break;
         }
-        if (n == 0 && timeout > 0) run_libuv = true;  // libuv's timer is due
-        timeout = 0;
+        timeout = &zero;
         for (int i = 0; i < n; ++i) {
             if (events[i].data.u64 == kLibuvTag) {
                 run_libuv = true;
@@ -135,11 +254,11 @@ void Carrier::poll_once(bool block) {
             int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
             uint32_t gen = static_cast<uint32_t>(events[i].data.u64 >> 32);
             if (static_cast<size_t>(fd) >= fds_.size()) continue;
+            if (fd_generation(fd) != gen) continue;  // an event for an fd number since closed
             FdRecord& rec = fds_[fd];
-            if (rec.gen != gen) continue;  // an event for an fd number since closed
             uint32_t got = events[i].events;
             for (FdWaiter* w = rec.waiters; w; w = w->next) {
-                if (w->revents || w->closed) continue;
+                if (w->revents || w->closed || w->gen != gen) continue;
                 uint32_t hit = got & (w->events | EPOLLERR | EPOLLHUP);
                 if (!hit) continue;
                 w->revents = hit;
@@ -148,6 +267,12 @@ void Carrier::poll_once(bool block) {
             arm(fd);  // one-shot fired: re-arm for waiters that wanted something else
         }
     } while (n == kBatch);
+    expire_timers();
+    // libuv's own timers (c-ares's timeouts) are due when its timeout has passed.
+    if (!run_libuv && libuv_timeout > 0) {
+        uv_update_time(&loop_);
+        run_libuv = uv_backend_timeout(&loop_) == 0;
+    }
     if (run_libuv) uv_run(&loop_, UV_RUN_NOWAIT);
 }
 
@@ -160,11 +285,38 @@ void Carrier::fd_closing(int fd) {
         unpark(w->fiber);
     }
     if (rec.in_epoll) {
+        const int saved = errno;
         epoll_event unused{};
-        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, &unused);
+        epoll_ctl(epoll_fd_.load(std::memory_order_relaxed), EPOLL_CTL_DEL, fd, &unused);
+        errno = saved;
         rec.in_epoll = false;
     }
-    ++rec.gen;
+}
+
+// On the closing thread: leave the epoll set now (before the real close, so the number can be
+// reused), then let this carrier's thread wake its stale waiters. fd -1: a whole range was
+// closed; the kernel drops registrations whose file is gone, and a stale one fires at most
+// once, with a generation that is dropped.
+void Carrier::fd_closed_remotely(int fd) {
+    const int saved = errno;
+    int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
+    if (epoll_fd >= 0 && fd >= 0) {
+        epoll_event unused{};
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, &unused);  // this carrier's in_epoll is stale now:
+    }                                                     // arm() then adds instead of modifying
+    errno = saved;
+    stale_fds_.store(true, std::memory_order_release);
+    if (remote_wake_) uv_async_send(remote_wake_);
+}
+
+void Carrier::evict_stale_waiters() {
+    for (size_t fd = 0; fd < fds_.size(); ++fd) {
+        for (FdWaiter* w = fds_[fd].waiters; w; w = w->next) {
+            if (w->closed || !stale(w)) continue;
+            w->closed = true;
+            unpark(w->fiber);
+        }
+    }
 }
 
 }  // namespace green

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <unordered_set>
 
 #include "runtime/carrier.h"
 #include "runtime/log.h"
@@ -36,18 +35,33 @@ int32_t next_fiber_tid() {
     return kFirstFiberTid;
 }
 
+// The registry of live fiber handles, so that hooks can tell a fiber's pthread_t from a real
+// thread's without dereferencing it: a fixed hash table chained through the fibers
+// themselves, so registering allocates nothing under the lock.
 SpinLock g_registry_lock;
-std::unordered_set<const void*>* g_registry = nullptr;  // leaked on purpose: outlives exit
+constexpr size_t kRegistryBits = 12;
+Fiber* g_registry[size_t{1} << kRegistryBits];
 
-void register_fiber(const Fiber* fiber) {
-    SpinGuard hold(g_registry_lock);
-    if (!g_registry) g_registry = new std::unordered_set<const void*>();
-    g_registry->insert(fiber);
+Fiber*& registry_chain(const void* handle) {
+    uint64_t h = (reinterpret_cast<uintptr_t>(handle) >> 4) * 0x9E3779B97F4A7C15ull;
+    return g_registry[h >> (64 - kRegistryBits)];
 }
 
-void unregister_fiber(const Fiber* fiber) {
+void register_fiber(Fiber* fiber) {
     SpinGuard hold(g_registry_lock);
-    if (g_registry) g_registry->erase(fiber);
+    Fiber*& head = registry_chain(fiber);
+    fiber->next_in_registry = head;
+    head = fiber;
+}
+
+void unregister_fiber(Fiber* fiber) {
+    SpinGuard hold(g_registry_lock);
+    for (Fiber** link = &registry_chain(fiber); *link; link = &(*link)->next_in_registry) {
+        if (*link == fiber) {
+            *link = fiber->next_in_registry;
+            return;
+        }
+    }
 }
 
 void fiber_entry(ctx::transfer_t transfer);
@@ -56,7 +70,17 @@ void fiber_entry(ctx::transfer_t transfer);
 
 bool is_fiber(const void* handle) {
     SpinGuard hold(g_registry_lock);
-    return g_registry && g_registry->count(handle) != 0;
+    for (const Fiber* f = registry_chain(handle); f; f = f->next_in_registry)
+        if (f == handle) return true;
+    return false;
+}
+
+// For fork (fork.cpp): no other thread may be inside the registry when the process forks.
+void lock_fiber_registry(bool lock) {
+    if (lock)
+        g_registry_lock.lock();
+    else
+        g_registry_lock.unlock();
 }
 
 int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber** out) {
@@ -69,6 +93,10 @@ int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber**
 
 Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options,
                             int* err) {
+    if (!ensure_loop()) {
+        *err = EAGAIN;
+        return nullptr;
+    }
     auto* fiber = new Fiber();
     if (options.user_stack_top) {
         char* top = static_cast<char*>(options.user_stack_top);
@@ -92,8 +120,6 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->asan_stack_size = fiber->stack.usable();
 #endif
     fiber->context = ctx::make_fcontext(fiber->stack.top, fiber->stack.usable(), fiber_entry);
-    uv_timer_init(&loop_, &fiber->timer);
-    fiber->timer.data = fiber;
     register_fiber(fiber);
     track(fiber);
 
@@ -121,9 +147,7 @@ void Carrier::free_fiber(Fiber* fiber) {
         fiber->free_when_delivered = true;  // on_remote_wake frees it when the last arrives
         return;
     }
-    // The timer handle must stay valid until libuv has closed it.
-    uv_close(reinterpret_cast<uv_handle_t*>(&fiber->timer),
-             [](uv_handle_t* handle) { delete static_cast<Fiber*>(handle->data); });
+    delete fiber;
 }
 
 namespace {

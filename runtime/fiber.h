@@ -3,9 +3,9 @@
 // Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields.
 #pragma once
 
-#include <uv.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "runtime/stack_pool.h"
@@ -74,10 +74,12 @@ struct Fiber {
     bool free_when_delivered = false;
     Fiber* next_on_carrier = nullptr;  // every fiber of the carrier not yet freed
     Fiber* prev_on_carrier = nullptr;
+    Fiber* next_in_registry = nullptr;  // the process-wide handle registry's chain (fiber.cpp)
 
-    // The timer that ends a parked wait at a deadline (see Carrier::park_until).
-    uv_timer_t timer;
+    // A parked wait's deadline; while it is set the fiber sits in its carrier's timer heap at
+    // timer_index (see Carrier::park_until).
     uint64_t deadline_ns = 0;
+    size_t timer_index = SIZE_MAX;
     bool timed_out = false;
 
     // Signals: a park that a handler may interrupt (I/O and sleeps; not locks), and what

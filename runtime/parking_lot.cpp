@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <new>
 
 #include "runtime/carrier.h"
 #include "runtime/spinlock.h"
@@ -116,6 +117,10 @@ Parked park_erased(const void* key, ValidateRef validate, uint64_t deadline_ns,
     if (w.woken.load(std::memory_order_acquire)) return Parked::kWoken;  // chosen meanwhile
     remove(b, &w);
     return Parked::kTimedOut;
+}
+
+void reset_after_fork() {
+    for (Bucket& b : g_buckets) new (&b) Bucket();
 }
 
 size_t unpark(const void* key, size_t count) {

@@ -24,6 +24,10 @@ Parked park(const void* key, Validate validate, uint64_t deadline_ns, ParkReason
 size_t unpark(const void* key, size_t count);
 constexpr size_t kAll = SIZE_MAX;
 
+// In a forked child: every waiter belongs to a fiber or thread that did not survive the fork
+// (only the forking one did, and it is running), so every queue is emptied and unlocked.
+void reset_after_fork();
+
 // Implementation detail of park(): the validate callback, type-erased.
 struct ValidateRef {
     bool (*call)(void*);

@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 
 #include "runtime/carrier.h"
 #include "runtime/log.h"
+#include "runtime/runtime_fds.h"
 
 namespace green {
 
@@ -83,6 +86,29 @@ ResolverTiming resolver_timing() {
     return timing;
 }
 
+// c-ares's sockets are the runtime's own fds: placed out of the program's way
+// (runtime_fds.h), so that a program closing every fd above 2 cannot take them.
+ares_socket_t open_socket(int domain, int type, int protocol, void*) {
+    int fd = socket(domain, type, protocol);
+    return fd < 0 ? ARES_SOCKET_BAD : adopt_runtime_fd(fd);
+}
+int close_socket(ares_socket_t fd, void*) {
+    close_runtime_fd(fd);
+    return 0;
+}
+int connect_socket(ares_socket_t fd, const sockaddr* addr, ares_socklen_t len, void*) {
+    return connect(fd, addr, len);
+}
+ares_ssize_t receive_from(ares_socket_t fd, void* buf, size_t len, int flags, sockaddr* from,
+                          ares_socklen_t* from_len, void*) {
+    return recvfrom(fd, buf, len, flags, from, from_len);
+}
+ares_ssize_t send_vector(ares_socket_t fd, const iovec* iov, int count, void*) {
+    return writev(fd, iov, count);
+}
+const ares_socket_functions kSocketFunctions = {open_socket, close_socket, connect_socket,
+                                                receive_from, send_vector};
+
 class Resolver {
   public:
     explicit Resolver(Carrier* carrier) : carrier_(carrier) {}
@@ -113,8 +139,9 @@ class Resolver {
                 log::warn("GREEN_DNS_SERVERS='%s' refused by c-ares (%s); using resolv.conf",
                           g_servers, ares_strerror(status));
         }
+        ares_set_socket_functions(channel_, &kSocketFunctions, nullptr);
         timer_ = new uv_timer_t;
-        uv_timer_init(&carrier_->loop_, timer_);
+        uv_timer_init(carrier_->loop(), timer_);
         timer_->data = this;
         return true;
     }
@@ -172,7 +199,7 @@ class Resolver {
             watch->owner = self;
             watch->fd = fd;
             watch->handle.data = watch;
-            if (uv_poll_init_socket(&self->carrier_->loop_, &watch->handle, fd) != 0) {
+            if (uv_poll_init_socket(self->carrier_->loop(), &watch->handle, fd) != 0) {
                 log::fatal("cannot watch a c-ares socket on the carrier's loop");
             }
             self->watches_.push_back(watch);
@@ -206,7 +233,7 @@ class Resolver {
             return;
         }
         uint64_t ms = static_cast<uint64_t>(next->tv_sec) * 1000 + (next->tv_usec + 999) / 1000;
-        uv_update_time(&carrier_->loop_);
+        uv_update_time(carrier_->loop());
         uv_timer_start(timer_, on_timeout, ms, 0);
     }
 
@@ -223,7 +250,7 @@ namespace {
 // that the warning is printed once).
 Resolver* resolver() {
     Carrier* carrier = Carrier::current();
-    if (!carrier->resolver_ && !carrier->resolver_failed_) {
+    if (!carrier->resolver_ && !carrier->resolver_failed_ && carrier->ensure_loop()) {
         auto* r = new Resolver(carrier);
         if (r->start())
             carrier->resolver_ = r;
@@ -374,6 +401,10 @@ struct BlockingJob {
 
 void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
     Carrier* carrier = Carrier::current();
+    if (!carrier->ensure_loop()) {
+        fn(arg);  // no loop to wait on: the call holds the carrier
+        return;
+    }
     BlockingJob job{{}, fn, arg, current_fiber(), false};
     job.request.data = &job;
     // libuv starts its pool inside the first uv_queue_work, and a new thread inherits its
@@ -387,7 +418,7 @@ void run_blocking(void (*fn)(void*), void* arg, ParkReason reason) {
         pthread_sigmask(SIG_BLOCK, &all, &saved);
     }
     int rc = uv_queue_work(
-        &carrier->loop_, &job.request,
+        carrier->loop(), &job.request,
         [](uv_work_t* request) {
             auto* j = static_cast<BlockingJob*>(request->data);
             j->fn(j->arg);

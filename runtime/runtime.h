@@ -94,6 +94,7 @@ struct FdWaiter {
     uint32_t events = 0;
     uint32_t revents = 0;  // what woke us (EPOLLERR/EPOLLHUP included)
     bool closed = false;   // the fd was closed (or dup2'd over) while we waited
+    uint32_t gen = 0;      // the fd's generation when the wait began
     // Intrusive links; the waiter lives on the parked fiber's stack.
     Fiber* fiber = nullptr;
     FdWaiter* next = nullptr;
@@ -104,9 +105,11 @@ WaitResult wait_fd(int fd, uint32_t events, uint64_t deadline_ns, ParkReason rea
 // Waits until any of the fds is ready, one is closed, or the deadline passes.
 WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns, ParkReason reason);
 
-// Called before the real close()/dup2() of `fd`: waiters wake with kClosed and the fd
-// leaves every epoll set, so the number can be reused safely.
+// Called before the real close()/dup2() of `fd`, on any thread: waiters on every carrier wake
+// with kClosed and the fd leaves every epoll set, so the number can be reused safely.
 void fd_closing(int fd);
+// The same for every fd in [first, last] (close_range, closefrom).
+void fds_closing(unsigned first, unsigned last);
 
 // Statistics of the current process (all carriers, retired ones included); stats.cpp.
 struct RuntimeStats {
@@ -135,6 +138,8 @@ bool count_blocked_calls();
 // Marks the calling thread as the runtime's own (the monitor): its calls are not counted, and
 // the deadlock check knows it will never release a program's lock.
 void mark_internal_thread();
+// True on such a thread: its calls are the runtime's own and pass straight through.
+bool on_internal_thread();
 
 // What the scheduler does when every fiber of the only carrier waits on another (deadlock.cpp).
 enum class DeadlockMode { kOff, kReport, kAbort };

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <vector>
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -24,14 +23,51 @@ constexpr size_t kMaxPooledPerSize = 1024;
 // as a stack keeps whatever its last fiber touched until it is reused or cleaned.
 constexpr size_t kMaxWarmPerSize = 16;
 
-struct Bucket {
-    size_t usable;
-    std::vector<Stack> free;  // pages given back (MADV_DONTNEED)
-    std::vector<Stack> warm;  // pages kept
+// Pooled stacks wait in nodes allocated outside the lock: nothing allocates while it is held
+// (an allocator preloaded beside us may itself take locks that park).
+struct Node {
+    Stack stack;
+    Node* next;
 };
 
+struct Bucket {
+    size_t usable = 0;  // 0: an unused bucket
+    Node* free = nullptr;  // pages given back (MADV_DONTNEED)
+    size_t free_count = 0;
+    Node* warm = nullptr;  // pages kept
+    size_t warm_count = 0;
+};
+
+// Stack sizes in use at once are few (the default, and what programs ask for); stacks of
+// further sizes are not pooled.
+constexpr size_t kMaxSizes = 32;
 SpinLock g_lock;
-std::vector<Bucket>* g_buckets = nullptr;  // never destroyed: fibers may outlive static dtors
+Bucket g_buckets[kMaxSizes];
+
+Bucket* bucket_for(size_t usable, bool make) {
+    for (Bucket& b : g_buckets) {
+        if (b.usable == usable) return &b;
+        if (b.usable == 0) {
+            if (!make) return nullptr;
+            b.usable = usable;
+            return &b;
+        }
+    }
+    return nullptr;
+}
+
+Node* pop(Node*& list, size_t& count) {
+    Node* node = list;
+    list = node->next;
+    --count;
+    return node;
+}
+
+void push(Node*& list, size_t& count, Node* node) {
+    node->next = list;
+    list = node;
+    ++count;
+}
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -45,18 +81,20 @@ size_t StackPool::page_size() {
 bool StackPool::acquire(size_t size, Stack* out) {
     const size_t page = page_size();
     const size_t usable = round_up(size, page);
+    Node* node = nullptr;
     {
         SpinGuard hold(g_lock);
-        if (g_buckets) {
-            for (Bucket& b : *g_buckets) {
-                if (b.usable != usable) continue;
-                std::vector<Stack>& from = b.warm.empty() ? b.free : b.warm;
-                if (from.empty()) break;
-                *out = from.back();
-                from.pop_back();
-                return true;
-            }
+        if (Bucket* b = bucket_for(usable, false)) {
+            if (b->warm)
+                node = pop(b->warm, b->warm_count);
+            else if (b->free)
+                node = pop(b->free, b->free_count);
         }
+    }
+    if (node) {
+        *out = node->stack;
+        delete node;
+        return true;
     }
     const size_t mapped = usable + page;
     void* mem = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
@@ -84,29 +122,34 @@ void StackPool::release(const Stack& stack) {
     // not inherit them (ASan would report its own locals as out of bounds).
     ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
 #endif
+    auto* node = new Node{stack, nullptr};
     {
         SpinGuard hold(g_lock);
-        if (!g_buckets) g_buckets = new std::vector<Bucket>();
-        for (Bucket& b : *g_buckets) {
-            if (b.usable == stack.usable() && b.warm.size() < kMaxWarmPerSize) {
-                b.warm.push_back(stack);
-                return;
-            }
-        }
-    }
-    madvise(stack.limit, stack.usable(), MADV_DONTNEED);
-    SpinGuard hold(g_lock);
-    for (Bucket& b : *g_buckets) {
-        if (b.usable == stack.usable()) {
-            if (b.free.size() < kMaxPooledPerSize) {
-                b.free.push_back(stack);
-                return;
-            }
-            munmap(stack.base, stack.mapped);
+        Bucket* b = bucket_for(stack.usable(), true);
+        if (b && b->warm_count < kMaxWarmPerSize) {
+            push(b->warm, b->warm_count, node);
             return;
         }
     }
-    g_buckets->push_back(Bucket{stack.usable(), {stack}, {}});
+    madvise(stack.limit, stack.usable(), MADV_DONTNEED);
+    {
+        SpinGuard hold(g_lock);
+        Bucket* b = bucket_for(stack.usable(), false);
+        if (b && b->free_count < kMaxPooledPerSize) {
+            push(b->free, b->free_count, node);
+            return;
+        }
+    }
+    munmap(stack.base, stack.mapped);
+    delete node;
+}
+
+// For fork (fork.cpp): no other thread may be inside the pool when the process forks.
+void lock_stack_pool(bool lock) {
+    if (lock)
+        g_lock.lock();
+    else
+        g_lock.unlock();
 }
 
 }  // namespace green

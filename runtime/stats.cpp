@@ -148,6 +148,14 @@ void registry_after_fork(Carrier* survivor) {
     g_pool_started.store(false);  // libuv remakes its pool in the child at the next work
 }
 
+// For fork (fork.cpp): no other thread may be inside the registry when the process forks.
+void lock_carrier_registry(bool lock) {
+    if (lock)
+        g_lock.lock();
+    else
+        g_lock.unlock();
+}
+
 bool for_each_carrier(void (*visit)(Carrier*, void*), void* context, bool try_only) {
     if (try_only) {
         int tries = 1000;
@@ -239,6 +247,10 @@ void set_count_blocked_calls(bool on) {
 bool count_blocked_calls() {
     return g_count_blocked.load(std::memory_order_relaxed);
 }
+bool on_internal_thread() {
+    return t_internal;
+}
+
 void mark_internal_thread() {
     t_internal = true;
     g_internal_threads.fetch_add(1, std::memory_order_relaxed);

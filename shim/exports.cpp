@@ -4,6 +4,8 @@
 // it calls the real function. This is the one place where that guard lives.
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
+#include <type_traits>
 
 #include "hooks/hooks.h"
 #include "runtime/runtime.h"
@@ -26,12 +28,28 @@ private:
 };
 
 // A successful call leaves errno as it found it, as glibc's do; our hooks make internal
-// attempts (EAGAIN, ENOTSOCK) on the way to success. Every GREEN_HOOK call reports failure
-// as -1 (pthread_create and sleep never return -1, so their errno is always kept).
+// attempts (EAGAIN, ENOTSOCK, an epoll_ctl's ENOENT) on the way to success. Every interposed
+// call that sets errno reports failure as -1 (SIG_ERR for signal); the pthread calls return
+// error numbers and never touch errno, so theirs is always kept.
 template <typename T>
-T keep_errno_unless_failed(T result, int saved) {
-    if (result != static_cast<T>(-1)) errno = saved;
-    return result;
+bool failed(T result) {
+    if constexpr (std::is_pointer_v<T>)
+        return result == reinterpret_cast<T>(intptr_t{-1});
+    else
+        return result == static_cast<T>(-1);
+}
+
+template <typename Call>
+auto keep_errno_unless_failed(Call call) {
+    const int saved = errno;
+    if constexpr (std::is_void_v<decltype(call())>) {
+        call();
+        errno = saved;
+    } else {
+        auto result = call();
+        if (!failed(result)) errno = saved;
+        return result;
+    }
 }
 
 // Off any fiber: counted for GREEN_STATS (unless the thread is a carrier's scheduler or the
@@ -54,8 +72,7 @@ extern "C" {
         if (!fiber) return passed_through(green::real::get().name) args;     \
         if (fiber->hook_depth != 0) return green::real::get().name args;     \
         InHook in_hook(fiber);                                               \
-        int saved_errno = errno;                                             \
-        return keep_errno_unless_failed(green::hooks::name args, saved_errno); \
+        return keep_errno_unless_failed([&] { return green::hooks::name args; }); \
     }
 #define GREEN_HOOK_OWN_ERRNO(ret, name, params, args)                        \
     GREEN_EXPORT ret name params {                                           \
@@ -65,8 +82,10 @@ extern "C" {
         InHook in_hook(fiber);                                               \
         return green::hooks::name args;                                      \
     }
-#define GREEN_HOOK_ALWAYS(ret, name, params, args) \
-    GREEN_EXPORT ret name params { return green::hooks::name args; }
+#define GREEN_HOOK_ALWAYS(ret, name, params, args)                                    \
+    GREEN_EXPORT ret name params {                                                    \
+        return keep_errno_unless_failed([&] { return green::hooks::name args; });      \
+    }
 #define GREEN_HOOK_MANUAL(ret, name, params)
 #define GREEN_HOOK_NORETURN(name, params, args) \
     GREEN_EXPORT void name params {             \

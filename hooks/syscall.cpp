@@ -1,0 +1,60 @@
+// syscall(2): the numbers whose glibc function libgreen interposes behave as that function
+// does under the shim (a futex wait parks, a close cannot take the runtime's fds and wakes
+// waiters, a fork gives the child its own carrier state); every other number is the kernel's.
+#include <linux/sched.h>
+#include <sched.h>
+#include <sys/syscall.h>
+
+#include "hooks/hooks.h"
+#include "hooks/wait.h"
+#include "runtime/fork.h"
+
+namespace green::hooks {
+namespace {
+
+long real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
+    return real::get().syscall(n, a1, a2, a3, a4, a5, a6);
+}
+
+// A clone that makes a process, not a thread: no shared memory, no new stack (the child
+// returns through this very frame, as fork's does).
+bool forks(long number, long a1, long a2) {
+    if (number == SYS_fork) return true;
+    if (number == SYS_clone) return !(a1 & CLONE_VM) && a2 == 0;
+    if (number == SYS_clone3) {
+        const auto* args = reinterpret_cast<const clone_args*>(a1);
+        clone_args copy{};
+        if (!args || static_cast<size_t>(a2) < CLONE_ARGS_SIZE_VER0 ||
+            !copy_from_user(&copy, args, CLONE_ARGS_SIZE_VER0))
+            return false;  // the kernel reports what is wrong
+        return !(copy.flags & CLONE_VM) && copy.stack == 0;
+    }
+    return false;
+}
+
+}  // namespace
+
+long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6) {
+    // The runtime's own threads (the monitor, which has a file table of its own) make raw
+    // system calls precisely to reach the kernel.
+    if (disabled() || on_internal_thread()) return real_syscall(number, a1, a2, a3, a4, a5, a6);
+    switch (number) {
+        case SYS_futex:
+            return futex_call(number, a1, a2, a3, a4, a5, a6);
+        case SYS_close:
+            return hooks::close(static_cast<int>(a1));
+        case SYS_close_range:
+            return hooks::close_range(static_cast<unsigned>(a1), static_cast<unsigned>(a2),
+                                      static_cast<int>(a3));
+        default:
+            break;
+    }
+    if (forks(number, a1, a2)) {
+        long pid = real_syscall(number, a1, a2, a3, a4, a5, a6);
+        if (pid == 0) fork_child(false);
+        return pid;
+    }
+    return real_syscall(number, a1, a2, a3, a4, a5, a6);
+}
+
+}  // namespace green::hooks
