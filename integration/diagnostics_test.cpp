@@ -206,6 +206,17 @@ TEST_CASE("the watchdog names the system call that holds a carrier, without inte
     CHECK(r.err.find("blocked in the rt_sigtimedwait system call") != std::string::npos);
 }
 
+TEST_CASE("the watchdog names a system call newer than glibc's wrappers (epoll_pwait2, 441)",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "new_syscall"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "epoll_pwait2: 0\n");  // the full timeout, not interrupted
+    CHECK(count_of(r.err, "green: watchdog:") == 1);
+    CHECK(r.err.find("(wait_in_epoll_pwait2 (") != std::string::npos);
+    CHECK(r.err.find("blocked in the epoll_pwait2 system call (441)") != std::string::npos);
+}
+
 TEST_CASE("two threads deadlocked on two mutexes: the report names both waits, then abort",
           "[diagnostics]") {
     Run r = run({{tool("diagnostics"), "deadlock"}, {"GREEN_DEADLOCK=abort"}, true}, 10000);

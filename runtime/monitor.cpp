@@ -121,46 +121,6 @@ char thread_state(int32_t tid) {
     return p && p[1] == ' ' ? p[2] : '?';
 }
 
-const char* syscall_name(long nr) {
-    static const struct {
-        long nr;
-        const char* name;
-    } kNames[] = {
-        {SYS_read, "read"},
-        {SYS_write, "write"},
-        {SYS_pread64, "pread64"},
-        {SYS_pwrite64, "pwrite64"},
-        {SYS_openat, "openat"},
-        {SYS_fsync, "fsync"},
-        {SYS_fdatasync, "fdatasync"},
-        {SYS_flock, "flock"},
-        {SYS_fcntl, "fcntl"},
-        {SYS_futex, "futex"},
-        {SYS_wait4, "wait4"},
-        {SYS_waitid, "waitid"},
-        {SYS_nanosleep, "nanosleep"},
-        {SYS_clock_nanosleep, "clock_nanosleep"},
-        {SYS_rt_sigtimedwait, "rt_sigtimedwait"},
-        {SYS_rt_sigsuspend, "rt_sigsuspend"},
-        {SYS_poll, "poll"},
-        {SYS_ppoll, "ppoll"},
-        {SYS_select, "select"},
-        {SYS_pselect6, "pselect6"},
-        {SYS_epoll_wait, "epoll_wait"},
-        {SYS_epoll_pwait, "epoll_pwait"},
-        {SYS_accept, "accept"},
-        {SYS_accept4, "accept4"},
-        {SYS_connect, "connect"},
-        {SYS_recvfrom, "recvfrom"},
-        {SYS_sendto, "sendto"},
-        {SYS_recvmsg, "recvmsg"},
-        {SYS_sendmsg, "sendmsg"},
-    };
-    for (const auto& entry : kNames)
-        if (entry.nr == nr) return entry.name;
-    return "syscall";
-}
-
 void report(Stall& stall) {
     // A thread in user code gets the sampling signal; one inside a system call does not (the
     // signal could make that call fail with EINTR): the kernel says where it waits instead.
