@@ -195,6 +195,22 @@ TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, wit
     CHECK(sampler.max() == 2);  // the carrier and the monitor
 }
 
+TEST_CASE("the watchdog does not unwind a thread it stopped inside libc, but names where it is",
+          "[diagnostics]") {
+    // An unwinder started in libc (or ld.so, libgcc_s, libgreen) may need a lock the
+    // interrupted code holds. A thread that stays in memset for 500 ms is reported by its pc.
+    Run r = run({{tool("diagnostics"), "in_libc"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "filled\n");
+    CHECK(count_of(r.err, "green: watchdog:") == 1);
+    CHECK(r.err.find("(memset_for_500ms (") != std::string::npos);
+    CHECK(r.err.find("running in libc.so.6 at 0x") != std::string::npos);
+    CHECK(r.err.find("no backtrace") != std::string::npos);
+    CHECK(r.err.find("  #0 ") == std::string::npos);  // no frames: no unwinding was done
+    CHECK(r.err.find("memset_for_500ms+0x") == std::string::npos);
+}
+
 TEST_CASE("the watchdog names the system call that holds a carrier, without interrupting it",
           "[diagnostics]") {
     Run r = run({{tool("diagnostics"), "syscall"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
