@@ -178,6 +178,25 @@ TEST_CASE("GREEN_STATS counts a call that holds the carrier and calls off any fi
     CHECK(s["total.passthrough_calls"] >= 1);  // write() on glibc's SIGEV_THREAD thread
 }
 
+TEST_CASE("GREEN_STATS in a forked child names the child's own carrier thread",
+          "[diagnostics]") {
+    // Parent and child each dump at exit; the main thread is the carrier in both, so each
+    // dump's carrier0.tid is its own pid (the child's was once the parent's tid).
+    Run r = run({{tool("diagnostics"), "fork"}, {"GREEN_STATS=1"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    std::smatch child;
+    REQUIRE(std::regex_search(r.out, child, std::regex("^child (\\d+) exited 0\n$")));
+    std::vector<Stats> dumps;
+    for (size_t end = r.err.find("green.stats.end=1"); end != std::string::npos;
+         end = r.err.find("green.stats.end=1", end + 1))
+        dumps.push_back(last_dump(r.err.substr(0, end + 17)));
+    REQUIRE(dumps.size() == 2);
+    CHECK(dumps[0]["pid"] == std::stoull(child[1]));  // the child exits first
+    CHECK(dumps[1]["pid"] != dumps[0]["pid"]);
+    for (Stats& s : dumps) CHECK(s["carrier0.tid"] == s["pid"]);
+}
+
 TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, with its frame",
           "[diagnostics]") {
     Process spin({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100"}, true, true});
