@@ -123,8 +123,8 @@ void* wait_with_high_registers(void* arg) {
     __asm__ volatile("" : "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
     long n = read(high_pipe[0], &c, 1);
     __asm__ volatile("" : "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
-    if (r12 != 0xfedcba9876543210ul || r13 != 0x8badf00d8badf00dul ||
-        r14 != 0xffffffffffffff00ul || r15 != 0xdeadbeefcafef00dul)
+    if (r12 != 0xfedcba9876543210ul || r13 != 0x8badf00d8badf00dul || r14 != 0xffffffffffffff00ul ||
+        r15 != 0xdeadbeefcafef00dul)
         abort(); /* a register came back changed */
     return (void*)(n == 1 && c == 'y' ? 1l : 0l);
 }
@@ -291,7 +291,8 @@ int main(int argc, char** argv) {
         while (!timer_ran) usleep(1000);
         return 0;
     }
-    fprintf(stderr, "usage: diagnostics spin|syscall|new_syscall|in_libc|deadlock|parked|attach|"
-                    "fork|blockers\n");
+    fprintf(stderr,
+            "usage: diagnostics spin|syscall|new_syscall|in_libc|deadlock|parked|attach|"
+            "fork|blockers\n");
     return 2;
 }

@@ -178,8 +178,7 @@ TEST_CASE("GREEN_STATS counts a call that holds the carrier and calls off any fi
     CHECK(s["total.passthrough_calls"] >= 1);  // write() on glibc's SIGEV_THREAD thread
 }
 
-TEST_CASE("GREEN_STATS in a forked child names the child's own carrier thread",
-          "[diagnostics]") {
+TEST_CASE("GREEN_STATS in a forked child names the child's own carrier thread", "[diagnostics]") {
     // Parent and child each dump at exit; the main thread is the carrier in both, so each
     // dump's carrier0.tid is its own pid (the child's was once the parent's tid).
     Run r = run({{tool("diagnostics"), "fork"}, {"GREEN_STATS=1"}, true}, 10000);
@@ -357,9 +356,27 @@ TEST_CASE("green bt on a live process puts every register back: it runs on after
         ".cast(gdb.lookup_type('unsigned long').pointer()).dereference()) "
         "for c, f in fibers() if int(f['id']) == 1002 for r, o in SAVED])";
     std::string regs = "info registers rbx r12 r13 r14 r15 rbp rsp rip orig_rax eflags";
-    Run r = run({{"gdb", "-nx", "-batch", "-p", std::to_string(pid), "-ex", "source " + script,
-                  "-ex", "green fibers", "-ex", show_saved, "-ex", regs, "-ex", "green bt all",
-                  "-ex", "green bt 1002", "-ex", "green bt 1000", "-ex", regs},
+    Run r = run({{"gdb",
+                  "-nx",
+                  "-batch",
+                  "-p",
+                  std::to_string(pid),
+                  "-ex",
+                  "source " + script,
+                  "-ex",
+                  "green fibers",
+                  "-ex",
+                  show_saved,
+                  "-ex",
+                  regs,
+                  "-ex",
+                  "green bt all",
+                  "-ex",
+                  "green bt 1002",
+                  "-ex",
+                  "green bt 1000",
+                  "-ex",
+                  regs},
                  {},
                  false},
                 60000);

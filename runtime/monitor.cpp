@@ -2,8 +2,9 @@
 // few times per threshold and looks at every carrier's switch counter. A carrier whose fiber
 // has held the thread past the threshold is reported once per incident, and at most once per
 // second: the fiber, what it last parked on, and where the thread is: a backtrace taken on
-// the carrier thread by a signal handler when it runs user code (the monitor cannot unwind
-// another thread's stack), or the system call the kernel says it waits in.
+// the carrier thread by a signal handler when it runs the program's own code (the monitor
+// cannot unwind another thread's stack; inside libc, ld.so or libgreen the handler must not
+// unwind either, and the pc alone is reported), or the system call the kernel says it waits in.
 // The monitor only reads the running fiber's identity, and only while the carrier's switch
 // counter shows that the fiber is still the one running (so it cannot have been freed).
 #include <execinfo.h>
@@ -51,8 +52,8 @@ int g_unsafe_code_count = 0;
 // Module names (up to the version) whose code holds locks an unwinder may need: libgreen's
 // dependencies (ldd libgreen.so) and the libraries of glibc.
 constexpr const char* kUnsafeModules[] = {
-    "libc.so",   "ld-linux-x86-64.so", "libgcc_s.so", "libstdc++.so", "libm.so",
-    "libuv.so",  "libboost_context.so", "libpthread.so", "libdl.so", "librt.so",
+    "libc.so",  "ld-linux-x86-64.so",  "libgcc_s.so",   "libstdc++.so", "libm.so",
+    "libuv.so", "libboost_context.so", "libpthread.so", "libdl.so",     "librt.so",
 };
 
 bool is_unsafe_module(const dl_phdr_info* info) {
@@ -202,8 +203,7 @@ bool take_sample(const Stall& stall, StallSample* sample) {
         if (attempt) next = &retry;
         new (next) StallSample();
         if (!g_config.sample_thread(stall.tid, next)) break;
-        if (attempt && (next->on_fiber != sample->on_fiber ||
-                        next->fiber_id != sample->fiber_id))
+        if (attempt && (next->on_fiber != sample->on_fiber || next->fiber_id != sample->fiber_id))
             break;  // another fiber runs now: the first sample stands for this stall
         if (attempt) {
             sample->pc = next->pc;
@@ -246,10 +246,12 @@ void report(Stall& stall) {
         char where[320];
         describe_code(sample.pc, where, sizeof where);
         const char* module = unsafe_module_of(sample.pc);
-        const char* base = module ? strrchr(module, '/') : nullptr;
-        log::write_line("  running in %s at %p %s; no backtrace (an unwinder started there "
-                        "could wait for a lock the thread holds)",
-                        base ? base + 1 : module ? module : "?", sample.pc, where);
+        if (!module) module = "?";
+        if (const char* slash = strrchr(module, '/')) module = slash + 1;
+        log::write_line(
+            "  running in %s at %p %s; no backtrace (an unwinder started there "
+            "could wait for a lock the thread holds)",
+            module, sample.pc, where);
         return;
     }
     if (taken) {
