@@ -61,7 +61,7 @@ void trampoline(int sig, siginfo_t* info, void* context) {
         info->si_value.sival_ptr == &g_sample_tag) {
         int saved = errno;
         if (StallSample* sample = g_sample_request.load(std::memory_order_acquire))
-            take_stall_sample(sample);
+            take_stall_sample(sample, context);
         errno = saved;
         return;
     }

@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +44,36 @@ void* wait_in_sigtimedwait(void* arg) {
     printf("sigtimedwait: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN"
                                  : r < 0                  ? strerror(errno)
                                                           : "signal");
+    return NULL;
+}
+
+/* Holds its thread in a system call newer than the watchdog's old table knew: epoll_pwait2
+ * (441) on an idle epoll set, made with syscall() (only SYS_futex is libgreen's there). */
+void* wait_in_epoll_pwait2(void* arg) {
+    (void)arg;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event event;
+    struct timespec t = {0, 400 * 1000 * 1000};
+    long r = syscall(SYS_epoll_pwait2, ep, &event, 1, &t, NULL, 8);
+    printf("epoll_pwait2: %ld\n", r);
+    close(ep);
+    return NULL;
+}
+
+/* Holds its thread inside libc for 500 ms: memset over a big buffer, again and again. An
+ * unwinder started there could need a lock that libc code holds, so the watchdog must not. */
+static char* volatile big_buffer;
+void* memset_for_500ms(void* arg) {
+    (void)arg;
+    usleep(1000);
+    const size_t size = 32u << 20;
+    big_buffer = malloc(size);
+    if (!big_buffer) abort();
+    int fill = 0;
+    double end = now_seconds() + 0.5;
+    while (now_seconds() < end) memset(big_buffer, ++fill, size);
+    if (big_buffer[size - 1] != (char)fill) abort();
+    free(big_buffer);
     return NULL;
 }
 
@@ -76,6 +110,54 @@ void* wait_on_lock_a(void* arg) {
     return NULL;
 }
 
+/* Parks in read with values of 2^63 and above live in callee-saved registers across the call
+ * (so that Boost.Context may save some of them in its context). */
+static int high_pipe[2];
+void* wait_with_high_registers(void* arg) {
+    (void)arg;
+    char c = 0;
+    register unsigned long r12 __asm__("r12") = 0xfedcba9876543210ul;
+    register unsigned long r13 __asm__("r13") = 0x8badf00d8badf00dul;
+    register unsigned long r14 __asm__("r14") = 0xffffffffffffff00ul;
+    register unsigned long r15 __asm__("r15") = 0xdeadbeefcafef00dul;
+    __asm__ volatile("" : "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
+    long n = read(high_pipe[0], &c, 1);
+    __asm__ volatile("" : "+r"(r12), "+r"(r13), "+r"(r14), "+r"(r15));
+    if (r12 != 0xfedcba9876543210ul || r13 != 0x8badf00d8badf00dul || r14 != 0xffffffffffffff00ul ||
+        r15 != 0xdeadbeefcafef00dul)
+        abort(); /* a register came back changed */
+    return (void*)(n == 1 && c == 'y' ? 1l : 0l);
+}
+
+/* sigwaitinfo(set) as a raw system call made with values of 2^63 and above in every
+ * callee-saved register but rbp, held for as long as it waits: what gdb sees in the carrier
+ * thread when it attaches. Repeats on EINTR (an attach interrupts it). */
+static long sigwait_with_high_registers(const sigset_t* set) {
+    long ret;
+    __asm__ volatile(
+        "movabs $0x8000000000000012, %%rbx\n\t"
+        "movabs $0xfedcba9876543210, %%r12\n\t"
+        "movabs $0xffffffffffffff00, %%r13\n\t"
+        "movabs $0x8badf00d8badf00d, %%r14\n\t"
+        "movabs $0xdeadbeefcafef00d, %%r15\n\t"
+        "1:\n\t"
+        "mov %[nr], %%eax\n\t"
+        "mov %[size], %%r10\n\t"
+        "syscall\n\t"
+        "cmp $-4, %%rax\n\t"
+        "je 1b\n\t"
+        : "=&a"(ret)
+        : [nr] "i"(SYS_rt_sigtimedwait), "D"(set), "S"(0l), "d"(0l), [size] "i"(8)
+        : "rbx", "rcx", "r10", "r11", "r12", "r13", "r14", "r15", "memory");
+    return ret;
+}
+
+void* nap(void* arg) {
+    (void)arg;
+    usleep(1000);
+    return NULL;
+}
+
 static volatile int timer_ran;
 
 static void on_timer(union sigval value) {
@@ -100,6 +182,19 @@ int main(int argc, char** argv) {
         pthread_t t;
         pthread_create(&t, NULL, wait_in_sigtimedwait, NULL);
         pthread_join(t, NULL);
+        return 0;
+    }
+    if (!strcmp(name, "new_syscall")) {
+        pthread_t t;
+        pthread_create(&t, NULL, wait_in_epoll_pwait2, NULL);
+        pthread_join(t, NULL);
+        return 0;
+    }
+    if (!strcmp(name, "in_libc")) {
+        pthread_t t;
+        pthread_create(&t, NULL, memset_for_500ms, NULL);
+        pthread_join(t, NULL);
+        printf("filled\n");
         return 0;
     }
     if (!strcmp(name, "deadlock")) {
@@ -129,6 +224,50 @@ int main(int argc, char** argv) {
         printf("done\n");
         return 0;
     }
+    if (!strcmp(name, "attach")) {
+        /* Three threads parked, main waiting for SIGUSR1 in a raw system call: a debugger
+         * attaches, looks, detaches; then SIGUSR1 lets everything finish. */
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0); /* Yama: any debugger may attach */
+        if (pipe(pipe_fds) != 0 || pipe(high_pipe) != 0) return 1;
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+        pthread_mutex_lock(&lock_a);
+        pthread_t r, m, h;
+        pthread_create(&r, NULL, wait_in_read, NULL);
+        pthread_create(&m, NULL, wait_on_lock_a, NULL);
+        pthread_create(&h, NULL, wait_with_high_registers, NULL);
+        usleep(100000); /* all block at once; this only gives them the time to get there */
+        printf("ready %d\n", (int)getpid());
+        long sig = sigwait_with_high_registers(&usr1);
+        printf("woke by signal %ld\n", sig);
+        pthread_mutex_unlock(&lock_a);
+        if (write(pipe_fds[1], "x", 1) != 1 || write(high_pipe[1], "y", 1) != 1) return 1;
+        void* high_result = NULL;
+        pthread_join(r, NULL);
+        pthread_join(m, NULL);
+        pthread_join(h, &high_result);
+        printf("done %ld\n", (long)high_result);
+        return 0;
+    }
+    if (!strcmp(name, "fork")) {
+        /* A parent and its forked child each run a thread and exit: each one's dump at exit
+         * (GREEN_STATS) is of its own process and carrier. */
+        pthread_t t;
+        pthread_create(&t, NULL, nap, NULL);
+        pthread_join(t, NULL);
+        pid_t child = fork();
+        if (child < 0) return 1;
+        pthread_create(&t, NULL, nap, NULL);
+        pthread_join(t, NULL);
+        if (child > 0) {
+            int status = 0;
+            if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return 1;
+            printf("child %d exited %d\n", (int)child, WEXITSTATUS(status));
+        }
+        return 0;
+    }
     if (!strcmp(name, "blockers")) {
         /* A call that holds the carrier, and calls from a thread the shim does not manage (a
          * SIGEV_THREAD timer's). */
@@ -152,6 +291,8 @@ int main(int argc, char** argv) {
         while (!timer_ran) usleep(1000);
         return 0;
     }
-    fprintf(stderr, "usage: diagnostics spin|syscall|deadlock|parked|blockers\n");
+    fprintf(stderr,
+            "usage: diagnostics spin|syscall|new_syscall|in_libc|deadlock|parked|attach|"
+            "fork|blockers\n");
     return 2;
 }

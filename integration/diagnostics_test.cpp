@@ -178,6 +178,24 @@ TEST_CASE("GREEN_STATS counts a call that holds the carrier and calls off any fi
     CHECK(s["total.passthrough_calls"] >= 1);  // write() on glibc's SIGEV_THREAD thread
 }
 
+TEST_CASE("GREEN_STATS in a forked child names the child's own carrier thread", "[diagnostics]") {
+    // Parent and child each dump at exit; the main thread is the carrier in both, so each
+    // dump's carrier0.tid is its own pid (the child's was once the parent's tid).
+    Run r = run({{tool("diagnostics"), "fork"}, {"GREEN_STATS=1"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    std::smatch child;
+    REQUIRE(std::regex_search(r.out, child, std::regex("^child (\\d+) exited 0\n$")));
+    std::vector<Stats> dumps;
+    for (size_t end = r.err.find("green.stats.end=1"); end != std::string::npos;
+         end = r.err.find("green.stats.end=1", end + 1))
+        dumps.push_back(last_dump(r.err.substr(0, end + 17)));
+    REQUIRE(dumps.size() == 2);
+    CHECK(dumps[0]["pid"] == std::stoull(child[1]));  // the child exits first
+    CHECK(dumps[1]["pid"] != dumps[0]["pid"]);
+    for (Stats& s : dumps) CHECK(s["carrier0.tid"] == s["pid"]);
+}
+
 TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, with its frame",
           "[diagnostics]") {
     Process spin({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100"}, true, true});
@@ -195,6 +213,22 @@ TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, wit
     CHECK(sampler.max() == 2);  // the carrier and the monitor
 }
 
+TEST_CASE("the watchdog does not unwind a thread it stopped inside libc, but names where it is",
+          "[diagnostics]") {
+    // An unwinder started in libc (or ld.so, libgcc_s, libgreen) may need a lock the
+    // interrupted code holds. A thread that stays in memset for 500 ms is reported by its pc.
+    Run r = run({{tool("diagnostics"), "in_libc"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "filled\n");
+    CHECK(count_of(r.err, "green: watchdog:") == 1);
+    CHECK(r.err.find("(memset_for_500ms (") != std::string::npos);
+    CHECK(r.err.find("running in libc.so.6 at 0x") != std::string::npos);
+    CHECK(r.err.find("no backtrace") != std::string::npos);
+    CHECK(r.err.find("  #0 ") == std::string::npos);  // no frames: no unwinding was done
+    CHECK(r.err.find("memset_for_500ms+0x") == std::string::npos);
+}
+
 TEST_CASE("the watchdog names the system call that holds a carrier, without interrupting it",
           "[diagnostics]") {
     Run r = run({{tool("diagnostics"), "syscall"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
@@ -204,6 +238,17 @@ TEST_CASE("the watchdog names the system call that holds a carrier, without inte
     CHECK(count_of(r.err, "green: watchdog:") == 1);
     CHECK(r.err.find("(wait_in_sigtimedwait (") != std::string::npos);
     CHECK(r.err.find("blocked in the rt_sigtimedwait system call") != std::string::npos);
+}
+
+TEST_CASE("the watchdog names a system call newer than glibc's wrappers (epoll_pwait2, 441)",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "new_syscall"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "epoll_pwait2: 0\n");  // the full timeout, not interrupted
+    CHECK(count_of(r.err, "green: watchdog:") == 1);
+    CHECK(r.err.find("(wait_in_epoll_pwait2 (") != std::string::npos);
+    CHECK(r.err.find("blocked in the epoll_pwait2 system call (441)") != std::string::npos);
 }
 
 TEST_CASE("two threads deadlocked on two mutexes: the report names both waits, then abort",
@@ -294,4 +339,79 @@ TEST_CASE("scripts/gdb/green.py lists the fibers and shows a parked fiber's back
     size_t last = r.out.rfind("#0 ");
     REQUIRE(last != std::string::npos);
     CHECK(r.out.find("raise", last) != std::string::npos);
+}
+
+TEST_CASE("green bt on a live process puts every register back: it runs on after a detach",
+          "[diagnostics]") {
+    // The carrier thread waits in a raw system call with values of 2^63 and above in rbx and
+    // r12..r15 (gdb shows them as negative numbers); three fibers are parked, one of them with
+    // such values saved in its context. gdb attaches, shows every fiber's stack, detaches.
+    Process p({{tool("diagnostics"), "attach"}, {}, true, true});
+    int pid = p.wait_for_port(10000, "ready (\\d+)");
+    REQUIRE(pid == p.pid());
+    std::string script = std::string(GREEN_SOURCE_DIR) + "/scripts/gdb/green.py";
+    // The saved registers of fiber 1002 (wait_with_high_registers), r12 .. rbp and the pc.
+    std::string show_saved =
+        "python print('saved:', *['%016x' % int(gdb.Value(int(f['context']) + o)"
+        ".cast(gdb.lookup_type('unsigned long').pointer()).dereference()) "
+        "for c, f in fibers() if int(f['id']) == 1002 for r, o in SAVED])";
+    std::string regs = "info registers rbx r12 r13 r14 r15 rbp rsp rip orig_rax eflags";
+    Run r = run({{"gdb",
+                  "-nx",
+                  "-batch",
+                  "-p",
+                  std::to_string(pid),
+                  "-ex",
+                  "source " + script,
+                  "-ex",
+                  "green fibers",
+                  "-ex",
+                  show_saved,
+                  "-ex",
+                  regs,
+                  "-ex",
+                  "green bt all",
+                  "-ex",
+                  "green bt 1002",
+                  "-ex",
+                  "green bt 1000",
+                  "-ex",
+                  regs},
+                 {},
+                 false},
+                60000);
+    INFO(r.out << r.err);
+    if (r.err.find("ptrace: Operation not permitted") != std::string::npos) {
+        WARN("this machine forbids ptrace: the gdb helper was not exercised");
+        return;
+    }
+    CHECK(r.out.find("parked    on read  wait_with_high_registers") != std::string::npos);
+    CHECK(r.out.find("fiber 1002 ") != std::string::npos);
+    // Fiber 1002's context holds a value with the high bit set (the case that broke the
+    // helper); and so do the thread's own registers.
+    std::smatch saved;
+    REQUIRE(std::regex_search(r.out, saved, std::regex("saved:((?: [0-9a-f]{16}){7})")));
+    CHECK(std::regex_search(saved[1].str(), std::regex(" [89a-f][0-9a-f]{15}")));
+    CHECK(r.out.find("r12            0xfedcba9876543210") != std::string::npos);
+    // Each parked fiber's stack, down to the program's function.
+    CHECK(count_of(r.out, "in wait_with_high_registers (") == 2);
+    CHECK(count_of(r.out, "in wait_in_read (") == 2);
+    CHECK(r.out.find("in wait_on_lock_a (") != std::string::npos);
+    CHECK(r.err.find("Python Exception") == std::string::npos);
+    CHECK(r.err.find("could not restore") == std::string::npos);
+    // The registers after are the registers before.
+    size_t first = r.out.find("rbx            ");
+    size_t second = r.out.rfind("rbx            ");
+    REQUIRE(first != std::string::npos);
+    REQUIRE(second != first);
+    size_t length = r.out.find("eflags", first) - first;
+    CHECK(r.out.substr(first, length) == r.out.substr(second, length));
+    // Detached, the process goes on: its raw system call gets SIGUSR1, the parked threads
+    // finish (the one with high registers checks they came back intact), and it exits.
+    kill(pid, SIGUSR1);
+    std::string out = p.read_all_stdout(10000);
+    std::string err = p.read_all_stderr(1000);
+    INFO(err);
+    CHECK(out == "woke by signal 10\ndone 1\n");
+    CHECK(exited_with(p.wait_exit(5000), 0));
 }

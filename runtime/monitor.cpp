@@ -2,16 +2,19 @@
 // few times per threshold and looks at every carrier's switch counter. A carrier whose fiber
 // has held the thread past the threshold is reported once per incident, and at most once per
 // second: the fiber, what it last parked on, and where the thread is: a backtrace taken on
-// the carrier thread by a signal handler when it runs user code (the monitor cannot unwind
-// another thread's stack), or the system call the kernel says it waits in.
+// the carrier thread by a signal handler when it runs the program's own code (the monitor
+// cannot unwind another thread's stack; inside libc, ld.so or libgreen the handler must not
+// unwind either, and the pc alone is reported), or the system call the kernel says it waits in.
 // The monitor only reads the running fiber's identity, and only while the carrier's switch
 // counter shows that the fiber is still the one running (so it cannot have been freed).
 #include <execinfo.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,67 @@ namespace {
 MonitorConfig g_config;
 constexpr uint64_t kMinReportGapNs = 1000ull * 1000 * 1000;
 constexpr int kMaxStalls = 64;
+
+// Code an unwinder must not start from in a signal handler. The unwinder finds each frame's
+// unwind table through dl_iterate_phdr, which takes the dynamic loader's lock, and libgcc_s
+// keeps locks of its own; malloc and stdio hold locks of libc. A handler that interrupted
+// code holding one of them would wait for itself. So the handler takes a backtrace only when
+// the interrupted pc is outside libc, the dynamic loader, libgcc_s, libgreen and the
+// libraries libgreen uses (the program's own code, other libraries, the vDSO); otherwise it
+// records the pc alone. The executable segments of those modules are found once when the
+// monitor starts (outside any handler) and only read afterwards, without a lock.
+struct CodeRange {
+    uintptr_t begin, end;
+    const char* module;  // the loader's name for it (lives as long as the module)
+};
+constexpr int kMaxCodeRanges = 64;
+CodeRange g_unsafe_code[kMaxCodeRanges];
+int g_unsafe_code_count = 0;
+
+// Module names (up to the version) whose code holds locks an unwinder may need: libgreen's
+// dependencies (ldd libgreen.so) and the libraries of glibc.
+constexpr const char* kUnsafeModules[] = {
+    "libc.so",  "ld-linux-x86-64.so",  "libgcc_s.so",   "libstdc++.so", "libm.so",
+    "libuv.so", "libboost_context.so", "libpthread.so", "libdl.so",     "librt.so",
+};
+
+bool is_unsafe_module(const dl_phdr_info* info) {
+    const char* name = info->dlpi_name ? info->dlpi_name : "";
+    const char* base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    for (const char* prefix : kUnsafeModules)
+        if (!strncmp(base, prefix, strlen(prefix))) return true;
+    // libgreen itself: the module whose code holds this function.
+    auto self = reinterpret_cast<uintptr_t>(&take_stall_sample);
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+        if (ph.p_type == PT_LOAD && self >= begin && self < begin + ph.p_memsz) return true;
+    }
+    return false;
+}
+
+int add_unsafe_code(dl_phdr_info* info, size_t, void*) {
+    if (!is_unsafe_module(info)) return 0;
+    for (int i = 0; i < info->dlpi_phnum && g_unsafe_code_count < kMaxCodeRanges; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+        uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+        const char* name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "libgreen";
+        g_unsafe_code[g_unsafe_code_count++] = CodeRange{begin, begin + ph.p_memsz, name};
+    }
+    return 0;
+}
+
+// The module `pc` is in when an unwinder must not start there, else nullptr. Lock-free: may
+// run in a signal handler.
+const char* unsafe_module_of(const void* pc) {
+    auto at = reinterpret_cast<uintptr_t>(pc);
+    for (int i = 0; i < g_unsafe_code_count; ++i)
+        if (at >= g_unsafe_code[i].begin && at < g_unsafe_code[i].end)
+            return g_unsafe_code[i].module;
+    return nullptr;
+}
 
 struct Stall {
     int index;
@@ -121,44 +185,36 @@ char thread_state(int32_t tid) {
     return p && p[1] == ' ' ? p[2] : '?';
 }
 
-const char* syscall_name(long nr) {
-    static const struct {
-        long nr;
-        const char* name;
-    } kNames[] = {
-        {SYS_read, "read"},
-        {SYS_write, "write"},
-        {SYS_pread64, "pread64"},
-        {SYS_pwrite64, "pwrite64"},
-        {SYS_openat, "openat"},
-        {SYS_fsync, "fsync"},
-        {SYS_fdatasync, "fdatasync"},
-        {SYS_flock, "flock"},
-        {SYS_fcntl, "fcntl"},
-        {SYS_futex, "futex"},
-        {SYS_wait4, "wait4"},
-        {SYS_waitid, "waitid"},
-        {SYS_nanosleep, "nanosleep"},
-        {SYS_clock_nanosleep, "clock_nanosleep"},
-        {SYS_rt_sigtimedwait, "rt_sigtimedwait"},
-        {SYS_rt_sigsuspend, "rt_sigsuspend"},
-        {SYS_poll, "poll"},
-        {SYS_ppoll, "ppoll"},
-        {SYS_select, "select"},
-        {SYS_pselect6, "pselect6"},
-        {SYS_epoll_wait, "epoll_wait"},
-        {SYS_epoll_pwait, "epoll_pwait"},
-        {SYS_accept, "accept"},
-        {SYS_accept4, "accept4"},
-        {SYS_connect, "connect"},
-        {SYS_recvfrom, "recvfrom"},
-        {SYS_sendto, "sendto"},
-        {SYS_recvmsg, "recvmsg"},
-        {SYS_sendmsg, "sendmsg"},
-    };
-    for (const auto& entry : kNames)
-        if (entry.nr == nr) return entry.name;
-    return "syscall";
+// Asks the carrier thread for a sample. One that stopped in code where it could not unwind is
+// asked again a little later, as long as the same fiber holds the thread (Go retries its
+// preemption signal in the same way): a program loop that calls into libc is caught in its own
+// code on one of the next tries; a thread that stays inside libc is reported by its pc.
+bool take_sample(const Stall& stall, StallSample* sample) {
+    constexpr int kTries = 20;
+    bool taken = false;
+    for (int attempt = 0; attempt < kTries; ++attempt) {
+        if (attempt) {
+            timespec wait{0, 2 * 1000 * 1000};
+            clock_nanosleep(CLOCK_MONOTONIC, 0, &wait, nullptr);
+            if (thread_state(stall.tid) != 'R') break;  // it moved on: keep the last sample
+        }
+        StallSample* next = sample;
+        static StallSample retry;  // static: a late handler may still write into it
+        if (attempt) next = &retry;
+        new (next) StallSample();
+        if (!g_config.sample_thread(stall.tid, next)) break;
+        if (attempt && (next->on_fiber != sample->on_fiber || next->fiber_id != sample->fiber_id))
+            break;  // another fiber runs now: the first sample stands for this stall
+        if (attempt) {
+            sample->pc = next->pc;
+            sample->unsafe_pc = next->unsafe_pc;
+            sample->frames = next->frames;
+            memcpy(sample->pcs, next->pcs, sizeof sample->pcs);
+        }
+        taken = true;
+        if (!sample->unsafe_pc) break;
+    }
+    return taken;
 }
 
 void report(Stall& stall) {
@@ -167,8 +223,7 @@ void report(Stall& stall) {
     static StallSample sample;  // static: a late handler may still write into it
     new (&sample) StallSample();
     char state = thread_state(stall.tid);
-    bool taken =
-        state == 'R' && g_config.sample_thread && g_config.sample_thread(stall.tid, &sample);
+    bool taken = state == 'R' && g_config.sample_thread && take_sample(stall, &sample);
     const StallSample& fiber = taken && sample.on_fiber ? sample : stall.fiber;
     char more[64] = "";
     if (stall.suppressed)
@@ -187,6 +242,18 @@ void report(Stall& stall) {
         fiber.last_park == ParkReason::kNone ? "it has not parked since it started"
                                              : "it last parked on ",
         fiber.last_park == ParkReason::kNone ? "" : park_reason_name(fiber.last_park), more);
+    if (taken && sample.unsafe_pc) {
+        char where[320];
+        describe_code(sample.pc, where, sizeof where);
+        const char* module = unsafe_module_of(sample.pc);
+        if (!module) module = "?";
+        if (const char* slash = strrchr(module, '/')) module = slash + 1;
+        log::write_line(
+            "  running in %s at %p %s; no backtrace (an unwinder started there "
+            "could wait for a lock the thread holds)",
+            module, sample.pc, where);
+        return;
+    }
     if (taken) {
         for (int i = first_program_frame(sample), n = 0; i < sample.frames; ++i, ++n) {
             char where[320];
@@ -271,7 +338,9 @@ bool create_monitor_thread() {
 
 }  // namespace
 
-void take_stall_sample(StallSample* sample) {
+void take_stall_sample(StallSample* sample, const void* ucontext) {
+    // In the carrier's signal handler: nothing here may take a lock or allocate, and
+    // backtrace() only runs where unsafe_module_of says no lock of the unwinder's is held.
     Fiber* fiber = current_fiber();
     sample->on_fiber = fiber != nullptr;
     if (fiber) {
@@ -281,15 +350,21 @@ void take_stall_sample(StallSample* sample) {
         sample->last_park = fiber->park_reason;
         memcpy(sample->name, fiber->name, sizeof sample->name);
     }
-    sample->frames = backtrace(sample->pcs, 48);
+    const auto* uc = static_cast<const ucontext_t*>(ucontext);
+    sample->pc = uc ? reinterpret_cast<const void*>(uc->uc_mcontext.gregs[REG_RIP]) : nullptr;
+    sample->unsafe_pc = !uc || unsafe_module_of(sample->pc) != nullptr;
+    sample->frames = sample->unsafe_pc ? 0 : backtrace(sample->pcs, 48);
     sample->taken.store(true, std::memory_order_release);
 }
 
 bool start_monitor(const MonitorConfig& config) {
     g_config = config;
-    // backtrace() loads libgcc_s on its first call: do that here, not in a signal handler.
+    // backtrace() loads libgcc_s on its first call: do that here, not in a signal handler;
+    // then note where the code is that a handler must not unwind from (libgcc_s included).
     void* warm[2];
     backtrace(warm, 2);
+    static pthread_once_t ranges_once = PTHREAD_ONCE_INIT;
+    pthread_once(&ranges_once, [] { dl_iterate_phdr(add_unsafe_code, nullptr); });
     static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
     pthread_once(&atfork_once, [] {
         pthread_atfork(nullptr, nullptr, [] {

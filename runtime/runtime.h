@@ -158,12 +158,15 @@ struct StallSample {
     void* (*start)(void*) = nullptr;
     ParkReason last_park = ParkReason::kNone;
     char name[16] = {};
+    const void* pc = nullptr;  // the interrupted instruction
+    bool unsafe_pc = false;    // pc is in code an unwinder must not start from: no backtrace
     int frames = 0;
     void* pcs[48] = {};
 };
-// Fills `sample` with the calling thread's running fiber and backtrace, then sets `taken`.
-// For the signal handler the monitor's request runs on a carrier thread.
-void take_stall_sample(StallSample* sample);
+// Fills `sample` with the calling thread's running fiber and, when the interrupted pc
+// (`ucontext`, the handler's third argument) is in the program's own code, its backtrace;
+// then sets `taken`. For the signal handler the monitor's request runs on a carrier thread.
+void take_stall_sample(StallSample* sample, const void* ucontext);
 
 struct MonitorConfig {
     uint64_t threshold_ms = 0;

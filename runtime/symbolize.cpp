@@ -40,4 +40,15 @@ void describe_data(const void* address, char* out, size_t size) {
     snprintf(out, size, "%p", address);
 }
 
+const char* syscall_name(long nr) {
+    switch (nr) {
+#define GREEN_SYSCALL(number, name) \
+    case number:                    \
+        return #name;
+#include "runtime/syscall_names.def"
+#undef GREEN_SYSCALL
+    }
+    return "syscall";
+}
+
 }  // namespace green

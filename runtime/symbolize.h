@@ -12,5 +12,8 @@ void describe_code(const void* address, char* out, size_t size);
 // "symbol" when `address` is a named object (a global mutex), "symbol+0x10" inside one,
 // else "0x55..." into out.
 void describe_data(const void* address, char* out, size_t size);
+// The x86-64 system call `nr`'s name ("io_uring_enter" for 426), or "syscall" when unknown.
+// Any context, signal handlers included.
+const char* syscall_name(long nr);
 
 }  // namespace green

@@ -11,7 +11,9 @@ import gdb
 
 # Boost.Context's x86_64 SysV jump_fcontext saves, at the suspended fiber's context pointer:
 # mxcsr/x87 cw (8 bytes), r12, r13, r14, r15, rbx, rbp, then the return address; the stack
-# pointer after the return is context + 0x40.
+# pointer after the return is context + 0x40. `green bt` writes them into the carrier thread
+# for one `bt` (gdb unwinds only from a thread's registers) and always writes the thread's own
+# back, checking each one, before the process may run again.
 SAVED = (("r12", 0x08), ("r13", 0x10), ("r14", 0x18), ("r15", 0x20), ("rbx", 0x28),
          ("rbp", 0x30), ("pc", 0x38))
 
@@ -76,6 +78,42 @@ def thread_of(carrier):
     raise gdb.GdbError("carrier thread %d not found" % tid)
 
 
+# Every register `green bt` may change, directly or through gdb, with the thread's own values
+# put back afterwards. orig_rax is the kernel's note of an interrupted system call, which it
+# restarts on resume: gdb may clear it when the pc is written, so it is kept too.
+KEPT = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+        "r12", "r13", "r14", "r15", "rip", "eflags", "orig_rax")
+MASK = (1 << 64) - 1
+
+
+def read_register(name):
+    """The register's 64 bits as an unsigned number (gdb gives r8..r15 as signed longs)."""
+    return int(gdb.parse_and_eval("$" + name)) & MASK
+
+
+def write_register(name, value):
+    """Sets a register of the innermost frame (a register of an outer frame is a stack slot)."""
+    gdb.newest_frame().select()
+    gdb.execute("set $%s = 0x%x" % (name, value & MASK), to_string=True)
+
+
+def restore_registers(saved):
+    """Puts back every register in `saved` that differs now, whatever fails on the way; says
+    which could not be restored (then the process must not be resumed)."""
+    failed = []
+    for name, value in saved.items():
+        try:
+            if read_register(name) != value:
+                write_register(name, value)
+            if read_register(name) != value:
+                failed.append(name)
+        except gdb.error as e:
+            failed.append("%s (%s)" % (name, e))
+    if failed:
+        raise gdb.GdbError("green: could not restore %s of thread %d: do not resume it" % (
+            ", ".join(failed), gdb.selected_thread().ptid[1]))
+
+
 def backtrace(carrier, fiber):
     print(describe(carrier, fiber))
     state = enum_name(fiber["state"])
@@ -83,22 +121,31 @@ def backtrace(carrier, fiber):
         print("  (finished)")
         return
     thread_of(carrier).switch()
-    gdb.execute("frame 0", to_string=True)
+    gdb.newest_frame().select()
     if state == "running":  # its stack is the thread's own
         gdb.execute("bt")
         return
     context = int(fiber["context"])
+    if context == 0:
+        print("  (no saved context)")
+        return
     word = gdb.lookup_type("unsigned long").pointer()
-    saved = {reg: int(gdb.parse_and_eval("$" + reg)) for reg, _ in SAVED + (("sp", 0),)}
+    # Read the whole saved frame before changing anything: a fault here changes nothing.
+    values = [(reg, int(gdb.Value(context + offset).cast(word).dereference()) & MASK)
+              for reg, offset in SAVED]
+    saved = {}
+    for name in KEPT:
+        try:
+            saved[name] = read_register(name)
+        except gdb.error:
+            pass  # not in this target's description: never written either
     try:
-        for reg, offset in SAVED:
-            value = int(gdb.Value(context + offset).cast(word).dereference())
-            gdb.execute("set $%s = 0x%x" % (reg, value), to_string=True)
-        gdb.execute("set $sp = 0x%x" % (context + 0x40), to_string=True)
+        for reg, value in values + [("sp", context + 0x40)]:
+            write_register(reg, value)
         gdb.execute("bt")
     finally:
-        for reg, value in saved.items():
-            gdb.execute("set $%s = 0x%x" % (reg, value), to_string=True)
+        restore_registers(saved)
+        gdb.newest_frame().select()
 
 
 class Green(gdb.Command):
@@ -129,11 +176,18 @@ class GreenBt(gdb.Command):
         arg = arg.strip()
         if not arg:
             raise gdb.GdbError("usage: green bt ID | green bt all")
+        if arg != "all" and not arg.isdigit():
+            raise gdb.GdbError("usage: green bt ID | green bt all")
         found = False
-        for carrier, fiber in fibers():
-            if arg == "all" or int(fiber["id"]) == int(arg):
-                found = True
-                backtrace(carrier, fiber)
+        selected = gdb.selected_thread()
+        try:
+            for carrier, fiber in fibers():
+                if arg == "all" or int(fiber["id"]) == int(arg):
+                    found = True
+                    backtrace(carrier, fiber)
+        finally:
+            if selected is not None and selected.is_valid():
+                selected.switch()
         if not found:
             raise gdb.GdbError("no fiber %s" % arg)
 
