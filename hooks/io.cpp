@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <termios.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -54,6 +55,47 @@ ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReas
             return call();
         }
         if (!wait_ready(fd, epoll_event, reason)) return -1;
+    }
+}
+
+// A tty in non-canonical mode with VMIN = 0 never waits for data: VTIME = 0 returns what is
+// there, 0 if nothing (a "polling read"); VTIME = t waits up to t tenths of a second for
+// the first byte, then returns 0 (termios(3), n_tty_read). Asked (tcgetattr) only when a
+// read is about to wait, so other fds pay nothing for it. False: an ordinary wait, no
+// deadline. With VMIN > 0 poll reports readable once a byte is there if VTIME > 0, or once
+// VMIN bytes are there if VTIME = 0 (n_tty_poll); the real read then returns at once, except
+// with VMIN > 0 and VTIME > 0 where it may wait on the carrier for the rest of VMIN, up to
+// VTIME between bytes (docs/compat.md).
+bool tty_read_timeout(int fd, uint64_t* deadline) {
+    termios mode;
+    if (tcgetattr(fd, &mode) != 0 || (mode.c_lflag & ICANON) || mode.c_cc[VMIN] != 0)
+        return false;
+    *deadline = deadline_after_ns(static_cast<uint64_t>(mode.c_cc[VTIME]) * 100'000'000ull);
+    return true;
+}
+
+// A read on an fd that takes no RWF_NOWAIT (ttys, timerfds, signalfds, most devices): park
+// until readable, then read. `call` is the real read.
+template <typename Call>
+ssize_t read_when_ready(int fd, Call call) {
+    uint64_t deadline = kNoDeadline;
+    for (bool asked = false;; asked = true) {
+        if (ready_now(fd, POLLIN) || fails_or_returns_now(fd, true)) {
+            if (count_blocked_calls() && is_regular_file(fd)) note_carrier_blocked();
+            return call();
+        }
+        if (!asked && tty_read_timeout(fd, &deadline) && deadline <= monotonic_now_ns())
+            return call();  // VMIN = 0, VTIME = 0: returns 0 at once, as it would have
+        switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
+            case Waited::kClosed: errno = EBADF; return -1;
+            case Waited::kTimedOut:  // VMIN = 0, VTIME > 0: 0 unless a byte came just now
+                return ready_now(fd, POLLIN) ? call() : 0;
+            case Waited::kInterrupted:
+                if (restarts_after_signal(kNoDeadline)) continue;
+                errno = EINTR;
+                return -1;
+            case Waited::kReady: break;
+        }
     }
 }
 
@@ -197,8 +239,7 @@ ssize_t read(int fd, void* buf, size_t count) {
         if (count < sizeof(signalfd_siginfo) && !ready_now(fd, POLLIN) &&
             event_fd_refuses(fd, count))
             return real::get().read(fd, buf, count);
-        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                               [&] { return real::get().read(fd, buf, count); });
+        return read_when_ready(fd, [&] { return real::get().read(fd, buf, count); });
     });
 }
 
@@ -232,8 +273,7 @@ ssize_t readv(int fd, const iovec* iov, int iovcnt) {
     }
     if (r >= 0 || errno != ENOTSOCK) return r;
     return read_other(fd, iov, iovcnt, [&] {
-        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                               [&] { return real::get().readv(fd, iov, iovcnt); });
+        return read_when_ready(fd, [&] { return real::get().readv(fd, iov, iovcnt); });
     });
 }
 
