@@ -20,19 +20,49 @@ bool is_stream(int fd) {
 
 // recv(MSG_WAITALL) on a stream socket returns only with `len` bytes, at EOF, or on an error
 // or timeout (then with what it has). `attempt(done)` receives into the rest, non-blocking.
+// As tcp_recvmsg and unix_stream_read_generic: SO_RCVTIMEO is read once and bounds the whole
+// call (a trickling peer does not restart it); once part of the data is in, a timeout, an
+// error or a signal handler ends the call with the count (under SA_RESTART too: the kernel
+// returns `copied`, it does not restart); with nothing yet, a signal restarts the call or
+// fails with EINTR as for a plain recv.
 template <typename Attempt>
 ssize_t receive(int fd, int flags, size_t len, Attempt attempt) {
+    // The error queue never waits (ip_recv_error): EAGAIN at once when it is empty.
+    if (flags & MSG_ERRQUEUE) return attempt(0, flags);
     const int once = flags & ~MSG_WAITALL;
     if (!(flags & MSG_WAITALL) || (flags & (MSG_PEEK | MSG_DONTWAIT)) || !is_stream(fd))
         return socket_call(fd, flags, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
                            [&] { return attempt(0, once); });
     size_t done = 0;
+    uint64_t deadline = 0;  // looked up on the first would-block, then kept for the call
+    auto partial_or_fail = [&](int err) -> ssize_t {
+        if (done > 0) return static_cast<ssize_t>(done);
+        errno = err;
+        return -1;
+    };
     while (done < len) {
-        ssize_t r = socket_call(fd, once, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
-                                [&] { return attempt(done, once); });
-        if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
-        if (r == 0) break;
-        done += static_cast<size_t>(r);
+        ssize_t r = attempt(done, once);
+        if (r > 0) {
+            done += static_cast<size_t>(r);
+            continue;
+        }
+        if (r == 0) break;  // end of stream
+        if (errno != EAGAIN) return partial_or_fail(errno);
+        if (user_nonblocking(fd)) return partial_or_fail(EAGAIN);
+        if (deadline == 0) deadline = socket_deadline(fd, SO_RCVTIMEO);
+        switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
+            case Waited::kClosed: return partial_or_fail(EBADF);
+            case Waited::kTimedOut: return partial_or_fail(EAGAIN);
+            case Waited::kInterrupted:
+                if (done > 0) {
+                    interruption_restarts();  // consumed: a partial receive never restarts
+                    return static_cast<ssize_t>(done);
+                }
+                if (restarts_after_signal(deadline)) continue;
+                errno = EINTR;
+                return -1;
+            case Waited::kReady: break;
+        }
     }
     return static_cast<ssize_t>(done);
 }
@@ -100,6 +130,8 @@ ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, sockl
 }
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+    // The error queue never waits (ip_recv_error): EAGAIN at once when it is empty.
+    if (flags & MSG_ERRQUEUE) return real::get().recvmsg(fd, msg, flags);
     // MSG_WAITALL is passed through to the kernel, which ignores it with MSG_DONTWAIT: a
     // recvmsg(MSG_WAITALL) returns what one wake-up brings (docs/compat.md).
     return socket_call(fd, flags, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,

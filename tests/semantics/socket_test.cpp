@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 
 #include <vector>
@@ -361,4 +362,122 @@ TEST(Sendto, UnconnectedUdpWithoutAddressGivesEdestaddrreq) {
     EXPECT_EQ(sendto(fd, "x", 1, 0, nullptr, 0), -1);
     EXPECT_EQ(errno, EDESTADDRREQ);
     close(fd);
+}
+
+TEST(Recv, ErrqueueNeverWaitsWhenTheQueueIsEmpty) {
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    ASSERT_GE(udp, 0);
+    Listener l;
+    int tcp = tcp_client(l);
+    for (int fd : {udp, tcp}) {
+        char buf[64];
+        auto start = Clock::now();
+        EXPECT_EQ(recv(fd, buf, sizeof buf, MSG_ERRQUEUE), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        EXPECT_EQ(recvfrom(fd, buf, sizeof buf, MSG_ERRQUEUE, nullptr, nullptr), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        iovec iov{buf, sizeof buf};
+        char control[64];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        EXPECT_EQ(recvmsg(fd, &msg, MSG_ERRQUEUE), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        EXPECT_LT(ms_since(start), 1000);
+    }
+    close(udp);
+    close(tcp);
+}
+
+// The kernel reads SO_RCVTIMEO once per call (tcp_recvmsg, unix_stream_read_generic): a
+// peer that sends a byte now and then does not stretch a MSG_WAITALL receive past it.
+TEST(Recv, WaitallTimeoutBoundsTheWholeCallAndReturnsThePart) {
+    for (bool tcp : {false, true}) {
+        SCOPED_TRACE(tcp ? "tcp" : "unix");
+        Listener l;
+        int sv[2];
+        if (tcp) {
+            sv[1] = tcp_client(l);
+            sv[0] = accept(l.fd, nullptr, nullptr);
+        } else {
+            ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        }
+        Pair p{sv[0], sv[1]};
+        timeval tv{0, 300000};
+        ASSERT_EQ(setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+        std::atomic<bool> stop{false};
+        std::thread trickle([&] {
+            for (int i = 0; i < 20 && !stop; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                if (!stop) {
+                    ASSERT_EQ(write(p.b, "t", 1), 1);
+                }
+            }
+        });
+        char buf[64];
+        auto start = Clock::now();
+        ssize_t n = recv(p.a, buf, sizeof buf, MSG_WAITALL);
+        long took = ms_since(start);
+        stop = true;
+        trickle.join();
+        EXPECT_GE(n, 1);
+        EXPECT_LE(n, 6);
+        EXPECT_GE(took, 280);
+        EXPECT_LT(took, 800);
+    }
+}
+
+namespace {
+void ignore_signal(int) {}
+}  // namespace
+
+// After part of the data, a handler ends a MSG_WAITALL receive with the count, even under
+// SA_RESTART: the kernel returns what it copied instead of restarting.
+TEST(Recv, WaitallReturnsThePartAfterASignalEvenUnderSaRestart) {
+    struct sigaction act {}, before {};
+    act.sa_handler = ignore_signal;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    Pair p = socket_pair();
+    std::atomic<ssize_t> got{-2};
+    std::atomic<bool> done{false};
+    pthread_t receiver;
+    struct Args {
+        int fd;
+        std::atomic<ssize_t>* got;
+        std::atomic<bool>* done;
+    } args{p.a, &got, &done};
+    ASSERT_EQ(pthread_create(&receiver, nullptr,
+                             [](void* arg) -> void* {
+                                 auto* a = static_cast<Args*>(arg);
+                                 char buf[10];
+                                 *a->got = recv(a->fd, buf, sizeof buf, MSG_WAITALL);
+                                 *a->done = true;
+                                 return nullptr;
+                             },
+                             &args),
+              0);
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    // Wait until the receiver has taken the three bytes (it waits for the rest now).
+    auto start = Clock::now();
+    int queued = 1;
+    while (ms_since(start) < 5000 && ioctl(p.a, FIONREAD, &queued) == 0 && queued > 0)
+        usleep(1000);
+    ASSERT_EQ(queued, 0);
+    // The signal may come before the receiver is asleep again: send until it returns.
+    start = Clock::now();
+    while (!done && ms_since(start) < 2000) {
+        pthread_kill(receiver, SIGUSR1);
+        auto sent = Clock::now();
+        while (!done && ms_since(sent) < 100) usleep(1000);
+    }
+    if (!done) {
+        ASSERT_EQ(write(p.b, "1234567", 7), 7);  // unstick it: the test fails below
+    }
+    pthread_join(receiver, nullptr);
+    EXPECT_EQ(got, 3);
+    sigaction(SIGUSR1, &before, nullptr);
 }
