@@ -190,6 +190,69 @@ ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
     return sent > 0 ? static_cast<ssize_t>(sent) : -1;
 }
 
+namespace {
+
+// connect with O_NONBLOCK set for this one call only (the one visible change libgreen ever
+// makes to an fd, undone before we return; no other fiber of this carrier can observe it).
+int connect_nonblocking(int fd, const sockaddr* addr, socklen_t addrlen, int flags) {
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int r = real::get().connect(fd, addr, addrlen);
+    int err = errno;
+    fcntl(fd, F_SETFL, flags);
+    errno = err;
+    return r;
+}
+
+// The rest of a blocking connect whose first attempt said EINPROGRESS: park until the socket
+// is writable, then ask the kernel, again without blocking, whether the connection is made.
+// Linux keeps a socket whose non-blocking connect completed in the connecting state until
+// connect is called again (a blocking connect leaves it connected: a later connect says
+// EISCONN), so that last call is needed; made blocking, it would hold the carrier whenever a
+// wait ends before the connection does (an fd the carrier's epoll set refuses counts as
+// ready). The kernel says EALREADY then and we wait again, with a growing sleep between
+// attempts so that a wait that keeps ending at once does not spin.
+int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags,
+                   uint64_t deadline) {
+    unsigned backoff_ms = 0;  // non-zero once a wait ended with the connection still pending
+    for (;;) {
+        Waited w;
+        // Interrupted: under SA_RESTART the connect goes on; without it, EINTR while the
+        // connection completes in the background (a later connect says EALREADY), as Linux.
+        while ((w = wait_for(fd, EPOLLOUT, deadline, ParkReason::kConnect)) ==
+                   Waited::kInterrupted &&
+               restarts_after_signal(deadline)) {
+        }
+        switch (w) {
+            case Waited::kClosed: errno = EBADF; return -1;
+            case Waited::kTimedOut: errno = EINPROGRESS; return -1;  // as Linux with SO_SNDTIMEO
+            case Waited::kInterrupted: errno = EINTR; return -1;
+            case Waited::kReady: break;
+        }
+        if (backoff_ms > 0) {
+            uint64_t until = deadline_after_ns(backoff_ms * 1000000ull);
+            if (sleep_until(until < deadline ? until : deadline, ParkReason::kConnect) ==
+                    WaitResult::kInterrupted &&
+                !restarts_after_signal(deadline)) {
+                errno = EINTR;
+                return -1;
+            }
+            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
+        }
+        int so_error = 0;
+        socklen_t len = sizeof so_error;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) return -1;
+        if (so_error != 0) {
+            errno = so_error;
+            return -1;
+        }
+        if (connect_nonblocking(fd, addr, addrlen, flags) == 0 || errno == EISCONN) return 0;
+        if (errno != EALREADY && errno != EINPROGRESS) return -1;
+        if (backoff_ms == 0) backoff_ms = 1;
+    }
+}
+
+}  // namespace
+
 int accept(int fd, sockaddr* addr, socklen_t* addrlen) {
     return accept_call(fd, [&] { return real::get().accept(fd, addr, addrlen); });
 }
@@ -206,13 +269,8 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
     uint64_t deadline = 0;
     unsigned backoff_ms = 1;
     for (;;) {
-        // The one visible change libgreen ever makes to an fd, undone before we return; no
-        // other fiber of this carrier can observe it in between.
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-        int r = real::get().connect(fd, addr, addrlen);
+        int r = connect_nonblocking(fd, addr, addrlen, flags);
         int err = errno;
-        fcntl(fd, F_SETFL, flags);
-        errno = err;
         if (r == 0) return 0;
         if (deadline == 0) deadline = socket_deadline(fd, SO_SNDTIMEO);
         if (err == EAGAIN) {
@@ -229,38 +287,7 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
             continue;
         }
         if (err != EINPROGRESS) return -1;
-        Waited w;
-        // Interrupted: under SA_RESTART the connect goes on; without it, EINTR while the
-        // connection completes in the background (a later connect says EALREADY), as Linux.
-        while ((w = wait_for(fd, EPOLLOUT, deadline, ParkReason::kConnect)) ==
-                   Waited::kInterrupted &&
-               restarts_after_signal(deadline)) {
-        }
-        switch (w) {
-            case Waited::kClosed:
-                errno = EBADF;
-                return -1;
-            case Waited::kTimedOut:
-                errno = EINPROGRESS;
-                return -1;  // as Linux with SO_SNDTIMEO
-            case Waited::kInterrupted:
-                errno = EINTR;
-                return -1;
-            case Waited::kReady:
-                break;
-        }
-        int so_error = 0;
-        socklen_t len = sizeof so_error;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) return -1;
-        if (so_error != 0) {
-            errno = so_error;
-            return -1;
-        }
-        // Linux keeps a socket whose non-blocking connect completed in the connecting state
-        // until connect is called again; a blocking connect would have left it connected
-        // (a later connect then gives EISCONN). This call returns at once.
-        real::get().connect(fd, addr, addrlen);
-        return 0;
+        return finish_connect(fd, addr, addrlen, flags, deadline);
     }
 }
 

@@ -1,9 +1,15 @@
 // accept, connect, recv/send families on real TCP, UDP and Unix sockets on 127.0.0.1.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <vector>
 
@@ -480,4 +486,58 @@ TEST(Recv, WaitallReturnsThePartAfterASignalEvenUnderSaRestart) {
     pthread_join(receiver, nullptr);
     EXPECT_EQ(got, 3);
     sigaction(SIGUSR1, &before, nullptr);
+}
+
+// A blocking connect's wait can end before the connection is made: here the carrier's epoll
+// set refuses the socket (a seccomp filter fails epoll_ctl on it), which counts as ready.
+// The connect must then go on waiting without blocking, so other threads keep running; the
+// peer's accept queue is full, so the SYN is dropped and the connection stays pending.
+TEST(Connect, AWaitThatEndsEarlyLeavesOtherThreadsRunning) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(listener, 0), 0);
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    int first = socket(AF_INET, SOCK_STREAM, 0);  // fills the accept queue
+    ASSERT_EQ(connect(first, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_ctl, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + 2 * sizeof(uint64_t)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(fd), 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+            _exit(100);
+        std::thread connector([&] { connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr); });
+        connector.detach();
+        // Twenty 10 ms sleeps: about 200 ms, unless the connect holds the process's only
+        // carrier until the SYN is answered (never, while the queue stays full).
+        auto start = Clock::now();
+        for (int i = 0; i < 20; ++i) usleep(10000);
+        _exit(ms_since(start) < 2000 ? 0 : 1);
+    }
+    int status = -1;
+    auto start = Clock::now();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (ms_since(start) > 10000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    close(first);
+    close(listener);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }
