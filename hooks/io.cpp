@@ -68,8 +68,7 @@ ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReas
 // VTIME between bytes (docs/compat.md).
 bool tty_read_timeout(int fd, uint64_t* deadline) {
     termios mode;
-    if (tcgetattr(fd, &mode) != 0 || (mode.c_lflag & ICANON) || mode.c_cc[VMIN] != 0)
-        return false;
+    if (tcgetattr(fd, &mode) != 0 || (mode.c_lflag & ICANON) || mode.c_cc[VMIN] != 0) return false;
     *deadline = deadline_after_ns(static_cast<uint64_t>(mode.c_cc[VTIME]) * 100'000'000ull);
     return true;
 }
@@ -87,14 +86,17 @@ ssize_t read_when_ready(int fd, Call call) {
         if (!asked && tty_read_timeout(fd, &deadline) && deadline <= monotonic_now_ns())
             return call();  // VMIN = 0, VTIME = 0: returns 0 at once, as it would have
         switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
-            case Waited::kClosed: errno = EBADF; return -1;
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
             case Waited::kTimedOut:  // VMIN = 0, VTIME > 0: 0 unless a byte came just now
                 return ready_now(fd, POLLIN) ? call() : 0;
             case Waited::kInterrupted:
                 if (restarts_after_signal(kNoDeadline)) continue;
                 errno = EINTR;
                 return -1;
-            case Waited::kReady: break;
+            case Waited::kReady:
+                break;
         }
     }
 }

@@ -51,8 +51,10 @@ ssize_t receive(int fd, int flags, size_t len, Attempt attempt) {
         if (user_nonblocking(fd)) return partial_or_fail(EAGAIN);
         if (deadline == 0) deadline = socket_deadline(fd, SO_RCVTIMEO);
         switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
-            case Waited::kClosed: return partial_or_fail(EBADF);
-            case Waited::kTimedOut: return partial_or_fail(EAGAIN);
+            case Waited::kClosed:
+                return partial_or_fail(EBADF);
+            case Waited::kTimedOut:
+                return partial_or_fail(EAGAIN);
             case Waited::kInterrupted:
                 if (done > 0) {
                     interruption_restarts();  // consumed: a partial receive never restarts
@@ -61,7 +63,8 @@ ssize_t receive(int fd, int flags, size_t len, Attempt attempt) {
                 if (restarts_after_signal(deadline)) continue;
                 errno = EINTR;
                 return -1;
-            case Waited::kReady: break;
+            case Waited::kReady:
+                break;
         }
     }
     return static_cast<ssize_t>(done);
@@ -211,8 +214,7 @@ int connect_nonblocking(int fd, const sockaddr* addr, socklen_t addrlen, int fla
 // wait ends before the connection does (an fd the carrier's epoll set refuses counts as
 // ready). The kernel says EALREADY then and we wait again, with a growing sleep between
 // attempts so that a wait that keeps ending at once does not spin.
-int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags,
-                   uint64_t deadline) {
+int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags, uint64_t deadline) {
     unsigned backoff_ms = 0;  // non-zero once a wait ended with the connection still pending
     for (;;) {
         Waited w;
@@ -223,10 +225,17 @@ int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags,
                restarts_after_signal(deadline)) {
         }
         switch (w) {
-            case Waited::kClosed: errno = EBADF; return -1;
-            case Waited::kTimedOut: errno = EINPROGRESS; return -1;  // as Linux with SO_SNDTIMEO
-            case Waited::kInterrupted: errno = EINTR; return -1;
-            case Waited::kReady: break;
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
+            case Waited::kTimedOut:
+                errno = EINPROGRESS;
+                return -1;  // as Linux with SO_SNDTIMEO
+            case Waited::kInterrupted:
+                errno = EINTR;
+                return -1;
+            case Waited::kReady:
+                break;
         }
         if (backoff_ms > 0) {
             uint64_t until = deadline_after_ns(backoff_ms * 1000000ull);

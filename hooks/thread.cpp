@@ -360,7 +360,8 @@ int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) 
     if (!fiber) return real::get().pthread_setaffinity_np(thread, size, set);
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
-    int err = real::get().pthread_getaffinity_np(carrier_os_thread(fiber), sizeof allowed, &allowed);
+    int err =
+        real::get().pthread_getaffinity_np(carrier_os_thread(fiber), sizeof allowed, &allowed);
     if (err) return err;
     size_t common = size < sizeof allowed ? size : sizeof allowed;
     cpu_set_t both;
@@ -392,7 +393,9 @@ int thrd_detach(pthread_t thread) {
 }
 
 // glibc's reads the thread pointer, which is the carrier's on a fiber.
-pthread_t thrd_current() { return hooks::pthread_self(); }
+pthread_t thrd_current() {
+    return hooks::pthread_self();
+}
 
 int sched_yield() {
     green::yield();

@@ -186,7 +186,8 @@ TEST(System, IgnoresSigintInTheCallerWhileTheShellRuns) {
 
 TEST(System, FailsWithEchildWhenSigchldIsIgnored) {
     // The kernel reaps the shell itself, so system's wait fails: glibc returns -1, ECHILD.
-    struct sigaction ignore {}, before {};
+    struct sigaction ignore {};
+    struct sigaction before {};
     ignore.sa_handler = SIG_IGN;
     sigaction(SIGCHLD, &ignore, &before);
     errno = 0;

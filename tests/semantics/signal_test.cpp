@@ -10,11 +10,11 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/select.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
-#include <sys/select.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include <atomic>
@@ -328,19 +328,18 @@ TEST(BadPointer, JustAboveAThreadsStackGivesEfault) {
     above = region + stack_size + 8;
     static int sleep_result, sleep_errno, suspend_result, suspend_errno, clock_result;
     pthread_t t;
-    ASSERT_EQ(pthread_create(&t, &attr,
-                             [](void*) -> void* {
-                                 sleep_result =
-                                     nanosleep(reinterpret_cast<timespec*>(above), nullptr);
-                                 sleep_errno = errno;
-                                 suspend_result = sigsuspend(reinterpret_cast<sigset_t*>(above));
-                                 suspend_errno = errno;
-                                 clock_result = clock_nanosleep(
-                                     CLOCK_MONOTONIC, 0, reinterpret_cast<timespec*>(above),
-                                     nullptr);
-                                 return nullptr;
-                             },
-                             nullptr),
+    ASSERT_EQ(pthread_create(
+                  &t, &attr,
+                  [](void*) -> void* {
+                      sleep_result = nanosleep(reinterpret_cast<timespec*>(above), nullptr);
+                      sleep_errno = errno;
+                      suspend_result = sigsuspend(reinterpret_cast<sigset_t*>(above));
+                      suspend_errno = errno;
+                      clock_result = clock_nanosleep(CLOCK_MONOTONIC, 0,
+                                                     reinterpret_cast<timespec*>(above), nullptr);
+                      return nullptr;
+                  },
+                  nullptr),
               0);
     ASSERT_EQ(pthread_join(t, nullptr), 0);
     pthread_attr_destroy(&attr);

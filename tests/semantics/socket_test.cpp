@@ -442,7 +442,8 @@ void ignore_signal(int) {}
 // After part of the data, a handler ends a MSG_WAITALL receive with the count, even under
 // SA_RESTART: the kernel returns what it copied instead of restarting.
 TEST(Recv, WaitallReturnsThePartAfterASignalEvenUnderSaRestart) {
-    struct sigaction act {}, before {};
+    struct sigaction act {};
+    struct sigaction before {};
     act.sa_handler = ignore_signal;
     act.sa_flags = SA_RESTART;
     sigemptyset(&act.sa_mask);
@@ -456,22 +457,22 @@ TEST(Recv, WaitallReturnsThePartAfterASignalEvenUnderSaRestart) {
         std::atomic<ssize_t>* got;
         std::atomic<bool>* done;
     } args{p.a, &got, &done};
-    ASSERT_EQ(pthread_create(&receiver, nullptr,
-                             [](void* arg) -> void* {
-                                 auto* a = static_cast<Args*>(arg);
-                                 char buf[10];
-                                 *a->got = recv(a->fd, buf, sizeof buf, MSG_WAITALL);
-                                 *a->done = true;
-                                 return nullptr;
-                             },
-                             &args),
+    ASSERT_EQ(pthread_create(
+                  &receiver, nullptr,
+                  [](void* arg) -> void* {
+                      auto* a = static_cast<Args*>(arg);
+                      char buf[10];
+                      *a->got = recv(a->fd, buf, sizeof buf, MSG_WAITALL);
+                      *a->done = true;
+                      return nullptr;
+                  },
+                  &args),
               0);
     ASSERT_EQ(write(p.b, "abc", 3), 3);
     // Wait until the receiver has taken the three bytes (it waits for the rest now).
     auto start = Clock::now();
     int queued = 1;
-    while (ms_since(start) < 5000 && ioctl(p.a, FIONREAD, &queued) == 0 && queued > 0)
-        usleep(1000);
+    while (ms_since(start) < 5000 && ioctl(p.a, FIONREAD, &queued) == 0 && queued > 0) usleep(1000);
     ASSERT_EQ(queued, 0);
     // The signal may come before the receiver is asleep again: send until it returns.
     start = Clock::now();
@@ -518,7 +519,8 @@ TEST(Connect, AWaitThatEndsEarlyLeavesOtherThreadsRunning) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
             prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
             _exit(100);
-        std::thread connector([&] { connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr); });
+        std::thread connector(
+            [&] { connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr); });
         connector.detach();
         // Twenty 10 ms sleeps: about 200 ms, unless the connect holds the process's only
         // carrier until the SYN is answered (never, while the queue stays full).

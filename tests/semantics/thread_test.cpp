@@ -497,7 +497,8 @@ void record_queued(int, siginfo_t* info, void*) {
 }  // namespace
 
 TEST(PthreadSigqueue, DeliversTheValueAndInterruptsTheTargetsBlockedRead) {
-    struct sigaction action {}, before {};
+    struct sigaction action {};
+    struct sigaction before {};
     action.sa_sigaction = record_queued;
     action.sa_flags = SA_SIGINFO;  // no SA_RESTART: the target's read fails with EINTR
     sigemptyset(&action.sa_mask);
@@ -530,13 +531,14 @@ TEST(PthreadSigqueue, DeliversTheValueAndInterruptsTheTargetsBlockedRead) {
 TEST(C11Threads, JoinDetachAndCurrentAcceptAPthreadHandle) {
     static pthread_t inside_current, inside_self;
     pthread_t t;
-    ASSERT_EQ(pthread_create(&t, nullptr,
-                             [](void*) -> void* {
-                                 inside_current = thrd_current();
-                                 inside_self = pthread_self();
-                                 return reinterpret_cast<void*>(9);
-                             },
-                             nullptr),
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      inside_current = thrd_current();
+                      inside_self = pthread_self();
+                      return reinterpret_cast<void*>(9);
+                  },
+                  nullptr),
               0);
     int result = 0;
     EXPECT_EQ(thrd_join(t, &result), thrd_success);
