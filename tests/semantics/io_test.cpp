@@ -422,6 +422,36 @@ TEST(Read, RawTtyWithVtimeOnlyTimesOutWithZeroOrReturnsTheData) {
     }
 }
 
+// VMIN > 0 and VTIME > 0: after a first byte, min(VMIN, count) bytes, or fewer once VTIME
+// passes without one. The threads that write meanwhile must run.
+TEST(Read, RawTtyWithVminAndVtimeWaitsForVminBytesOrTheInterByteTimer) {
+    RawPty pty(4, 3);  // 4 bytes, or 0.3 s after the last one
+    char buf[16];
+    {
+        auto start = Clock::now();
+        After writer(50, [&] {
+            ASSERT_EQ(write(pty.master, "ab", 2), 2);
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            ASSERT_EQ(write(pty.master, "cd", 2), 2);
+        });
+        EXPECT_EQ(read(pty.slave, buf, sizeof buf), 4);
+        EXPECT_GE(ms_since(start), 140);
+        EXPECT_EQ(std::string(buf, 4), "abcd");
+    }
+    {
+        Ticker ticker;
+        auto start = Clock::now();
+        After writer(50, [&] { ASSERT_EQ(write(pty.master, "e", 1), 1); });
+        iovec iov[2] = {{buf, 1}, {buf + 1, sizeof buf - 1}};
+        EXPECT_EQ(readv(pty.slave, iov, 2), 1);
+        long took = ms_since(start);
+        EXPECT_GE(took, 50 + 280);
+        EXPECT_LT(took, 3000);
+        EXPECT_EQ(buf[0], 'e');
+        EXPECT_GE(ticker.ticks(), 30);  // about 66 in 330 ms: the wait held no one up
+    }
+}
+
 TEST(Write, SoSndtimeoReturnsThePartialCountAfterTheTimeout) {
     Pair p = socket_pair();
     timeval tv{0, 100000};
