@@ -348,8 +348,7 @@ ssize_t readv(int fd, const iovec* iov, int iovcnt) {
     }
     if (r >= 0 || errno != ENOTSOCK) return r;
     return read_other(fd, iov, iovcnt, [&] {
-        return read_when_ready(fd, iov, iovcnt,
-                               [&] { return real::get().readv(fd, iov, iovcnt); });
+        return read_when_ready(fd, iov, iovcnt, [&] { return real::get().readv(fd, iov, iovcnt); });
     });
 }
 
