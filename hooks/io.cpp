@@ -4,10 +4,12 @@
 // time, so nothing on this carrier can take the data between the poll and the call.
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <termios.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -54,6 +56,121 @@ ssize_t ready_then_call(int fd, short poll_event, uint32_t epoll_event, ParkReas
             return call();
         }
         if (!wait_ready(fd, epoll_event, reason)) return -1;
+    }
+}
+
+// Raw (non-canonical) ttys time their reads with VMIN and VTIME (termios(3), n_tty_read).
+// VMIN = 0 never waits for data: VTIME = 0 returns what is there, 0 if nothing; VTIME = t
+// waits up to t tenths of a second for the first byte, then returns 0. VMIN > 0 and VTIME = 0
+// needs no care: poll reports such a tty readable only once VMIN bytes are there (n_tty_poll),
+// so the real read returns at once. VMIN > 0 and VTIME > 0 waits for a first byte, then for
+// min(VMIN, count) bytes with VTIME as an inter-byte timer: the real read would wait on the
+// carrier, so read_tty_bytes does that part.
+struct TtyTiming {
+    bool raw = false;
+    cc_t vmin = 0, vtime = 0;
+};
+
+// Asked (tcgetattr) only when a read is about to wait, so other fds pay nothing for it.
+TtyTiming tty_timing(int fd) {
+    TtyTiming timing;
+    termios mode;
+    if (tcgetattr(fd, &mode) != 0 || (mode.c_lflag & ICANON)) return timing;
+    timing.raw = true;
+    timing.vmin = mode.c_cc[VMIN];
+    timing.vtime = mode.c_cc[VTIME];
+    return timing;
+}
+
+uint64_t tenths_from_now(cc_t tenths) {
+    return deadline_after_ns(static_cast<uint64_t>(tenths) * 100'000'000ull);
+}
+
+// A raw tty read with VMIN > 0 and VTIME > 0 on a tty with nothing to read yet: park for the
+// first byte, then take what is there (FIONREAD: a read of no more than that returns at once,
+// whatever VMIN says) until min(VMIN, count) bytes, or until VTIME passes without a byte.
+// After part of the data, a signal or a closed fd ends the call with the count, as the
+// kernel's read returns what it copied.
+ssize_t read_tty_bytes(int fd, const iovec* iov, int iovcnt, cc_t vmin, cc_t vtime) {
+    IovCursor rest(iov, iovcnt);
+    if (!rest.valid()) return real::get().readv(fd, iov, iovcnt);  // EFAULT, EINVAL
+    const size_t total = rest.total();
+    const size_t want = std::min<size_t>(vmin, total);
+    size_t got = 0;
+    uint64_t deadline = kNoDeadline;  // no timer before the first byte
+    auto partial_or_fail = [&](int err) -> ssize_t {
+        if (got > 0) return static_cast<ssize_t>(got);
+        errno = err;
+        return -1;
+    };
+    for (;;) {
+        switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
+            case Waited::kClosed:
+                return partial_or_fail(EBADF);
+            case Waited::kTimedOut:
+                return static_cast<ssize_t>(got);  // the timer runs only after a byte
+            case Waited::kInterrupted:
+                if (got > 0) {
+                    interruption_restarts();  // consumed: a partial read is not restarted
+                    return static_cast<ssize_t>(got);
+                }
+                if (restarts_after_signal(kNoDeadline)) continue;
+                errno = EINTR;
+                return -1;
+            case Waited::kReady:
+                break;
+        }
+        int queued = 0;
+        if (ioctl(fd, FIONREAD, &queued) != 0 || queued <= 0) {
+            // Readable without data: a hang-up, which the real read reports (EIO or 0) at
+            // once; or a wake-up for nothing, and we wait again.
+            if (!ready_now(fd, POLLIN)) continue;
+            if (got > 0) return static_cast<ssize_t>(got);
+            return real::get().readv(fd, rest.data(), rest.count());
+        }
+        iovec piece[16];
+        int n = rest.slice(std::min<size_t>(static_cast<size_t>(queued), total - got), piece, 16);
+        ssize_t r = real::get().readv(fd, piece, n);
+        if (r <= 0) return r < 0 ? partial_or_fail(errno) : static_cast<ssize_t>(got);
+        got += static_cast<size_t>(r);
+        rest.advance(static_cast<size_t>(r));
+        if (got >= want) return static_cast<ssize_t>(got);
+        deadline = tenths_from_now(vtime);  // restarted by every byte
+    }
+}
+
+// A read on an fd that takes no RWF_NOWAIT (ttys, timerfds, signalfds, most devices): park
+// until readable, then read. `call` is the real read of `iov`.
+template <typename Call>
+ssize_t read_when_ready(int fd, const iovec* iov, int iovcnt, Call call) {
+    uint64_t deadline = kNoDeadline;
+    for (bool asked = false;; asked = true) {
+        if (ready_now(fd, POLLIN) || fails_or_returns_now(fd, true)) {
+            if (count_blocked_calls() && is_regular_file(fd)) note_carrier_blocked();
+            return call();
+        }
+        if (!asked) {
+            TtyTiming tty = tty_timing(fd);
+            if (tty.raw && tty.vmin == 0) {
+                if (tty.vtime == 0) return call();  // returns 0 at once, as it would have
+                deadline = tenths_from_now(tty.vtime);
+            } else if (tty.raw && tty.vtime > 0) {
+                return read_tty_bytes(fd, iov, iovcnt, tty.vmin, tty.vtime);
+            }
+        }
+        switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
+            case Waited::kClosed:
+                errno = EBADF;
+                return -1;
+            case Waited::kTimedOut:  // VMIN = 0, VTIME > 0: 0 unless a byte came just now
+                return ready_now(fd, POLLIN) ? call() : 0;
+            case Waited::kInterrupted:
+                if (restarts_after_signal(kNoDeadline)) continue;
+                errno = EINTR;
+                return -1;
+            case Waited::kReady:
+                break;
+        }
     }
 }
 
@@ -197,8 +314,7 @@ ssize_t read(int fd, void* buf, size_t count) {
         if (count < sizeof(signalfd_siginfo) && !ready_now(fd, POLLIN) &&
             event_fd_refuses(fd, count))
             return real::get().read(fd, buf, count);
-        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                               [&] { return real::get().read(fd, buf, count); });
+        return read_when_ready(fd, &one, 1, [&] { return real::get().read(fd, buf, count); });
     });
 }
 
@@ -232,8 +348,7 @@ ssize_t readv(int fd, const iovec* iov, int iovcnt) {
     }
     if (r >= 0 || errno != ENOTSOCK) return r;
     return read_other(fd, iov, iovcnt, [&] {
-        return ready_then_call(fd, POLLIN, EPOLLIN, ParkReason::kRead,
-                               [&] { return real::get().readv(fd, iov, iovcnt); });
+        return read_when_ready(fd, iov, iovcnt, [&] { return real::get().readv(fd, iov, iovcnt); });
     });
 }
 

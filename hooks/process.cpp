@@ -357,8 +357,16 @@ int system(const char* command) {
     int status;
     int err = posix_spawn(&pid, "/bin/sh", nullptr, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
+    int wait_errno = 0;
     if (err == 0) {
-        while (hooks::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        // As glibc: a wait that fails (ECHILD when SIGCHLD is ignored and the kernel reaped
+        // the shell itself) makes the status -1, with the wait's errno.
+        pid_t waited;
+        while ((waited = hooks::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+        }
+        if (waited != pid) {
+            status = -1;
+            wait_errno = waited < 0 ? errno : ECHILD;
         }
     } else {
         status = W_EXITCODE(127, 0);  // as glibc: the shell could not be run
@@ -374,6 +382,7 @@ int system(const char* command) {
     }
     if (!command) return status == 0;
     if (err != 0) errno = err;
+    if (wait_errno != 0) errno = wait_errno;
     return status;
 }
 

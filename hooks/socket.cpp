@@ -20,19 +20,52 @@ bool is_stream(int fd) {
 
 // recv(MSG_WAITALL) on a stream socket returns only with `len` bytes, at EOF, or on an error
 // or timeout (then with what it has). `attempt(done)` receives into the rest, non-blocking.
+// As tcp_recvmsg and unix_stream_read_generic: SO_RCVTIMEO is read once and bounds the whole
+// call (a trickling peer does not restart it); once part of the data is in, a timeout, an
+// error or a signal handler ends the call with the count (under SA_RESTART too: the kernel
+// returns `copied`, it does not restart); with nothing yet, a signal restarts the call or
+// fails with EINTR as for a plain recv.
 template <typename Attempt>
 ssize_t receive(int fd, int flags, size_t len, Attempt attempt) {
+    // The error queue never waits (ip_recv_error): EAGAIN at once when it is empty.
+    if (flags & MSG_ERRQUEUE) return attempt(0, flags);
     const int once = flags & ~MSG_WAITALL;
     if (!(flags & MSG_WAITALL) || (flags & (MSG_PEEK | MSG_DONTWAIT)) || !is_stream(fd))
         return socket_call(fd, flags, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
                            [&] { return attempt(0, once); });
     size_t done = 0;
+    uint64_t deadline = 0;  // looked up on the first would-block, then kept for the call
+    auto partial_or_fail = [&](int err) -> ssize_t {
+        if (done > 0) return static_cast<ssize_t>(done);
+        errno = err;
+        return -1;
+    };
     while (done < len) {
-        ssize_t r = socket_call(fd, once, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
-                                [&] { return attempt(done, once); });
-        if (r < 0) return done > 0 ? static_cast<ssize_t>(done) : -1;
-        if (r == 0) break;
-        done += static_cast<size_t>(r);
+        ssize_t r = attempt(done, once);
+        if (r > 0) {
+            done += static_cast<size_t>(r);
+            continue;
+        }
+        if (r == 0) break;  // end of stream
+        if (errno != EAGAIN) return partial_or_fail(errno);
+        if (user_nonblocking(fd)) return partial_or_fail(EAGAIN);
+        if (deadline == 0) deadline = socket_deadline(fd, SO_RCVTIMEO);
+        switch (wait_for(fd, EPOLLIN, deadline, ParkReason::kRead)) {
+            case Waited::kClosed:
+                return partial_or_fail(EBADF);
+            case Waited::kTimedOut:
+                return partial_or_fail(EAGAIN);
+            case Waited::kInterrupted:
+                if (done > 0) {
+                    interruption_restarts();  // consumed: a partial receive never restarts
+                    return static_cast<ssize_t>(done);
+                }
+                if (restarts_after_signal(deadline)) continue;
+                errno = EINTR;
+                return -1;
+            case Waited::kReady:
+                break;
+        }
     }
     return static_cast<ssize_t>(done);
 }
@@ -100,6 +133,8 @@ ssize_t recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, sockl
 }
 
 ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+    // The error queue never waits (ip_recv_error): EAGAIN at once when it is empty.
+    if (flags & MSG_ERRQUEUE) return real::get().recvmsg(fd, msg, flags);
     // MSG_WAITALL is passed through to the kernel, which ignores it with MSG_DONTWAIT: a
     // recvmsg(MSG_WAITALL) returns what one wake-up brings (docs/compat.md).
     return socket_call(fd, flags, EPOLLIN, SO_RCVTIMEO, ParkReason::kRead,
@@ -158,45 +193,30 @@ ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
     return sent > 0 ? static_cast<ssize_t>(sent) : -1;
 }
 
-int accept(int fd, sockaddr* addr, socklen_t* addrlen) {
-    return accept_call(fd, [&] { return real::get().accept(fd, addr, addrlen); });
+namespace {
+
+// connect with O_NONBLOCK set for this one call only (the one visible change libgreen ever
+// makes to an fd, undone before we return; no other fiber of this carrier can observe it).
+int connect_nonblocking(int fd, const sockaddr* addr, socklen_t addrlen, int flags) {
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int r = real::get().connect(fd, addr, addrlen);
+    int err = errno;
+    fcntl(fd, F_SETFL, flags);
+    errno = err;
+    return r;
 }
 
-int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags) {
-    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
-        return real::get().accept4(fd, addr, addrlen, flags);
-    return accept_call(fd, [&] { return real::get().accept4(fd, addr, addrlen, flags); });
-}
-
-int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || (flags & O_NONBLOCK)) return real::get().connect(fd, addr, addrlen);
-    uint64_t deadline = 0;
-    unsigned backoff_ms = 1;
+// The rest of a blocking connect whose first attempt said EINPROGRESS: park until the socket
+// is writable, then ask the kernel, again without blocking, whether the connection is made.
+// Linux keeps a socket whose non-blocking connect completed in the connecting state until
+// connect is called again (a blocking connect leaves it connected: a later connect says
+// EISCONN), so that last call is needed; made blocking, it would hold the carrier whenever a
+// wait ends before the connection does (an fd the carrier's epoll set refuses counts as
+// ready). The kernel says EALREADY then and we wait again, with a growing sleep between
+// attempts so that a wait that keeps ending at once does not spin.
+int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags, uint64_t deadline) {
+    unsigned backoff_ms = 0;  // non-zero once a wait ended with the connection still pending
     for (;;) {
-        // The one visible change libgreen ever makes to an fd, undone before we return; no
-        // other fiber of this carrier can observe it in between.
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-        int r = real::get().connect(fd, addr, addrlen);
-        int err = errno;
-        fcntl(fd, F_SETFL, flags);
-        errno = err;
-        if (r == 0) return 0;
-        if (deadline == 0) deadline = socket_deadline(fd, SO_SNDTIMEO);
-        if (err == EAGAIN) {
-            // A Unix socket whose listener's backlog is full: a blocking connect waits for
-            // room, which poll cannot tell us about; retry with a short, growing sleep.
-            if (deadline != kNoDeadline && monotonic_now_ns() >= deadline) return -1;
-            if (sleep_until(deadline_after_ns(backoff_ms * 1000000ull), ParkReason::kConnect) ==
-                    WaitResult::kInterrupted &&
-                !restarts_after_signal(deadline)) {
-                errno = EINTR;
-                return -1;
-            }
-            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
-            continue;
-        }
-        if (err != EINPROGRESS) return -1;
         Waited w;
         // Interrupted: under SA_RESTART the connect goes on; without it, EINTR while the
         // connection completes in the background (a later connect says EALREADY), as Linux.
@@ -217,6 +237,16 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
             case Waited::kReady:
                 break;
         }
+        if (backoff_ms > 0) {
+            uint64_t until = deadline_after_ns(backoff_ms * 1000000ull);
+            if (sleep_until(until < deadline ? until : deadline, ParkReason::kConnect) ==
+                    WaitResult::kInterrupted &&
+                !restarts_after_signal(deadline)) {
+                errno = EINTR;
+                return -1;
+            }
+            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
+        }
         int so_error = 0;
         socklen_t len = sizeof so_error;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) return -1;
@@ -224,11 +254,49 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
             errno = so_error;
             return -1;
         }
-        // Linux keeps a socket whose non-blocking connect completed in the connecting state
-        // until connect is called again; a blocking connect would have left it connected
-        // (a later connect then gives EISCONN). This call returns at once.
-        real::get().connect(fd, addr, addrlen);
-        return 0;
+        if (connect_nonblocking(fd, addr, addrlen, flags) == 0 || errno == EISCONN) return 0;
+        if (errno != EALREADY && errno != EINPROGRESS) return -1;
+        if (backoff_ms == 0) backoff_ms = 1;
+    }
+}
+
+}  // namespace
+
+int accept(int fd, sockaddr* addr, socklen_t* addrlen) {
+    return accept_call(fd, [&] { return real::get().accept(fd, addr, addrlen); });
+}
+
+int accept4(int fd, sockaddr* addr, socklen_t* addrlen, int flags) {
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+        return real::get().accept4(fd, addr, addrlen, flags);
+    return accept_call(fd, [&] { return real::get().accept4(fd, addr, addrlen, flags); });
+}
+
+int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_NONBLOCK)) return real::get().connect(fd, addr, addrlen);
+    uint64_t deadline = 0;
+    unsigned backoff_ms = 1;
+    for (;;) {
+        int r = connect_nonblocking(fd, addr, addrlen, flags);
+        int err = errno;
+        if (r == 0) return 0;
+        if (deadline == 0) deadline = socket_deadline(fd, SO_SNDTIMEO);
+        if (err == EAGAIN) {
+            // A Unix socket whose listener's backlog is full: a blocking connect waits for
+            // room, which poll cannot tell us about; retry with a short, growing sleep.
+            if (deadline != kNoDeadline && monotonic_now_ns() >= deadline) return -1;
+            if (sleep_until(deadline_after_ns(backoff_ms * 1000000ull), ParkReason::kConnect) ==
+                    WaitResult::kInterrupted &&
+                !restarts_after_signal(deadline)) {
+                errno = EINTR;
+                return -1;
+            }
+            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
+            continue;
+        }
+        if (err != EINPROGRESS) return -1;
+        return finish_connect(fd, addr, addrlen, flags, deadline);
     }
 }
 

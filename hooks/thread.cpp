@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <threads.h>
 
 #include <mutex>
 #include <vector>
@@ -93,6 +94,30 @@ int join_fiber(Fiber* target, void** result, uint64_t deadline) {
         return EINVAL;
     }
     return join(target, result, deadline);
+}
+
+// Signals to a fiber go to its carrier thread: the handler runs there, on whichever fiber
+// is running (docs/compat.md). `send` makes the real call for an OS thread. A fiber that has
+// ended (not yet joined) gets nothing, and the call returns `if_ended`, as glibc's do for a
+// thread that has exited (pthread_kill: 0; pthread_sigqueue: ESRCH).
+template <typename Send>
+int signal_thread(pthread_t thread, int sig, int if_ended, Send send) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) fiber = root_fiber_of(thread);  // main keeps its real pthread_t
+    if (!fiber) return send(thread);
+    if (sig < 0 || sig >= NSIG) return EINVAL;
+    if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) == FiberState::kDone) return if_ended;
+    if (sig == 0) return 0;
+    target_signal(fiber);  // if it is parked when the handler runs, its call is interrupted
+    return send(carrier_os_thread(fiber));
+}
+
+// The kernel's check of a priority for a policy (sched_setscheduler: EINVAL), for the calls
+// that are accepted and ignored on a fiber.
+bool valid_priority(int policy, int priority) {
+    int min = sched_get_priority_min(policy & ~SCHED_RESET_ON_FORK);
+    int max = sched_get_priority_max(policy & ~SCHED_RESET_ON_FORK);
+    return min >= 0 && max >= 0 && priority >= min && priority <= max;
 }
 
 }  // namespace
@@ -279,16 +304,17 @@ int pthread_getname_np(pthread_t thread, char* name, size_t len) {
     return 0;
 }
 
-// Signals to a fiber go to its carrier thread: the handler runs there, on whichever fiber
-// is running (docs/compat.md).
 int pthread_kill(pthread_t thread, int sig) {
-    Fiber* fiber = as_fiber(thread);
-    if (!fiber) fiber = root_fiber_of(thread);  // main keeps its real pthread_t
-    if (!fiber) return real::get().pthread_kill(thread, sig);
-    if (sig < 0 || sig >= NSIG) return EINVAL;
-    if (sig == 0) return 0;
-    target_signal(fiber);  // if it is parked when the handler runs, its call is interrupted
-    return real::get().pthread_kill(carrier_os_thread(fiber), sig);
+    return signal_thread(thread, sig, 0, [&](pthread_t os_thread) {
+        return real::get().pthread_kill(os_thread, sig);
+    });
+}
+
+// As pthread_kill, with the value for a SA_SIGINFO handler (si_code SI_QUEUE).
+int pthread_sigqueue(pthread_t thread, int sig, const sigval value) {
+    return signal_thread(thread, sig, ESRCH, [&](pthread_t os_thread) {
+        return real::get().pthread_sigqueue(os_thread, sig, value);
+    });
 }
 
 int pthread_cancel(pthread_t thread) {
@@ -303,9 +329,22 @@ int pthread_getschedparam(pthread_t thread, int* policy, sched_param* param) {
                                              param);
 }
 
+// Fibers share their carrier's scheduling: a change is checked as the kernel would check it
+// (EINVAL for a priority the policy does not take), then ignored.
 int pthread_setschedparam(pthread_t thread, int policy, const sched_param* param) {
-    if (as_fiber(thread)) return 0;  // fibers share their carrier's scheduling
-    return real::get().pthread_setschedparam(thread, policy, param);
+    if (!as_fiber(thread)) return real::get().pthread_setschedparam(thread, policy, param);
+    if (!param) return EINVAL;
+    return valid_priority(policy, param->sched_priority) ? 0 : EINVAL;
+}
+
+int pthread_setschedprio(pthread_t thread, int priority) {
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_setschedprio(thread, priority);
+    int policy = SCHED_OTHER;
+    sched_param param{};
+    int err = real::get().pthread_getschedparam(carrier_os_thread(fiber), &policy, &param);
+    if (err) return err;
+    return valid_priority(policy, priority) ? 0 : EINVAL;
 }
 
 int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set) {
@@ -314,14 +353,48 @@ int pthread_getaffinity_np(pthread_t thread, size_t size, cpu_set_t* set) {
                                               set);
 }
 
+// Fibers run wherever their carrier runs: a set is accepted and ignored, unless it names
+// none of the CPUs the carrier may use (the kernel's EINVAL).
 int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) {
-    if (as_fiber(thread)) return 0;  // fibers run wherever their carrier runs
-    return real::get().pthread_setaffinity_np(thread, size, set);
+    Fiber* fiber = as_fiber(thread);
+    if (!fiber) return real::get().pthread_setaffinity_np(thread, size, set);
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    int err =
+        real::get().pthread_getaffinity_np(carrier_os_thread(fiber), sizeof allowed, &allowed);
+    if (err) return err;
+    size_t common = size < sizeof allowed ? size : sizeof allowed;
+    cpu_set_t both;
+    CPU_ZERO(&both);
+    CPU_AND_S(common, &both, set, &allowed);
+    return CPU_COUNT_S(common, &both) > 0 ? 0 : EINVAL;
 }
 
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock) {
     Fiber* fiber = as_fiber(thread);
     return real::get().pthread_getcpuclockid(fiber ? carrier_os_thread(fiber) : thread, clock);
+}
+
+// C11 threads share pthread_t with pthreads (thrd_t is the same type in glibc): a fiber's
+// handle may reach them, and glibc's versions would take it for its own descriptor.
+int thrd_join(pthread_t thread, int* result) {
+    Fiber* target = as_fiber(thread);
+    if (!target) return real::get().thrd_join(thread, result);
+    void* value = nullptr;
+    if (join_fiber(target, &value, kNoDeadline) != 0) return thrd_error;
+    if (result) *result = static_cast<int>(reinterpret_cast<intptr_t>(value));
+    return thrd_success;
+}
+
+int thrd_detach(pthread_t thread) {
+    Fiber* target = as_fiber(thread);
+    if (!target) return real::get().thrd_detach(thread);
+    return detach(target) == 0 ? thrd_success : thrd_error;
+}
+
+// glibc's reads the thread pointer, which is the carrier's on a fiber.
+pthread_t thrd_current() {
+    return hooks::pthread_self();
 }
 
 int sched_yield() {

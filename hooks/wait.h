@@ -57,6 +57,7 @@ pid_t own_pid();
 
 // Copies `len` bytes from a pointer the program gave us; false (errno EFAULT) when the
 // memory is not readable, where a real syscall would fail with EFAULT instead of crashing.
+// Needs no fd and no process_vm_readv (which seccomp policies deny); see wait.cpp.
 bool copy_from_user(void* dst, const void* src, size_t len);
 
 // The result of a wait, as the call that asked for it must report it.

@@ -355,6 +355,103 @@ TEST(Read, PseudoTerminalBlocksUntilTheOtherSideWrites) {
     close(master);
 }
 
+namespace {
+
+// A pseudo-terminal whose slave is in raw mode with the given VMIN and VTIME.
+struct RawPty {
+    int master = -1, slave = -1;
+    RawPty(cc_t vmin, cc_t vtime) {
+        master = posix_openpt(O_RDWR | O_NOCTTY);
+        if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) abort();
+        slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+        if (slave < 0) abort();
+        termios raw{};
+        if (tcgetattr(slave, &raw) != 0) abort();
+        cfmakeraw(&raw);
+        raw.c_cc[VMIN] = vmin;
+        raw.c_cc[VTIME] = vtime;
+        if (tcsetattr(slave, TCSANOW, &raw) != 0) abort();
+    }
+    ~RawPty() {
+        close(slave);
+        close(master);
+    }
+};
+
+}  // namespace
+
+// termios(3): VMIN = 0, VTIME = 0 is a polling read, 0 at once when nothing is there.
+TEST(Read, RawTtyWithoutVminOrVtimeReturnsZeroAtOnce) {
+    RawPty pty(0, 0);
+    char buf[8];
+    auto start = Clock::now();
+    EXPECT_EQ(read(pty.slave, buf, sizeof buf), 0);
+    iovec iov{buf, sizeof buf};
+    EXPECT_EQ(readv(pty.slave, &iov, 1), 0);
+    EXPECT_LT(ms_since(start), 500);
+    ASSERT_EQ(write(pty.master, "ab", 2), 2);
+    // The bytes reach the slave's line discipline shortly after the write.
+    ssize_t n = 0;
+    while (n == 0 && ms_since(start) < 5000) n = read(pty.slave, buf, sizeof buf);
+    EXPECT_EQ(n, 2);
+    EXPECT_EQ(std::string(buf, 2), "ab");
+}
+
+// VMIN = 0, VTIME = t: 0 after t tenths of a second without data, or data as soon as it comes.
+TEST(Read, RawTtyWithVtimeOnlyTimesOutWithZeroOrReturnsTheData) {
+    char buf[8];
+    {
+        RawPty pty(0, 2);
+        auto start = Clock::now();
+        EXPECT_EQ(read(pty.slave, buf, sizeof buf), 0);
+        long took = ms_since(start);
+        EXPECT_GE(took, 180);
+        EXPECT_LT(took, 1000);
+        start = Clock::now();
+        iovec iov{buf, sizeof buf};
+        EXPECT_EQ(readv(pty.slave, &iov, 1), 0);
+        EXPECT_GE(ms_since(start), 180);
+    }
+    {
+        RawPty pty(0, 50);  // 5 s: the data must end the read long before
+        auto start = Clock::now();
+        After writer(50, [&] { ASSERT_EQ(write(pty.master, "tty", 3), 3); });
+        EXPECT_EQ(read(pty.slave, buf, sizeof buf), 3);
+        EXPECT_LT(ms_since(start), 2500);
+        EXPECT_EQ(std::string(buf, 3), "tty");
+    }
+}
+
+// VMIN > 0 and VTIME > 0: after a first byte, min(VMIN, count) bytes, or fewer once VTIME
+// passes without one. The threads that write meanwhile must run.
+TEST(Read, RawTtyWithVminAndVtimeWaitsForVminBytesOrTheInterByteTimer) {
+    RawPty pty(4, 3);  // 4 bytes, or 0.3 s after the last one
+    char buf[16];
+    {
+        auto start = Clock::now();
+        After writer(50, [&] {
+            ASSERT_EQ(write(pty.master, "ab", 2), 2);
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            ASSERT_EQ(write(pty.master, "cd", 2), 2);
+        });
+        EXPECT_EQ(read(pty.slave, buf, sizeof buf), 4);
+        EXPECT_GE(ms_since(start), 140);
+        EXPECT_EQ(std::string(buf, 4), "abcd");
+    }
+    {
+        Ticker ticker;
+        auto start = Clock::now();
+        After writer(50, [&] { ASSERT_EQ(write(pty.master, "e", 1), 1); });
+        iovec iov[2] = {{buf, 1}, {buf + 1, sizeof buf - 1}};
+        EXPECT_EQ(readv(pty.slave, iov, 2), 1);
+        long took = ms_since(start);
+        EXPECT_GE(took, 50 + 280);
+        EXPECT_LT(took, 3000);
+        EXPECT_EQ(buf[0], 'e');
+        EXPECT_GE(ticker.ticks(), 30);  // about 66 in 330 ms: the wait held no one up
+    }
+}
+
 TEST(Write, SoSndtimeoReturnsThePartialCountAfterTheTimeout) {
     Pair p = socket_pair();
     timeval tv{0, 100000};

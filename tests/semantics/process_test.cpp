@@ -184,6 +184,20 @@ TEST(System, IgnoresSigintInTheCallerWhileTheShellRuns) {
     EXPECT_EQ(after.sa_handler, before.sa_handler);
 }
 
+TEST(System, FailsWithEchildWhenSigchldIsIgnored) {
+    // The kernel reaps the shell itself, so system's wait fails: glibc returns -1, ECHILD.
+    struct sigaction ignore {};
+    struct sigaction before {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGCHLD, &ignore, &before);
+    errno = 0;
+    int status = system("exit 3");
+    int err = errno;
+    sigaction(SIGCHLD, &before, nullptr);
+    EXPECT_EQ(status, -1);
+    EXPECT_EQ(err, ECHILD);
+}
+
 TEST(Pause, ReturnsEintrAfterAHandlerRan) {
     install_usr1(SA_RESTART);  // pause is never restarted
     int handled = g_handled;

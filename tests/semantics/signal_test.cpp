@@ -1,11 +1,20 @@
 // Signal handlers and blocked calls: EINTR, SA_RESTART, remaining sleep time, and sigaction's
 // view of the program's own handlers.
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <atomic>
@@ -224,4 +233,120 @@ TEST(Signal, EpollWaitGivesEintr) {
     EXPECT_EQ(epoll_wait(ep, &out, 1, 5000), -1);
     EXPECT_EQ(errno, EINTR);
     close(ep);
+}
+
+// ---------------------------------------------------------------------------------------
+// Arguments the program passes by pointer are read without process_vm_readv, which seccomp
+// policies deny (systemd's @debug group), and a bad pointer gives EFAULT, never a crash.
+
+namespace {
+
+// Runs `body` in a forked child under a seccomp filter that answers process_vm_readv with
+// `action`; returns the child's wait status (killed with SIGKILL after 10 s).
+int without_process_vm_readv(uint32_t action, int (*body)()) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, action),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+            _exit(100);
+        _exit(body());
+    }
+    int status = -1;
+    auto start = Clock::now();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (ms_since(start) > 10000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    return status;
+}
+
+struct sigaction g_static_action;
+timespec g_static_sleep;
+
+// 0, or the number of the first check that failed.
+int static_arguments_work() {
+    g_static_action.sa_handler = count_signal;
+    sigemptyset(&g_static_action.sa_mask);
+    if (sigaction(SIGUSR1, &g_static_action, nullptr) != 0) return 1;
+    struct sigaction back {};
+    if (sigaction(SIGUSR1, nullptr, &back) != 0 || back.sa_handler != count_signal) return 2;
+    g_static_sleep.tv_nsec = 1000000;
+    if (nanosleep(&g_static_sleep, nullptr) != 0) return 3;
+    if (nanosleep(bad_pointer<timespec>(), nullptr) != -1 || errno != EFAULT) return 4;
+    sigset_t* mask = bad_pointer<sigset_t>();
+    if (sigsuspend(mask) != -1 || errno != EFAULT) return 5;
+    return 0;
+}
+
+}  // namespace
+
+TEST(Seccomp, StaticArgumentsWorkWhereProcessVmReadvIsRefused) {
+    int status = without_process_vm_readv(SECCOMP_RET_ERRNO | EPERM, [] {
+        iovec local{nullptr, 0}, remote{nullptr, 0};
+        char byte;
+        local = {&byte, 1};
+        remote = {&g_static_sleep, 1};
+        if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != -1 || errno != EPERM)
+            return 99;  // the filter is not in place
+        return static_arguments_work();
+    });
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(Seccomp, StaticArgumentsWorkWhereProcessVmReadvKillsTheProcess) {
+    int status = without_process_vm_readv(SECCOMP_RET_KILL_PROCESS, static_arguments_work);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Just above a thread's stack is memory the program never gave: EFAULT, as the kernel says.
+TEST(BadPointer, JustAboveAThreadsStackGivesEfault) {
+    const size_t stack_size = 256 * 1024, page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    char* region = static_cast<char*>(mmap(nullptr, stack_size + page, PROT_READ | PROT_WRITE,
+                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(region, MAP_FAILED);
+    ASSERT_EQ(mprotect(region + stack_size, page, PROT_NONE), 0);  // nothing readable above
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    ASSERT_EQ(pthread_attr_setstack(&attr, region, stack_size), 0);
+    static char* above;
+    above = region + stack_size + 8;
+    static int sleep_result, sleep_errno, suspend_result, suspend_errno, clock_result;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, &attr,
+                  [](void*) -> void* {
+                      sleep_result = nanosleep(reinterpret_cast<timespec*>(above), nullptr);
+                      sleep_errno = errno;
+                      suspend_result = sigsuspend(reinterpret_cast<sigset_t*>(above));
+                      suspend_errno = errno;
+                      clock_result = clock_nanosleep(CLOCK_MONOTONIC, 0,
+                                                     reinterpret_cast<timespec*>(above), nullptr);
+                      return nullptr;
+                  },
+                  nullptr),
+              0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    pthread_attr_destroy(&attr);
+    munmap(region, stack_size + page);
+    EXPECT_EQ(sleep_result, -1);
+    EXPECT_EQ(sleep_errno, EFAULT);
+    EXPECT_EQ(suspend_result, -1);
+    EXPECT_EQ(suspend_errno, EFAULT);
+    EXPECT_EQ(clock_result, EFAULT);
 }

@@ -1,8 +1,15 @@
 // accept, connect, recv/send families on real TCP, UDP and Unix sockets on 127.0.0.1.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <vector>
 
@@ -361,4 +368,178 @@ TEST(Sendto, UnconnectedUdpWithoutAddressGivesEdestaddrreq) {
     EXPECT_EQ(sendto(fd, "x", 1, 0, nullptr, 0), -1);
     EXPECT_EQ(errno, EDESTADDRREQ);
     close(fd);
+}
+
+TEST(Recv, ErrqueueNeverWaitsWhenTheQueueIsEmpty) {
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    ASSERT_GE(udp, 0);
+    Listener l;
+    int tcp = tcp_client(l);
+    for (int fd : {udp, tcp}) {
+        char buf[64];
+        auto start = Clock::now();
+        EXPECT_EQ(recv(fd, buf, sizeof buf, MSG_ERRQUEUE), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        EXPECT_EQ(recvfrom(fd, buf, sizeof buf, MSG_ERRQUEUE, nullptr, nullptr), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        iovec iov{buf, sizeof buf};
+        char control[64];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        EXPECT_EQ(recvmsg(fd, &msg, MSG_ERRQUEUE), -1);
+        EXPECT_EQ(errno, EAGAIN);
+        EXPECT_LT(ms_since(start), 1000);
+    }
+    close(udp);
+    close(tcp);
+}
+
+// The kernel reads SO_RCVTIMEO once per call (tcp_recvmsg, unix_stream_read_generic): a
+// peer that sends a byte now and then does not stretch a MSG_WAITALL receive past it.
+TEST(Recv, WaitallTimeoutBoundsTheWholeCallAndReturnsThePart) {
+    for (bool tcp : {false, true}) {
+        SCOPED_TRACE(tcp ? "tcp" : "unix");
+        Listener l;
+        int sv[2];
+        if (tcp) {
+            sv[1] = tcp_client(l);
+            sv[0] = accept(l.fd, nullptr, nullptr);
+        } else {
+            ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        }
+        Pair p{sv[0], sv[1]};
+        timeval tv{0, 300000};
+        ASSERT_EQ(setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+        std::atomic<bool> stop{false};
+        std::thread trickle([&] {
+            for (int i = 0; i < 20 && !stop; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                if (!stop) {
+                    ASSERT_EQ(write(p.b, "t", 1), 1);
+                }
+            }
+        });
+        char buf[64];
+        auto start = Clock::now();
+        ssize_t n = recv(p.a, buf, sizeof buf, MSG_WAITALL);
+        long took = ms_since(start);
+        stop = true;
+        trickle.join();
+        EXPECT_GE(n, 1);
+        EXPECT_LE(n, 6);
+        EXPECT_GE(took, 280);
+        EXPECT_LT(took, 800);
+    }
+}
+
+namespace {
+void ignore_signal(int) {}
+}  // namespace
+
+// After part of the data, a handler ends a MSG_WAITALL receive with the count, even under
+// SA_RESTART: the kernel returns what it copied instead of restarting.
+TEST(Recv, WaitallReturnsThePartAfterASignalEvenUnderSaRestart) {
+    struct sigaction act {};
+    struct sigaction before {};
+    act.sa_handler = ignore_signal;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    Pair p = socket_pair();
+    std::atomic<ssize_t> got{-2};
+    std::atomic<bool> done{false};
+    pthread_t receiver;
+    struct Args {
+        int fd;
+        std::atomic<ssize_t>* got;
+        std::atomic<bool>* done;
+    } args{p.a, &got, &done};
+    ASSERT_EQ(pthread_create(
+                  &receiver, nullptr,
+                  [](void* arg) -> void* {
+                      auto* a = static_cast<Args*>(arg);
+                      char buf[10];
+                      *a->got = recv(a->fd, buf, sizeof buf, MSG_WAITALL);
+                      *a->done = true;
+                      return nullptr;
+                  },
+                  &args),
+              0);
+    ASSERT_EQ(write(p.b, "abc", 3), 3);
+    // Wait until the receiver has taken the three bytes (it waits for the rest now).
+    auto start = Clock::now();
+    int queued = 1;
+    while (ms_since(start) < 5000 && ioctl(p.a, FIONREAD, &queued) == 0 && queued > 0) usleep(1000);
+    ASSERT_EQ(queued, 0);
+    // The signal may come before the receiver is asleep again: send until it returns.
+    start = Clock::now();
+    while (!done && ms_since(start) < 2000) {
+        pthread_kill(receiver, SIGUSR1);
+        auto sent = Clock::now();
+        while (!done && ms_since(sent) < 100) usleep(1000);
+    }
+    if (!done) {
+        ASSERT_EQ(write(p.b, "1234567", 7), 7);  // unstick it: the test fails below
+    }
+    pthread_join(receiver, nullptr);
+    EXPECT_EQ(got, 3);
+    sigaction(SIGUSR1, &before, nullptr);
+}
+
+// A blocking connect's wait can end before the connection is made: here the carrier's epoll
+// set refuses the socket (a seccomp filter fails epoll_ctl on it), which counts as ready.
+// The connect must then go on waiting without blocking, so other threads keep running; the
+// peer's accept queue is full, so the SYN is dropped and the connection stays pending.
+TEST(Connect, AWaitThatEndsEarlyLeavesOtherThreadsRunning) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(listener, 0), 0);
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    int first = socket(AF_INET, SOCK_STREAM, 0);  // fills the accept queue
+    ASSERT_EQ(connect(first, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_ctl, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + 2 * sizeof(uint64_t)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(fd), 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+            _exit(100);
+        std::thread connector(
+            [&] { connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr); });
+        connector.detach();
+        // Twenty 10 ms sleeps: about 200 ms, unless the connect holds the process's only
+        // carrier until the SYN is answered (never, while the queue stays full).
+        auto start = Clock::now();
+        for (int i = 0; i < 20; ++i) usleep(10000);
+        _exit(ms_since(start) < 2000 ? 0 : 1);
+    }
+    int status = -1;
+    auto start = Clock::now();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (ms_since(start) > 10000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    close(first);
+    close(listener);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
+#include <threads.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -366,4 +367,190 @@ TEST(Errno, IsPerThreadAcrossBlockingCalls) {
     usleep(20000);
     other.join();
     EXPECT_EQ(errno, 111);
+}
+
+// ---------------------------------------------------------------------------------------
+// Every call that takes a pthread_t, on a thread's handle (a fiber's under the shim): the
+// same answers as on a real thread, and no memory of ours taken for glibc's descriptor.
+
+namespace {
+
+// A thread that blocks in read() until release(), then returns 7.
+class Parked {
+  public:
+    Parked() {
+        if (pipe(fds_) != 0) abort();
+        if (pthread_create(&thread_, nullptr, body, this) != 0) abort();
+    }
+    ~Parked() {
+        release();
+        if (joinable_) pthread_join(thread_, nullptr);
+        close(fds_[0]);
+        close(fds_[1]);
+    }
+    pthread_t handle() const { return thread_; }
+    void release() {
+        if (!released_) (void)!write(fds_[1], "x", 1);
+        released_ = true;
+    }
+    void joined() { joinable_ = false; }
+    int read_result() const { return read_result_; }
+    int read_errno() const { return read_errno_; }
+    bool finished() const { return finished_; }
+
+  private:
+    static void* body(void* arg) {
+        auto* self = static_cast<Parked*>(arg);
+        char c;
+        self->read_result_ = static_cast<int>(read(self->fds_[0], &c, 1));
+        self->read_errno_ = errno;
+        self->finished_ = true;
+        return reinterpret_cast<void*>(7);
+    }
+    int fds_[2];
+    pthread_t thread_;
+    bool released_ = false, joinable_ = true;
+    std::atomic<int> read_result_{0}, read_errno_{0};
+    std::atomic<bool> finished_{false};
+};
+
+timespec realtime_past() {
+    timespec past;
+    clock_gettime(CLOCK_REALTIME, &past);
+    past.tv_sec -= 1;
+    return past;
+}
+
+}  // namespace
+
+TEST(PthreadHandle, SchedulingCallsCheckTheirArgumentsAsForAThread) {
+    Parked parked;
+    pthread_t t = parked.handle();
+    int policy = -1;
+    sched_param param{};
+    ASSERT_EQ(pthread_getschedparam(t, &policy, &param), 0);
+    EXPECT_EQ(policy, SCHED_OTHER);
+    EXPECT_EQ(param.sched_priority, 0);
+    EXPECT_EQ(pthread_setschedprio(t, 0), 0);
+    EXPECT_EQ(pthread_setschedprio(t, 5), EINVAL);  // SCHED_OTHER takes priority 0 only
+    sched_param zero{}, five{};
+    five.sched_priority = 5;
+    EXPECT_EQ(pthread_setschedparam(t, SCHED_OTHER, &zero), 0);
+    EXPECT_EQ(pthread_setschedparam(t, SCHED_OTHER, &five), EINVAL);
+    EXPECT_EQ(pthread_setschedparam(t, 12345, &zero), EINVAL);
+    ASSERT_EQ(pthread_getschedparam(t, &policy, &param), 0);
+    EXPECT_EQ(policy, SCHED_OTHER);
+    EXPECT_EQ(param.sched_priority, 0);
+}
+
+TEST(PthreadHandle, AffinityAndClockCallsAnswerAsForAThread) {
+    Parked parked;
+    pthread_t t = parked.handle();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ASSERT_EQ(pthread_getaffinity_np(t, sizeof set, &set), 0);
+    EXPECT_GT(CPU_COUNT(&set), 0);
+    EXPECT_EQ(pthread_setaffinity_np(t, sizeof set, &set), 0);
+    cpu_set_t none;
+    CPU_ZERO(&none);
+    EXPECT_EQ(pthread_setaffinity_np(t, sizeof none, &none), EINVAL);
+    clockid_t clock;
+    ASSERT_EQ(pthread_getcpuclockid(t, &clock), 0);
+    timespec used{};
+    EXPECT_EQ(clock_gettime(clock, &used), 0);
+    pthread_attr_t attr;
+    ASSERT_EQ(pthread_getattr_np(t, &attr), 0);
+    size_t size = 0;
+    void* low = nullptr;
+    EXPECT_EQ(pthread_attr_getstack(&attr, &low, &size), 0);
+    EXPECT_GT(size, 0u);
+    int detach_state = -1;
+    EXPECT_EQ(pthread_attr_getdetachstate(&attr, &detach_state), 0);
+    EXPECT_EQ(detach_state, PTHREAD_CREATE_JOINABLE);
+    pthread_attr_destroy(&attr);
+}
+
+TEST(PthreadHandle, JoinCallsOnARunningThreadThenJoin) {
+    Parked parked;
+    pthread_t t = parked.handle();
+    EXPECT_EQ(pthread_kill(t, 0), 0);
+    EXPECT_EQ(pthread_tryjoin_np(t, nullptr), EBUSY);
+    timespec past = realtime_past();
+    EXPECT_EQ(pthread_timedjoin_np(t, nullptr, &past), ETIMEDOUT);
+    EXPECT_EQ(pthread_clockjoin_np(t, nullptr, CLOCK_REALTIME, &past), ETIMEDOUT);
+    EXPECT_TRUE(pthread_equal(t, t));
+    EXPECT_FALSE(pthread_equal(t, pthread_self()));
+    parked.release();
+    void* result = nullptr;
+    EXPECT_EQ(pthread_join(t, &result), 0);
+    EXPECT_EQ(reinterpret_cast<long>(result), 7);
+    parked.joined();
+}
+
+namespace {
+std::atomic<int> g_queued_value{0};
+std::atomic<int> g_queued_code{0};
+void record_queued(int, siginfo_t* info, void*) {
+    g_queued_value = info->si_value.sival_int;
+    g_queued_code = info->si_code;
+}
+}  // namespace
+
+TEST(PthreadSigqueue, DeliversTheValueAndInterruptsTheTargetsBlockedRead) {
+    struct sigaction action {};
+    struct sigaction before {};
+    action.sa_sigaction = record_queued;
+    action.sa_flags = SA_SIGINFO;  // no SA_RESTART: the target's read fails with EINTR
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR2, &action, &before);
+    g_queued_value = 0;
+    {
+        Parked parked;
+        pthread_t t = parked.handle();
+        sigval value;
+        value.sival_int = 4242;
+        EXPECT_EQ(pthread_sigqueue(t, 0, value), 0);  // checks the thread, sends nothing
+        EXPECT_EQ(pthread_sigqueue(t, 12345, value), EINVAL);
+        // A signal that comes before the thread blocks interrupts nothing: send again until
+        // one finds it blocked.
+        auto start = Clock::now();
+        while (!parked.finished() && ms_since(start) < 5000) {
+            ASSERT_EQ(pthread_sigqueue(t, SIGUSR2, value), 0);
+            auto sent = Clock::now();
+            while (!parked.finished() && ms_since(sent) < 100) usleep(1000);
+        }
+        ASSERT_TRUE(parked.finished());
+        EXPECT_EQ(parked.read_result(), -1);
+        EXPECT_EQ(parked.read_errno(), EINTR);
+        EXPECT_EQ(g_queued_value, 4242);
+        EXPECT_EQ(g_queued_code, SI_QUEUE);
+    }
+    sigaction(SIGUSR2, &before, nullptr);
+}
+
+TEST(C11Threads, JoinDetachAndCurrentAcceptAPthreadHandle) {
+    static pthread_t inside_current, inside_self;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      inside_current = thrd_current();
+                      inside_self = pthread_self();
+                      return reinterpret_cast<void*>(9);
+                  },
+                  nullptr),
+              0);
+    int result = 0;
+    EXPECT_EQ(thrd_join(t, &result), thrd_success);
+    EXPECT_EQ(result, 9);
+    EXPECT_TRUE(thrd_equal(inside_current, inside_self));
+    EXPECT_TRUE(thrd_equal(thrd_current(), pthread_self()));
+    Parked parked;
+    EXPECT_EQ(thrd_detach(parked.handle()), thrd_success);
+    EXPECT_EQ(pthread_detach(parked.handle()), EINVAL);  // already detached
+    parked.release();
+    parked.joined();
+    auto start = Clock::now();
+    while (!parked.finished() && ms_since(start) < 5000) usleep(1000);
+    EXPECT_TRUE(parked.finished());
 }
