@@ -39,7 +39,12 @@ bool sample_thread(int tid, StallSample* sample);
 // Who holds the lock a fiber waits on, for the deadlock report (hooks/sync.cpp).
 int32_t lock_holder(ParkReason reason, const void* object);
 
-// Registers the runtime callbacks hooks need (thread-specific data destructors).
+// Registers the runtime callbacks hooks need (thread-specific data destructors, fork locks).
 void install();
+// The locks of hooks/signal.cpp and hooks/process.cpp, for fork (runtime/fork.h).
+void lock_signal_table();
+void unlock_signal_table();
+void lock_system_callers();
+void unlock_system_callers();
 
 }  // namespace green::hooks

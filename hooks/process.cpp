@@ -386,4 +386,7 @@ int system(const char* command) {
     return status;
 }
 
+void lock_system_callers() { g_system_lock.lock(); }
+void unlock_system_callers() { g_system_lock.unlock(); }
+
 }  // namespace green::hooks

@@ -233,4 +233,7 @@ bool accept_guard_disarm() {
     return t_guard_fired;
 }
 
+void lock_signal_table() { g_lock.lock(); }
+void unlock_signal_table() { g_lock.unlock(); }
+
 }  // namespace green::hooks

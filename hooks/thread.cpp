@@ -7,11 +7,12 @@
 #include <string.h>
 #include <threads.h>
 
-#include <mutex>
+#include "runtime/spinlock.h"
 #include <vector>
 
 #include "hooks/deadline.h"
 #include "hooks/hooks.h"
+#include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/runtime.h"
 
@@ -44,7 +45,7 @@ struct KeyInfo {
     void (*destructor)(void*) = nullptr;
     bool in_use = false;
 };
-std::mutex g_keys_lock;
+SpinLock g_keys_lock;  // held for a few instructions; never across a park
 KeyInfo g_keys[PTHREAD_KEYS_MAX];
 
 struct Slot {
@@ -72,7 +73,7 @@ void run_destructors(Fiber* fiber) {
             Slot slot = (*locals)[i];
             void (*destructor)(void*) = nullptr;
             {
-                std::lock_guard<std::mutex> hold(g_keys_lock);
+                SpinGuard hold(g_keys_lock);
                 const KeyInfo& info = g_keys[slot.key];
                 if (info.in_use && info.seq == slot.seq) destructor = info.destructor;
             }
@@ -125,6 +126,10 @@ bool valid_priority(int policy, int priority) {
 void install() {
     set_fiber_exit_hook(run_destructors);
     set_lock_holder_probe(lock_holder);
+    // The hooks' own tables must not be held by a thread that a fork leaves behind.
+    add_fork_lock([] { g_keys_lock.lock(); }, [] { g_keys_lock.unlock(); });
+    add_fork_lock(lock_signal_table, unlock_signal_table);
+    add_fork_lock(lock_system_callers, unlock_system_callers);
 }
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
@@ -219,7 +224,7 @@ int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
 int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
     int err = real::get().pthread_key_create(key, destructor);
     if (err == 0 && *key < PTHREAD_KEYS_MAX) {
-        std::lock_guard<std::mutex> hold(g_keys_lock);
+        SpinGuard hold(g_keys_lock);
         KeyInfo& info = g_keys[*key];
         ++info.seq;
         info.destructor = destructor;
@@ -231,7 +236,7 @@ int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) {
 int pthread_key_delete(pthread_key_t key) {
     int err = real::get().pthread_key_delete(key);
     if (err == 0 && key < PTHREAD_KEYS_MAX) {
-        std::lock_guard<std::mutex> hold(g_keys_lock);
+        SpinGuard hold(g_keys_lock);
         KeyInfo& info = g_keys[key];
         ++info.seq;
         info.destructor = nullptr;
@@ -256,7 +261,7 @@ int pthread_setspecific(pthread_key_t key, const void* value) {
     if (key >= PTHREAD_KEYS_MAX) return EINVAL;
     uint64_t seq;
     {
-        std::lock_guard<std::mutex> hold(g_keys_lock);
+        SpinGuard hold(g_keys_lock);
         if (!g_keys[key].in_use) return EINVAL;
         seq = g_keys[key].seq;
     }

@@ -1,6 +1,8 @@
 // Helpers shared by the blocking hooks (see wait.h).
 #include "hooks/wait.h"
 
+#include "runtime/fork.h"
+
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -21,7 +23,8 @@ pid_t own_pid() {
     pid_t pid = g_pid.load(std::memory_order_relaxed);
     if (pid == 0) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
-        pthread_once(&once, [] { pthread_atfork(nullptr, nullptr, [] { g_pid.store(0); }); });
+        // Every child forgets it, also one made by _Fork() or a raw fork (runtime/fork.h).
+        pthread_once(&once, [] { add_fork_child_hook([] { g_pid.store(0); }); });
         pid = getpid();
         g_pid.store(pid, std::memory_order_relaxed);
     }

@@ -31,10 +31,10 @@ int g_child_hook_count = 0;
 __thread sigset_t t_saved_mask;
 
 void unlock_all() {
-    for (int i = g_lock_count - 1; i >= 0; --i) g_locks[i].unlock();
     lock_stack_pool(false);
     lock_fiber_registry(false);
     lock_carrier_registry(false);
+    for (int i = g_lock_count - 1; i >= 0; --i) g_locks[i].unlock();
 }
 
 }  // namespace
@@ -53,10 +53,12 @@ void fork_prepare() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &t_saved_mask);
+    // The others' first: one of them may park (a fiber-aware mutex), which must never
+    // happen while this thread holds a spinlock.
+    for (int i = 0; i < g_lock_count; ++i) g_locks[i].lock();
     lock_carrier_registry(true);
     lock_fiber_registry(true);
     lock_stack_pool(true);
-    for (int i = 0; i < g_lock_count; ++i) g_locks[i].lock();
 }
 
 void fork_parent() {

@@ -212,6 +212,11 @@ TEST(Fds, ACloseOnAnotherThreadNeverHandsTheWaiterTheNextOwnersData) {
         close(s->fd);
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+        if (sv[0] != s->fd) {  // a lower number was free: move the new socket onto the old one
+            if (dup2(sv[0], s->fd) != s->fd) return 1;
+            close(sv[0]);
+            sv[0] = s->fd;
+        }
         s->reused = sv[0];
         s->peer = sv[1];
         return 0;
