@@ -24,6 +24,8 @@ namespace {
 
 SpinLock g_lock;
 int g_next_index = 0;
+// Live carriers, readable without the lock (a close asks it, maybe in a signal handler).
+std::atomic<size_t> g_carrier_count{0};
 CarrierCounters g_retired;  // what carriers that have retired counted
 std::atomic<uint64_t> g_passthrough{0};
 std::atomic<bool> g_count_blocked{false};
@@ -126,6 +128,7 @@ void register_carrier(Carrier* carrier) {
     SpinGuard hold(g_lock);
     carrier->next_carrier_ = g_carriers;
     g_carriers = carrier;
+    g_carrier_count.fetch_add(1, std::memory_order_release);
     g_started.store(true, std::memory_order_relaxed);
 }
 
@@ -134,6 +137,7 @@ void unregister_carrier(Carrier* carrier) {
     for (Carrier** link = &g_carriers; *link; link = &(*link)->next_carrier_) {
         if (*link == carrier) {
             *link = carrier->next_carrier_;
+            g_carrier_count.fetch_sub(1, std::memory_order_release);
             break;
         }
     }
@@ -144,6 +148,7 @@ void registry_after_fork(Carrier* survivor) {
     new (&g_lock) SpinLock();  // another thread may have held it at the fork
     survivor->next_carrier_ = nullptr;
     g_carriers = survivor;
+    g_carrier_count.store(1);
     g_internal_threads.store(0);  // only the forking thread is in the child
     g_pool_started.store(false);  // libuv remakes its pool in the child at the next work
 }
@@ -170,9 +175,7 @@ bool for_each_carrier(void (*visit)(Carrier*, void*), void* context, bool try_on
 }
 
 size_t carrier_count() {
-    size_t n = 0;
-    for_each_carrier([](Carrier*, void* count) { ++*static_cast<size_t*>(count); }, &n);
-    return n;
+    return g_carrier_count.load(std::memory_order_acquire);
 }
 
 int next_carrier_index() {
