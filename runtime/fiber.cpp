@@ -39,6 +39,7 @@ int32_t next_fiber_tid() {
 // thread's without dereferencing it: a fixed hash table chained through the fibers
 // themselves, so registering allocates nothing under the lock.
 SpinLock g_registry_lock;
+std::atomic<size_t> g_registered{0};  // no lock to ask while no fiber exists (GREEN_DISABLE)
 constexpr size_t kRegistryBits = 12;
 Fiber* g_registry[size_t{1} << kRegistryBits];
 
@@ -52,6 +53,7 @@ void register_fiber(Fiber* fiber) {
     Fiber*& head = registry_chain(fiber);
     fiber->next_in_registry = head;
     head = fiber;
+    g_registered.fetch_add(1, std::memory_order_release);
 }
 
 void unregister_fiber(Fiber* fiber) {
@@ -59,6 +61,7 @@ void unregister_fiber(Fiber* fiber) {
     for (Fiber** link = &registry_chain(fiber); *link; link = &(*link)->next_in_registry) {
         if (*link == fiber) {
             *link = fiber->next_in_registry;
+            g_registered.fetch_sub(1, std::memory_order_release);
             return;
         }
     }
@@ -69,6 +72,7 @@ void fiber_entry(ctx::transfer_t transfer);
 }  // namespace
 
 bool is_fiber(const void* handle) {
+    if (g_registered.load(std::memory_order_acquire) == 0) return false;
     SpinGuard hold(g_registry_lock);
     for (const Fiber* f = registry_chain(handle); f; f = f->next_in_registry)
         if (f == handle) return true;
