@@ -121,8 +121,9 @@ CondState* state_of(pthread_cond_t* c) { return reinterpret_cast<CondState*>(c);
 int cond_wait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
     uint64_t deadline = kNoDeadline;
     if (abstime) {
-        int err = deadline_at(clock, abstime, &deadline);
-        if (err) return err;
+        // glibc checks tv_nsec before it looks at a negative tv_sec.
+        if (!valid_nsec(abstime->tv_nsec)) return EINVAL;
+        deadline_at(clock, abstime, &deadline);
     }
     CondState* cs = state_of(c);
     uint32_t seq = cs->seq.load(std::memory_order_acquire);
@@ -166,8 +167,10 @@ bool prefers_writers(const pthread_rwlock_t* l) {
     return l->__data.__flags == PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP;
 }
 
+// glibc checks a timed lock's tv_nsec first, even when the lock is free.
 int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
     if (disabled()) return real::get().pthread_rwlock_rdlock(l);
+    if (abstime && !valid_nsec(abstime->tv_nsec)) return EINVAL;
     RwState* rw = state_of(l);
     const int32_t self = self_tid();
     if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
@@ -183,8 +186,7 @@ int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
         }
         if (try_only) return EBUSY;
         if (!deadline_known) {
-            int err = deadline_at(clock, abstime, &deadline);
-            if (err) return err;
+            deadline_at(clock, abstime, &deadline);
             deadline_known = true;
         }
         if (!wait_while(&rw->state, [&] { return rw->state.load() == s; }, deadline,
@@ -195,6 +197,7 @@ int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
 
 int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
     if (disabled()) return real::get().pthread_rwlock_wrlock(l);
+    if (abstime && !valid_nsec(abstime->tv_nsec)) return EINVAL;
     RwState* rw = state_of(l);
     const int32_t self = self_tid();
     if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
@@ -208,8 +211,7 @@ int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
         }
         if (try_only) return EBUSY;
         if (!deadline_known) {
-            int err = deadline_at(clock, abstime, &deadline);
-            if (err) return err;
+            deadline_at(clock, abstime, &deadline);
             deadline_known = true;
         }
         rw->writers_waiting.fetch_add(1);
@@ -246,13 +248,14 @@ bool sem_take(SemWord* s) {
 int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
     auto* s = reinterpret_cast<SemWord*>(sem);
     uint64_t deadline = kNoDeadline;
-    // Unlike the mutex calls, glibc checks the timeout before it looks at the value.
+    // Unlike the mutex calls, glibc checks the timeout before it looks at the value, and
+    // tv_nsec before a negative tv_sec.
     if (abstime) {
-        int err = deadline_at(clock, abstime, &deadline);
-        if (err) {
-            errno = err;
+        if (!valid_nsec(abstime->tv_nsec)) {
+            errno = EINVAL;
             return -1;
         }
+        deadline_at(clock, abstime, &deadline);
     }
     const bool shared = s->private_flag == 0;
     for (;;) {

@@ -1,10 +1,16 @@
 // Mutexes, condition variables, rwlocks, semaphores, barriers, pthread_once, spinlocks and
 // futex-based C++ primitives: results, error numbers and timeouts as glibc gives them.
 #include <gtest/gtest.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <threads.h>
 
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -502,4 +508,248 @@ TEST(Cxx, SharedMutexAndConditionVariableWaitFor) {
     auto start = Clock::now();
     EXPECT_EQ(cv.wait_for(lock, std::chrono::milliseconds(30)), std::cv_status::timeout);
     EXPECT_GE(ms_since(start), 25);
+}
+
+// ---------------------------------------------------------------------------------------
+// Far-future absolute timeouts: a deadline centuries away is a wait that the wake-up ends,
+// never one that expires at once (the conversion to a deadline must saturate).
+
+namespace {
+
+// Far-future absolute times: the largest, and one whose nanoseconds overflow 64 bits.
+const timespec kFarFuture[] = {{LONG_MAX, 0}, {LLONG_MAX / 1000, 0}, {LLONG_MAX / 1000000000, 0}};
+
+// Runs `wait` (which must return 0) while `wake` runs on another thread 50 ms later.
+void far_wait_is_woken(const std::function<int()>& wait, const std::function<void()>& wake) {
+    After waker(50, wake);
+    auto start = Clock::now();
+    EXPECT_EQ(wait(), 0);
+    EXPECT_GE(ms_since(start), 30);
+}
+
+// A mutex or rwlock held by another thread for 50 ms.
+class HeldFor50Ms {
+public:
+    HeldFor50Ms(std::function<void()> take, std::function<void()> release)
+        : thread_([this, take, release] {
+              take();
+              taken_ = true;
+              usleep(50000);
+              release();
+          }) {
+        auto start = Clock::now();
+        while (!taken_ && ms_since(start) < 5000) usleep(1000);
+    }
+    ~HeldFor50Ms() { thread_.join(); }
+
+private:
+    std::atomic<bool> taken_{false};
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST(FarFuture, CondTimedwaitAndClockwaitWaitForTheSignal) {
+    for (const timespec& t : kFarFuture) {
+        for (clockid_t clock : {CLOCK_REALTIME, CLOCK_MONOTONIC}) {
+            pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+            pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+            bool ready = false;
+            far_wait_is_woken(
+                [&] {
+                    pthread_mutex_lock(&m);
+                    int r = 0;
+                    while (!ready && r == 0)
+                        r = clock == CLOCK_REALTIME ? pthread_cond_timedwait(&c, &m, &t)
+                                                    : pthread_cond_clockwait(&c, &m, clock, &t);
+                    pthread_mutex_unlock(&m);
+                    return r;
+                },
+                [&] {
+                    pthread_mutex_lock(&m);
+                    ready = true;
+                    pthread_cond_signal(&c);
+                    pthread_mutex_unlock(&m);
+                });
+        }
+    }
+}
+
+TEST(FarFuture, SemTimedwaitAndClockwaitWaitForThePost) {
+    for (const timespec& t : kFarFuture) {
+        sem_t s;
+        ASSERT_EQ(sem_init(&s, 0, 0), 0);
+        far_wait_is_woken([&] { return sem_timedwait(&s, &t); }, [&] { sem_post(&s); });
+        far_wait_is_woken([&] { return sem_clockwait(&s, CLOCK_MONOTONIC, &t); },
+                          [&] { sem_post(&s); });
+        sem_destroy(&s);
+    }
+}
+
+TEST(FarFuture, MutexTimedlockAndClocklockWaitForTheUnlock) {
+    for (const timespec& t : kFarFuture) {
+        for (clockid_t clock : {CLOCK_REALTIME, CLOCK_MONOTONIC}) {
+            pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+            int r;
+            {
+                HeldFor50Ms held([&] { pthread_mutex_lock(&m); },
+                                 [&] { pthread_mutex_unlock(&m); });
+                r = clock == CLOCK_REALTIME ? pthread_mutex_timedlock(&m, &t)
+                                            : pthread_mutex_clocklock(&m, clock, &t);
+            }
+            EXPECT_EQ(r, 0);
+            if (r == 0) pthread_mutex_unlock(&m);
+        }
+    }
+}
+
+TEST(FarFuture, RwlockTimedLocksWaitForTheUnlock) {
+    for (const timespec& t : kFarFuture) {
+        for (int variant = 0; variant < 4; ++variant) {
+            pthread_rwlock_t l = PTHREAD_RWLOCK_INITIALIZER;
+            int r;
+            {
+                HeldFor50Ms held([&] { pthread_rwlock_wrlock(&l); },
+                                 [&] { pthread_rwlock_unlock(&l); });
+                switch (variant) {
+                    case 0: r = pthread_rwlock_timedrdlock(&l, &t); break;
+                    case 1: r = pthread_rwlock_timedwrlock(&l, &t); break;
+                    case 2: r = pthread_rwlock_clockrdlock(&l, CLOCK_MONOTONIC, &t); break;
+                    default: r = pthread_rwlock_clockwrlock(&l, CLOCK_MONOTONIC, &t); break;
+                }
+            }
+            EXPECT_EQ(r, 0) << "variant " << variant;
+            if (r == 0) pthread_rwlock_unlock(&l);
+        }
+    }
+}
+
+TEST(FarFuture, TimedjoinWaitsForTheThread) {
+    for (const timespec& t : kFarFuture) {
+        for (bool clock_variant : {false, true}) {
+            pthread_t th;
+            ASSERT_EQ(pthread_create(&th, nullptr,
+                                     [](void*) -> void* {
+                                         usleep(50000);
+                                         return reinterpret_cast<void*>(7);
+                                     },
+                                     nullptr),
+                      0);
+            void* result = nullptr;
+            int r = clock_variant ? pthread_clockjoin_np(th, &result, CLOCK_MONOTONIC, &t)
+                                  : pthread_timedjoin_np(th, &result, &t);
+            EXPECT_EQ(r, 0);
+            if (r == 0)
+                EXPECT_EQ(result, reinterpret_cast<void*>(7));
+            else
+                pthread_join(th, nullptr);
+        }
+    }
+}
+
+TEST(FarFuture, FutexWaitsRelativeAndAbsolute) {
+    // Relative timeouts whose nanoseconds overflow 64 bits (one of them wraps to about 1 ms),
+    // and absolute FUTEX_WAIT_BITSET times far away on both clocks.
+    const timespec relative[] = {{LONG_MAX, 0}, {18446744073L, 710551616L}};
+    for (const timespec& t : relative) {
+        std::atomic<uint32_t> word{0};
+        far_wait_is_woken(
+            [&] {
+                while (word.load() == 0) {
+                    long r = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &t, nullptr, 0);
+                    if (r != 0 && errno != EAGAIN && errno != EINTR) return static_cast<int>(errno);
+                }
+                return 0;
+            },
+            [&] {
+                word = 1;
+                syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+            });
+    }
+    for (const timespec& t : kFarFuture) {
+        for (int op : {FUTEX_WAIT_BITSET_PRIVATE, FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME}) {
+            std::atomic<uint32_t> word{0};
+            far_wait_is_woken(
+                [&] {
+                    while (word.load() == 0) {
+                        long r = syscall(SYS_futex, &word, op, 0, &t, nullptr,
+                                         FUTEX_BITSET_MATCH_ANY);
+                        if (r != 0 && errno != EAGAIN && errno != EINTR)
+                            return static_cast<int>(errno);
+                    }
+                    return 0;
+                },
+                [&] {
+                    word = 1;
+                    syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+                });
+        }
+    }
+}
+
+TEST(FarFuture, CxxWaitUntilTimePointMaxWaitsForTheNotify) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool ready = false;
+    After notifier(50, [&] {
+        std::lock_guard<std::mutex> hold(m);
+        ready = true;
+        cv.notify_one();
+    });
+    std::unique_lock<std::mutex> lock(m);
+    auto start = Clock::now();
+    while (!ready)
+        EXPECT_EQ(cv.wait_until(lock, std::chrono::steady_clock::time_point::max()),
+                  std::cv_status::no_timeout);
+    EXPECT_GE(ms_since(start), 30);
+    ready = false;
+    lock.unlock();
+    After again(50, [&] {
+        std::lock_guard<std::mutex> hold(m);
+        ready = true;
+        cv.notify_one();
+    });
+    lock.lock();
+    while (!ready)
+        EXPECT_EQ(cv.wait_until(lock, std::chrono::system_clock::time_point::max()),
+                  std::cv_status::no_timeout);
+}
+
+// Times in the past, with negative seconds, time out at once; an invalid tv_nsec is EINVAL
+// where glibc checks it: before the negative seconds for condvars, semaphores and rwlocks,
+// after them for mutexes (and even on a free rwlock, but not on a free mutex).
+TEST(PastTimes, NegativeSecondsTimeOutAndBadNanosecondsAreEinvalWhereGlibcSaysSo) {
+    const timespec past{-1, 0}, past_bad{-1, 2000000000L}, bad{0, 2000000000L},
+        min_bad{LONG_MIN, -5};
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    pthread_mutex_lock(&m);
+    EXPECT_EQ(pthread_cond_timedwait(&c, &m, &past), ETIMEDOUT);
+    EXPECT_EQ(pthread_cond_timedwait(&c, &m, &past_bad), EINVAL);
+    EXPECT_EQ(pthread_cond_clockwait(&c, &m, CLOCK_MONOTONIC, &min_bad), EINVAL);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_timedlock(&m, &past); }), ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_timedlock(&m, &past_bad); }), ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_clocklock(&m, CLOCK_MONOTONIC, &min_bad); }),
+              ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] { return pthread_mutex_timedlock(&m, &bad); }), EINVAL);
+    pthread_mutex_unlock(&m);
+
+    sem_t s;
+    ASSERT_EQ(sem_init(&s, 0, 0), 0);
+    errno = 0;
+    EXPECT_EQ(sem_timedwait(&s, &past), -1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    EXPECT_EQ(sem_clockwait(&s, CLOCK_MONOTONIC, &past_bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    sem_destroy(&s);
+
+    pthread_rwlock_t l = PTHREAD_RWLOCK_INITIALIZER;
+    EXPECT_EQ(pthread_rwlock_timedrdlock(&l, &bad), EINVAL);  // free, still checked
+    EXPECT_EQ(pthread_rwlock_timedwrlock(&l, &past_bad), EINVAL);
+    ASSERT_EQ(pthread_rwlock_wrlock(&l), 0);
+    EXPECT_EQ(on_thread([&] { return pthread_rwlock_timedrdlock(&l, &past); }), ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] { return pthread_rwlock_clockwrlock(&l, CLOCK_MONOTONIC, &past); }),
+              ETIMEDOUT);
+    EXPECT_EQ(on_thread([&] { return pthread_rwlock_timedwrlock(&l, &past_bad); }), EINVAL);
+    pthread_rwlock_unlock(&l);
 }
