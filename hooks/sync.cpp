@@ -55,6 +55,10 @@ bool wait_while(const void* key, Blocked still_blocked, uint64_t deadline, ParkR
     return parking_lot::park(key, still_blocked, deadline, reason) != Parked::kTimedOut;
 }
 
+long futex(const void* word, int op, uint32_t value) {
+    return real::get().syscall(SYS_futex, reinterpret_cast<long>(word), op, value, 0L, 0L, 0L);
+}
+
 // ---------------------------------------------------------------------------------------
 // Mutexes.
 
@@ -82,9 +86,16 @@ int acquire(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
     }
 }
 
+// A contended lock (2) may also have a waiter that is not ours: glibc's internal lockers
+// (C11 mtx_lock, and glibc's own callers) take the same word without our hooks and sleep on
+// it in the kernel (FUTEX_WAIT_PRIVATE on 2). When no parked waiter was there to wake, one of
+// those is woken. A parked waiter we wake sets 2 again when it takes the lock, so a kernel
+// waiter behind it is woken at the next unlock.
 void release(pthread_mutex_t* m) {
     auto& word = atomic_at(&m->__data.__lock);
-    if (word.exchange(0, std::memory_order_release) == 2) parking_lot::unpark(&m->__data.__lock, 1);
+    if (word.exchange(0, std::memory_order_release) != 2) return;
+    if (parking_lot::unpark(&m->__data.__lock, 1) == 0)
+        futex(&m->__data.__lock, FUTEX_WAKE_PRIVATE, 1);
 }
 
 int lock_mutex(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {

@@ -753,3 +753,44 @@ TEST(PastTimes, NegativeSecondsTimeOutAndBadNanosecondsAreEinvalWhereGlibcSaysSo
     EXPECT_EQ(on_thread([&] { return pthread_rwlock_timedwrlock(&l, &past_bad); }), EINVAL);
     pthread_rwlock_unlock(&l);
 }
+
+// ---------------------------------------------------------------------------------------
+// glibc's own lockers: C11 mtx_lock takes a pthread_mutex_t through glibc's internal
+// functions (no PLT), and sleeps on the lock word in the kernel.
+
+TEST(Mutex, UnlockWakesAC11ThreadBlockedInMtxLock) {
+    static mtx_t mtx;
+    ASSERT_EQ(mtx_init(&mtx, mtx_plain), thrd_success);
+    auto* m = reinterpret_cast<pthread_mutex_t*>(&mtx);  // glibc: mtx_t is a pthread_mutex_t
+    ASSERT_EQ(pthread_mutex_lock(m), 0);
+    static std::atomic<int> got{0};
+    got = 0;
+    thrd_t t;
+    ASSERT_EQ(thrd_create(&t,
+                          [](void*) {
+                              if (mtx_lock(&mtx) != thrd_success) return 1;
+                              got = 1;
+                              mtx_unlock(&mtx);
+                              return 0;
+                          },
+                          nullptr),
+              thrd_success);
+    // glibc marks the word contended (2) before it sleeps in FUTEX_WAIT.
+    auto start = Clock::now();
+    while (__atomic_load_n(&m->__data.__lock, __ATOMIC_ACQUIRE) != 2 && ms_since(start) < 5000)
+        usleep(1000);
+    ASSERT_EQ(pthread_mutex_unlock(m), 0);
+    start = Clock::now();
+    while (!got && ms_since(start) < 2000) usleep(1000);
+    EXPECT_EQ(got.load(), 1);
+    if (!got) {  // a thread left asleep in the kernel: wake it so that the test can end
+        while (!got) {
+            syscall(SYS_futex, &m->__data.__lock, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+            usleep(1000);
+        }
+    }
+    int r = -1;
+    thrd_join(t, &r);
+    EXPECT_EQ(r, 0);
+    mtx_destroy(&mtx);
+}
