@@ -8,6 +8,7 @@
 // Condition variables, rwlocks and barriers keep their own state inside glibc's storage,
 // valid when all-zero (what the static initialisers give).
 // Process-shared, robust and priority mutexes are glibc's (they may block the carrier).
+// errno: the pthread_* calls never change it; the sem_* calls set it only when they fail.
 #include <linux/futex.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -47,6 +48,26 @@ std::atomic<U>& atomic_at(T* p) {
     static_assert(sizeof(std::atomic<U>) == sizeof(U));
     return *reinterpret_cast<std::atomic<U>*>(const_cast<U*>(p));
 }
+
+// Keeps errno as the caller left it, whatever the waits under a call (kernel futexes,
+// libuv's wake-ups) did to it.
+class KeepErrno {
+public:
+    KeepErrno() : saved_(errno) {}
+    ~KeepErrno() { errno = saved_; }
+    KeepErrno(const KeepErrno&) = delete;
+    KeepErrno& operator=(const KeepErrno&) = delete;
+    // The call fails with `err` in errno (the sem_* calls): returns -1.
+    int fail(int err) {
+        saved_ = err;
+        return -1;
+    }
+    // What errno is now stays (a pthread_once init routine's own errno).
+    void keep_current() { saved_ = errno; }
+
+private:
+    int saved_;
+};
 
 // Parks the caller on `key` while `still_blocked()`; the deadline is kNoDeadline for an
 // untimed wait. Returns false at the deadline.
@@ -256,16 +277,14 @@ bool sem_take(SemWord* s) {
     return false;
 }
 
+// 0, or the errno of the failure.
 int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
     auto* s = reinterpret_cast<SemWord*>(sem);
     uint64_t deadline = kNoDeadline;
     // Unlike the mutex calls, glibc checks the timeout before it looks at the value, and
     // tv_nsec before a negative tv_sec.
     if (abstime) {
-        if (!valid_nsec(abstime->tv_nsec)) {
-            errno = EINVAL;
-            return -1;
-        }
+        if (!valid_nsec(abstime->tv_nsec)) return EINVAL;
         deadline_at(clock, abstime, &deadline);
     }
     const bool shared = s->private_flag == 0;
@@ -276,11 +295,8 @@ int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
         Parked r = parking_lot::park(
             &s->data, [&] { return (s->data.load() & kSemValueMask) == 0; }, until,
             ParkReason::kSemaphore);
-        if (r == Parked::kTimedOut && until == deadline && deadline != kNoDeadline) {
-            if (sem_take(s)) return 0;
-            errno = ETIMEDOUT;
-            return -1;
-        }
+        if (r == Parked::kTimedOut && until == deadline && deadline != kNoDeadline)
+            return sem_take(s) ? 0 : ETIMEDOUT;
     }
 }
 
@@ -309,6 +325,7 @@ bool disabled() {
 }
 
 int pthread_mutex_lock(pthread_mutex_t* m) {
+    KeepErrno keep;
     if (!ours(m)) {
         // glibc's kinds wait in the kernel, holding the carrier: count it when it happens.
         if (current_fiber()) {
@@ -322,17 +339,20 @@ int pthread_mutex_lock(pthread_mutex_t* m) {
 }
 
 int pthread_mutex_timedlock(pthread_mutex_t* m, const timespec* abstime) {
+    KeepErrno keep;
     if (!ours(m)) return real::get().pthread_mutex_timedlock(m, abstime);
     return lock_mutex(m, abstime, CLOCK_REALTIME);
 }
 
 int pthread_mutex_clocklock(pthread_mutex_t* m, clockid_t clock, const timespec* abstime) {
+    KeepErrno keep;
     if (!ours(m)) return real::get().pthread_mutex_clocklock(m, clock, abstime);
     if (!waitable_clock(clock)) return EINVAL;
     return lock_mutex(m, abstime, clock);
 }
 
 int pthread_mutex_trylock(pthread_mutex_t* m) {
+    KeepErrno keep;
     if (!ours(m)) return real::get().pthread_mutex_trylock(m);
     const int32_t self = self_tid();
     if (m->__data.__owner == self && (m->__data.__kind & kKindMask) == PTHREAD_MUTEX_RECURSIVE) {
@@ -351,6 +371,7 @@ int pthread_mutex_trylock(pthread_mutex_t* m) {
 }
 
 int pthread_mutex_unlock(pthread_mutex_t* m) {
+    KeepErrno keep;
     if (!ours(m)) return real::get().pthread_mutex_unlock(m);
     const int kind = m->__data.__kind & kKindMask;
     if (kind == PTHREAD_MUTEX_RECURSIVE || kind == PTHREAD_MUTEX_ERRORCHECK) {
@@ -365,6 +386,7 @@ int pthread_mutex_unlock(pthread_mutex_t* m) {
 }
 
 int pthread_cond_init(pthread_cond_t* c, const pthread_condattr_t* attr) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_init(c, attr);
     std::memset(c, 0, sizeof *c);
     clockid_t clock = CLOCK_REALTIME;
@@ -374,40 +396,47 @@ int pthread_cond_init(pthread_cond_t* c, const pthread_condattr_t* attr) {
 }
 
 int pthread_cond_destroy(pthread_cond_t* c) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_destroy(c);
     return 0;
 }
 
 int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_wait(c, m);
     return cond_wait(c, m, nullptr, CLOCK_REALTIME);
 }
 
 int pthread_cond_timedwait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_timedwait(c, m, abstime);
     return cond_wait(c, m, abstime, state_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME);
 }
 
 int pthread_cond_clockwait(pthread_cond_t* c, pthread_mutex_t* m, clockid_t clock,
                            const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_clockwait(c, m, clock, abstime);
     if (!waitable_clock(clock)) return EINVAL;
     return cond_wait(c, m, abstime, clock);
 }
 
 int pthread_cond_signal(pthread_cond_t* c) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_signal(c);
     cond_wake(c, 1);
     return 0;
 }
 
 int pthread_cond_broadcast(pthread_cond_t* c) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_broadcast(c);
     cond_wake(c, parking_lot::kAll);
     return 0;
 }
 
 int pthread_rwlock_init(pthread_rwlock_t* l, const pthread_rwlockattr_t* attr) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_init(l, attr);
     std::memset(l, 0, sizeof *l);
     int kind = PTHREAD_RWLOCK_PREFER_READER_NP;
@@ -417,47 +446,61 @@ int pthread_rwlock_init(pthread_rwlock_t* l, const pthread_rwlockattr_t* attr) {
 }
 
 int pthread_rwlock_destroy(pthread_rwlock_t* l) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_destroy(l);
     return 0;
 }
 
-int pthread_rwlock_rdlock(pthread_rwlock_t* l) { return rdlock(l, false, nullptr, CLOCK_REALTIME); }
+int pthread_rwlock_rdlock(pthread_rwlock_t* l) {
+    KeepErrno keep;
+    return rdlock(l, false, nullptr, CLOCK_REALTIME);
+}
 
 int pthread_rwlock_tryrdlock(pthread_rwlock_t* l) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_tryrdlock(l);
     return rdlock(l, true, nullptr, CLOCK_REALTIME);
 }
 
 int pthread_rwlock_timedrdlock(pthread_rwlock_t* l, const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_timedrdlock(l, abstime);
     return rdlock(l, false, abstime, CLOCK_REALTIME);
 }
 
 int pthread_rwlock_clockrdlock(pthread_rwlock_t* l, clockid_t clock, const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_clockrdlock(l, clock, abstime);
     if (!waitable_clock(clock)) return EINVAL;
     return rdlock(l, false, abstime, clock);
 }
 
-int pthread_rwlock_wrlock(pthread_rwlock_t* l) { return wrlock(l, false, nullptr, CLOCK_REALTIME); }
+int pthread_rwlock_wrlock(pthread_rwlock_t* l) {
+    KeepErrno keep;
+    return wrlock(l, false, nullptr, CLOCK_REALTIME);
+}
 
 int pthread_rwlock_trywrlock(pthread_rwlock_t* l) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_trywrlock(l);
     return wrlock(l, true, nullptr, CLOCK_REALTIME);
 }
 
 int pthread_rwlock_timedwrlock(pthread_rwlock_t* l, const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_timedwrlock(l, abstime);
     return wrlock(l, false, abstime, CLOCK_REALTIME);
 }
 
 int pthread_rwlock_clockwrlock(pthread_rwlock_t* l, clockid_t clock, const timespec* abstime) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_clockwrlock(l, clock, abstime);
     if (!waitable_clock(clock)) return EINVAL;
     return wrlock(l, false, abstime, clock);
 }
 
 int pthread_rwlock_unlock(pthread_rwlock_t* l) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_rwlock_unlock(l);
     RwState* rw = state_of(l);
     int32_t s = rw->state.load();
@@ -475,7 +518,9 @@ int pthread_rwlock_unlock(pthread_rwlock_t* l) {
 
 int sem_wait(sem_t* sem) {
     if (disabled()) return real::get().sem_wait(sem);
-    return sem_wait_until(sem, nullptr, CLOCK_REALTIME);
+    KeepErrno keep;
+    int err = sem_wait_until(sem, nullptr, CLOCK_REALTIME);
+    return err ? keep.fail(err) : 0;
 }
 
 int sem_trywait(sem_t* sem) {
@@ -487,7 +532,9 @@ int sem_trywait(sem_t* sem) {
 
 int sem_timedwait(sem_t* sem, const timespec* abstime) {
     if (disabled()) return real::get().sem_timedwait(sem, abstime);
-    return sem_wait_until(sem, abstime, CLOCK_REALTIME);
+    KeepErrno keep;
+    int err = sem_wait_until(sem, abstime, CLOCK_REALTIME);
+    return err ? keep.fail(err) : 0;
 }
 
 int sem_clockwait(sem_t* sem, clockid_t clock, const timespec* abstime) {
@@ -496,26 +543,27 @@ int sem_clockwait(sem_t* sem, clockid_t clock, const timespec* abstime) {
         errno = EINVAL;
         return -1;
     }
-    return sem_wait_until(sem, abstime, clock);
+    KeepErrno keep;
+    int err = sem_wait_until(sem, abstime, clock);
+    return err ? keep.fail(err) : 0;
 }
 
 int sem_post(sem_t* sem) {
     if (disabled()) return real::get().sem_post(sem);
+    KeepErrno keep;
     auto* s = reinterpret_cast<SemWord*>(sem);
     uint64_t d = s->data.load(std::memory_order_relaxed);
     do {
-        if ((d & kSemValueMask) == SEM_VALUE_MAX) {
-            errno = EOVERFLOW;
-            return -1;
-        }
+        if ((d & kSemValueMask) == SEM_VALUE_MAX) return keep.fail(EOVERFLOW);
     } while (!s->data.compare_exchange_weak(d, d + 1, std::memory_order_release));
     // glibc's own waiters (in another process, for a shared semaphore) sleep on the futex.
-    if (d >> 32) syscall(SYS_futex, &s->data, FUTEX_WAKE | s->private_flag, 1, nullptr, nullptr, 0);
+    if (d >> 32) futex(&s->data, FUTEX_WAKE | s->private_flag, 1);
     parking_lot::unpark(&s->data, 1);
     return 0;
 }
 
 int pthread_barrier_init(pthread_barrier_t* b, const pthread_barrierattr_t* attr, unsigned count) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_init(b, attr, count);
     if (count == 0) return EINVAL;
     auto* bs = new (b) BarrierState{};
@@ -524,6 +572,7 @@ int pthread_barrier_init(pthread_barrier_t* b, const pthread_barrierattr_t* attr
 }
 
 int pthread_barrier_destroy(pthread_barrier_t* b) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_destroy(b);
     auto* bs = reinterpret_cast<BarrierState*>(b);
     SpinGuard hold(bs->lock);
@@ -531,18 +580,24 @@ int pthread_barrier_destroy(pthread_barrier_t* b) {
 }
 
 int pthread_barrier_wait(pthread_barrier_t* b) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_wait(b);
     auto* bs = reinterpret_cast<BarrierState*>(b);
     uint32_t round;
+    bool last;
     {
         SpinGuard hold(bs->lock);
         round = bs->round.load();
-        if (++bs->arrived == bs->count) {
+        last = ++bs->arrived == bs->count;
+        if (last) {
             bs->arrived = 0;
             bs->round.store(round + 1, std::memory_order_release);
-            parking_lot::unpark(&bs->round, parking_lot::kAll);
-            return PTHREAD_BARRIER_SERIAL_THREAD;
         }
+    }
+    // The wake-ups happen after the barrier's lock is released: they may allocate.
+    if (last) {
+        parking_lot::unpark(&bs->round, parking_lot::kAll);
+        return PTHREAD_BARRIER_SERIAL_THREAD;
     }
     while (bs->round.load(std::memory_order_acquire) == round)
         wait_while(&bs->round, [&] { return bs->round.load() == round; }, kNoDeadline,
@@ -551,8 +606,10 @@ int pthread_barrier_wait(pthread_barrier_t* b) {
 }
 
 // pthread_once: 0 not run, 1 running, 2 done (the states glibc's PTHREAD_ONCE_INIT starts).
+// errno is what the init routine left, as with glibc's.
 int pthread_once(pthread_once_t* once, void (*init)(void)) {
     if (disabled()) return real::get().pthread_once(once, init);
+    KeepErrno keep;
     auto& state = atomic_at(once);
     for (;;) {
         int s = state.load(std::memory_order_acquire);
@@ -563,10 +620,12 @@ int pthread_once(pthread_once_t* once, void (*init)(void)) {
             } catch (...) {
                 // As glibc: an init routine left by an exception (or cancellation) has not
                 // run; the next caller tries again.
+                keep.keep_current();
                 state.store(0, std::memory_order_release);
                 parking_lot::unpark(once, parking_lot::kAll);
                 throw;
             }
+            keep.keep_current();
             state.store(2, std::memory_order_release);
             parking_lot::unpark(once, parking_lot::kAll);
             return 0;
@@ -601,6 +660,7 @@ bool spin_try(pthread_spinlock_t* lock) {
 }  // namespace
 
 int pthread_spin_lock(pthread_spinlock_t* lock) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_spin_lock(lock);
     while (!spin_try(lock)) {
         if (on_fiber())
@@ -612,11 +672,13 @@ int pthread_spin_lock(pthread_spinlock_t* lock) {
 }
 
 int pthread_spin_trylock(pthread_spinlock_t* lock) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_spin_trylock(lock);
     return spin_try(lock) ? 0 : EBUSY;
 }
 
 int pthread_spin_unlock(pthread_spinlock_t* lock) {
+    KeepErrno keep;
     if (disabled()) return real::get().pthread_spin_unlock(lock);
     atomic_at(lock).store(spin_free_value(), std::memory_order_release);
     return 0;

@@ -667,7 +667,8 @@ TEST(FarFuture, FutexWaitsRelativeAndAbsolute) {
             });
     }
     for (const timespec& t : kFarFuture) {
-        for (int op : {FUTEX_WAIT_BITSET_PRIVATE, FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME}) {
+        for (int op :
+             {FUTEX_WAIT_BITSET_PRIVATE, FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME}) {
             std::atomic<uint32_t> word{0};
             far_wait_is_woken(
                 [&] {
@@ -793,4 +794,46 @@ TEST(Mutex, UnlockWakesAC11ThreadBlockedInMtxLock) {
     thrd_join(t, &r);
     EXPECT_EQ(r, 0);
     mtx_destroy(&mtx);
+}
+
+// ---------------------------------------------------------------------------------------
+// errno: the pthread_* calls never change it; the sem_* calls only when they fail.
+
+TEST(Errno, LockAndWaitCallsOnAnOsThreadLeaveErrnoAlone) {
+    // On a real thread (thrd_create, also under the shim) the waits sleep in the kernel,
+    // whose own results (ETIMEDOUT, EAGAIN) must not leak into errno.
+    thrd_t t;
+    ASSERT_EQ(thrd_create(&t,
+                          [](void*) {
+                              int failures = 0;
+                              pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+                              pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+                              pthread_mutex_lock(&m);
+                              errno = 777;
+                              timespec t = after_ms(CLOCK_REALTIME, 20);
+                              failures += pthread_cond_timedwait(&c, &m, &t) != ETIMEDOUT;
+                              failures += errno != 777;
+                              pthread_mutex_unlock(&m);
+                              sem_t s;
+                              sem_init(&s, 1, 0);  // shared: its waits re-check
+                              std::thread poster([&] {
+                                  usleep(30000);
+                                  sem_post(&s);
+                              });
+                              errno = 778;
+                              failures += sem_wait(&s) != 0;
+                              failures += errno != 778;
+                              poster.join();
+                              t = after_ms(CLOCK_REALTIME, 20);
+                              errno = 779;
+                              failures += sem_timedwait(&s, &t) != -1;
+                              failures += errno != ETIMEDOUT;
+                              sem_destroy(&s);
+                              return failures;
+                          },
+                          nullptr),
+              thrd_success);
+    int failures = -1;
+    thrd_join(t, &failures);
+    EXPECT_EQ(failures, 0);
 }
