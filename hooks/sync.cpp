@@ -6,7 +6,10 @@
 // 2 locked with waiters; __owner, __count, __nusers as glibc keeps them), so the static
 // initialisers, pthread_mutex_init and pthread_mutex_destroy's EBUSY check work unchanged.
 // Condition variables, rwlocks and barriers keep their own state inside glibc's storage,
-// valid when all-zero (what the static initialisers give).
+// valid when all-zero (what the static initialisers give). Process-shared ones (the
+// PTHREAD_PROCESS_SHARED attribute, remembered in that state) are also woken through the
+// kernel futex of their state word, so that another process running under libgreen meets
+// them there (docs/compat.md: not a process that runs glibc's own, whose layout differs).
 // Process-shared, robust and priority mutexes are glibc's (they may block the carrier).
 // errno: the pthread_* calls never change it; the sem_* calls set it only when they fail.
 #include <linux/futex.h>
@@ -23,6 +26,7 @@
 
 #include "hooks/deadline.h"
 #include "hooks/hooks.h"
+#include "hooks/wait.h"
 #include "runtime/parking_lot.h"
 #include "runtime/spinlock.h"
 
@@ -69,15 +73,76 @@ private:
     int saved_;
 };
 
-// Parks the caller on `key` while `still_blocked()`; the deadline is kNoDeadline for an
-// untimed wait. Returns false at the deadline.
-template <typename Blocked>
-bool wait_while(const void* key, Blocked still_blocked, uint64_t deadline, ParkReason reason) {
-    return parking_lot::park(key, still_blocked, deadline, reason) != Parked::kTimedOut;
+long futex(const void* word, int op, uint32_t value, const timespec* timeout = nullptr,
+           uint32_t bitset = 0) {
+    return real::get().syscall(SYS_futex, reinterpret_cast<long>(word), op, value,
+                               reinterpret_cast<long>(timeout), 0L, static_cast<long>(bitset));
 }
 
-long futex(const void* word, int op, uint32_t value) {
-    return real::get().syscall(SYS_futex, reinterpret_cast<long>(word), op, value, 0L, 0L, 0L);
+// Process-shared objects: another process's wakers never reach our parking lot, so a fiber
+// waiting on one parks for at most this long at a time and looks at the state again.
+constexpr uint64_t kSharedRecheckNs = 5000000;
+
+// Wakes up to `count` waiters of the state word `word`: those parked in this process, and
+// for a shared object those waiting in the kernel (threads of any process). Uses the
+// address only: the object may already be destroyed and freed when the last waiter leaves.
+void wake(const void* word, bool shared, size_t count) {
+    parking_lot::unpark(word, count);
+    if (shared) futex(word, FUTEX_WAKE, count > INT_MAX ? INT_MAX : static_cast<uint32_t>(count));
+}
+
+// Waits on the 32-bit state word `word` while `still_blocked()`, until the deadline
+// (kNoDeadline: untimed). Returns false at the deadline. A private object's waiters park in
+// the parking lot, where its wakers find them. For a shared object an OS thread sleeps on the
+// word in the kernel (FUTEX_WAIT, not private, which wakers of any process reach), and a
+// fiber parks for at most kSharedRecheckNs; either may thus return without a wake-up, and the
+// caller looks at the state again.
+template <typename Word, typename Blocked>
+bool wait_on(const std::atomic<Word>* word, bool shared, Blocked still_blocked, uint64_t deadline,
+             ParkReason reason) {
+    static_assert(sizeof(Word) == sizeof(uint32_t));
+    if (!shared)
+        return parking_lot::park(word, still_blocked, deadline, reason) != Parked::kTimedOut;
+    if (current_fiber()) {
+        uint64_t until = std::min(deadline, deadline_after_ns(kSharedRecheckNs));
+        return parking_lot::park(word, still_blocked, until, reason) != Parked::kTimedOut ||
+               until != deadline;
+    }
+    const auto seen = static_cast<uint32_t>(word->load());
+    if (!still_blocked()) return true;
+    timespec at;
+    if (deadline != kNoDeadline) {
+        if (monotonic_now_ns() >= deadline) return false;
+        at = timespec{static_cast<time_t>(deadline / kNsPerSec),
+                      static_cast<long>(deadline % kNsPerSec)};
+    }
+    // An absolute CLOCK_MONOTONIC time, the runtime's deadline clock.
+    long r = futex(word, FUTEX_WAIT_BITSET, seen, deadline == kNoDeadline ? nullptr : &at,
+                   FUTEX_BITSET_MATCH_ANY);
+    return r == 0 || errno != ETIMEDOUT;
+}
+
+// The waiter counts of condition variables and barriers: while a destroy waits for the
+// waiters that are still leaving, this bit is set; the last to leave wakes the destroyer.
+constexpr uint32_t kDestroying = 1u << 31;
+
+// A waiter's last touch of the object (`count` is its waiter count): after it, a destroy
+// may return and the memory be freed.
+void leave(std::atomic<uint32_t>* count, bool shared) {
+    if (count->fetch_sub(1, std::memory_order_acq_rel) == (kDestroying | 1))
+        wake(count, shared, parking_lot::kAll);
+}
+
+// pthread_cond_destroy's and pthread_barrier_destroy's wait: until every waiter counted in
+// `count` has left (glibc's destroys wait in the same way), then the count is reset.
+void await_leavers(std::atomic<uint32_t>* count, bool shared, ParkReason reason) {
+    uint32_t seen = count->fetch_or(kDestroying, std::memory_order_acq_rel);
+    while ((seen & ~kDestroying) != 0) {
+        wait_on(count, shared, [&] { return count->load() != kDestroying; }, kNoDeadline,
+                reason);
+        seen = count->load(std::memory_order_acquire);
+    }
+    count->store(0, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -101,8 +166,8 @@ int acquire(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
     }
     for (;;) {
         if (word.exchange(2, std::memory_order_acquire) == 0) return 0;
-        if (!wait_while(&m->__data.__lock, [&] { return word.load() == 2; }, deadline,
-                        ParkReason::kMutex))
+        if (parking_lot::park(&m->__data.__lock, [&] { return word.load() == 2; }, deadline,
+                              ParkReason::kMutex) == Parked::kTimedOut)
             return ETIMEDOUT;
     }
 }
@@ -143,8 +208,9 @@ int lock_mutex(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
 
 struct CondState {
     std::atomic<uint32_t> seq;      // bumped by every signal and broadcast
-    std::atomic<uint32_t> waiters;
+    std::atomic<uint32_t> waiters;  // waiters not yet gone, and kDestroying
     uint32_t monotonic;  // 1: timedwait measures CLOCK_MONOTONIC (pthread_condattr_setclock)
+    uint32_t shared;     // 1: PTHREAD_PROCESS_SHARED
 };
 static_assert(sizeof(CondState) <= sizeof(pthread_cond_t));
 
@@ -158,16 +224,19 @@ int cond_wait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime, cl
         deadline_at(clock, abstime, &deadline);
     }
     CondState* cs = state_of(c);
+    const bool shared = cs->shared;
     uint32_t seq = cs->seq.load(std::memory_order_acquire);
     cs->waiters.fetch_add(1, std::memory_order_relaxed);
     int err = hooks::pthread_mutex_unlock(m);
     if (err) {
-        cs->waiters.fetch_sub(1, std::memory_order_relaxed);
+        leave(&cs->waiters, shared);
         return err;
     }
-    bool in_time = wait_while(&cs->seq, [&] { return cs->seq.load() == seq; }, deadline,
-                              ParkReason::kCond);
-    cs->waiters.fetch_sub(1, std::memory_order_relaxed);
+    bool in_time = true;
+    while (in_time && cs->seq.load(std::memory_order_acquire) == seq)
+        in_time = wait_on(&cs->seq, shared, [&] { return cs->seq.load() == seq; }, deadline,
+                          ParkReason::kCond);
+    leave(&cs->waiters, shared);  // from here on the condvar may be destroyed and freed
     // Like glibc: the mutex is held again when the wait returns, even after a timeout.
     while (hooks::pthread_mutex_lock(m) == EAGAIN) {
     }
@@ -176,9 +245,9 @@ int cond_wait(pthread_cond_t* c, pthread_mutex_t* m, const timespec* abstime, cl
 
 void cond_wake(pthread_cond_t* c, size_t count) {
     CondState* cs = state_of(c);
-    if (cs->waiters.load(std::memory_order_relaxed) == 0) return;
+    if ((cs->waiters.load(std::memory_order_relaxed) & ~kDestroying) == 0) return;
     cs->seq.fetch_add(1, std::memory_order_release);
-    parking_lot::unpark(&cs->seq, count);
+    wake(&cs->seq, cs->shared, count);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -188,11 +257,24 @@ void cond_wake(pthread_cond_t* c, size_t count) {
 struct RwState {
     std::atomic<int32_t> state;  // -1: a writer holds it; n >= 0: n readers hold it
     std::atomic<uint32_t> writers_waiting;
-    int32_t writer;  // the writer's tid, for EDEADLK
+    int32_t writer;      // the writer's tid, for EDEADLK
+    int32_t writer_pid;  // and its process, for a shared rwlock (fiber tids repeat in a fork)
+    uint32_t shared;     // 1: PTHREAD_PROCESS_SHARED
 };
 static_assert(sizeof(RwState) <= offsetof(pthread_rwlock_t, __data.__flags));
 
 RwState* state_of(pthread_rwlock_t* l) { return reinterpret_cast<RwState*>(l); }
+
+// True if the caller holds the write lock.
+bool holds_write_lock(const RwState* rw, int32_t self) {
+    return rw->state.load() == -1 && rw->writer == self &&
+           (!rw->shared || rw->writer_pid == own_pid());
+}
+
+void take_write_lock(RwState* rw, int32_t self) {
+    rw->writer = self;
+    if (rw->shared) rw->writer_pid = own_pid();
+}
 
 // glibc prefers readers for every kind but PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP.
 bool prefers_writers(const pthread_rwlock_t* l) {
@@ -201,11 +283,10 @@ bool prefers_writers(const pthread_rwlock_t* l) {
 
 // glibc checks a timed lock's tv_nsec first, even when the lock is free.
 int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
-    if (disabled()) return real::get().pthread_rwlock_rdlock(l);
     if (abstime && !valid_nsec(abstime->tv_nsec)) return EINVAL;
     RwState* rw = state_of(l);
     const int32_t self = self_tid();
-    if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
+    if (holds_write_lock(rw, self)) return EDEADLK;
     uint64_t deadline = kNoDeadline;
     bool deadline_known = abstime == nullptr;
     for (;;) {
@@ -221,24 +302,23 @@ int rdlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
             deadline_at(clock, abstime, &deadline);
             deadline_known = true;
         }
-        if (!wait_while(&rw->state, [&] { return rw->state.load() == s; }, deadline,
-                        ParkReason::kRwlock))
+        if (!wait_on(&rw->state, rw->shared, [&] { return rw->state.load() == s; }, deadline,
+                     ParkReason::kRwlock))
             return ETIMEDOUT;
     }
 }
 
 int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_t clock) {
-    if (disabled()) return real::get().pthread_rwlock_wrlock(l);
     if (abstime && !valid_nsec(abstime->tv_nsec)) return EINVAL;
     RwState* rw = state_of(l);
     const int32_t self = self_tid();
-    if (rw->state.load() == -1 && rw->writer == self) return EDEADLK;
+    if (holds_write_lock(rw, self)) return EDEADLK;
     uint64_t deadline = kNoDeadline;
     bool deadline_known = abstime == nullptr;
     for (;;) {
         int32_t s = 0;
         if (rw->state.compare_exchange_strong(s, -1, std::memory_order_acquire)) {
-            rw->writer = self;
+            take_write_lock(rw, self);
             return 0;
         }
         if (try_only) return EBUSY;
@@ -247,11 +327,11 @@ int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
             deadline_known = true;
         }
         rw->writers_waiting.fetch_add(1);
-        bool in_time = wait_while(&rw->state, [&] { return rw->state.load() == s; }, deadline,
-                                  ParkReason::kRwlock);
+        bool in_time = wait_on(&rw->state, rw->shared, [&] { return rw->state.load() == s; },
+                               deadline, ParkReason::kRwlock);
         rw->writers_waiting.fetch_sub(1);
         if (!in_time) {
-            parking_lot::unpark(&rw->state, parking_lot::kAll);  // readers held back for us
+            wake(&rw->state, rw->shared, parking_lot::kAll);  // readers held back for us
             return ETIMEDOUT;
         }
     }
@@ -260,8 +340,8 @@ int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
 // ---------------------------------------------------------------------------------------
 // Semaphores: glibc's layout (value in the low 32 bits of the first word, glibc's waiter
 // count in the high 32). Private semaphores wait in the parking lot; a process-shared one
-// may be posted by another process, which only wakes futex waiters, so a fiber re-checks it
-// every few milliseconds.
+// may be posted by another process, which only wakes futex waiters, so its waiters re-check
+// it every few milliseconds.
 
 struct SemWord {
     std::atomic<uint64_t> data;
@@ -291,7 +371,7 @@ int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
     for (;;) {
         if (sem_take(s)) return 0;
         uint64_t until = deadline;
-        if (shared) until = std::min(deadline, deadline_after_ns(5000000));
+        if (shared) until = std::min(deadline, deadline_after_ns(kSharedRecheckNs));
         Parked r = parking_lot::park(
             &s->data, [&] { return (s->data.load() & kSemValueMask) == 0; }, until,
             ParkReason::kSemaphore);
@@ -308,8 +388,12 @@ struct BarrierState {
     uint32_t count;
     uint32_t arrived;
     std::atomic<uint32_t> round;
+    std::atomic<uint32_t> waiters;  // released waiters not yet gone, and kDestroying
+    uint32_t shared;                // 1: PTHREAD_PROCESS_SHARED
 };
 static_assert(sizeof(BarrierState) <= sizeof(pthread_barrier_t));
+
+BarrierState* state_of(pthread_barrier_t* b) { return reinterpret_cast<BarrierState*>(b); }
 
 }  // namespace
 
@@ -390,14 +474,24 @@ int pthread_cond_init(pthread_cond_t* c, const pthread_condattr_t* attr) {
     if (disabled()) return real::get().pthread_cond_init(c, attr);
     std::memset(c, 0, sizeof *c);
     clockid_t clock = CLOCK_REALTIME;
-    if (attr) pthread_condattr_getclock(attr, &clock);
+    int pshared = PTHREAD_PROCESS_PRIVATE;
+    if (attr) {
+        pthread_condattr_getclock(attr, &clock);
+        pthread_condattr_getpshared(attr, &pshared);
+    }
     state_of(c)->monotonic = clock == CLOCK_MONOTONIC;
+    state_of(c)->shared = pshared == PTHREAD_PROCESS_SHARED;
     return 0;
 }
 
+// As glibc's, waits until every waiter that a signal or broadcast released has stopped
+// touching the condvar: the memory may be freed as soon as this returns. (A waiter still
+// blocked is the program's error; glibc waits for it too.)
 int pthread_cond_destroy(pthread_cond_t* c) {
     KeepErrno keep;
     if (disabled()) return real::get().pthread_cond_destroy(c);
+    CondState* cs = state_of(c);
+    await_leavers(&cs->waiters, cs->shared, ParkReason::kCond);
     return 0;
 }
 
@@ -440,8 +534,13 @@ int pthread_rwlock_init(pthread_rwlock_t* l, const pthread_rwlockattr_t* attr) {
     if (disabled()) return real::get().pthread_rwlock_init(l, attr);
     std::memset(l, 0, sizeof *l);
     int kind = PTHREAD_RWLOCK_PREFER_READER_NP;
-    if (attr) pthread_rwlockattr_getkind_np(attr, &kind);
+    int pshared = PTHREAD_PROCESS_PRIVATE;
+    if (attr) {
+        pthread_rwlockattr_getkind_np(attr, &kind);
+        pthread_rwlockattr_getpshared(attr, &pshared);
+    }
     l->__data.__flags = static_cast<unsigned>(kind);
+    state_of(l)->shared = pshared == PTHREAD_PROCESS_SHARED;
     return 0;
 }
 
@@ -453,6 +552,7 @@ int pthread_rwlock_destroy(pthread_rwlock_t* l) {
 
 int pthread_rwlock_rdlock(pthread_rwlock_t* l) {
     KeepErrno keep;
+    if (disabled()) return real::get().pthread_rwlock_rdlock(l);
     return rdlock(l, false, nullptr, CLOCK_REALTIME);
 }
 
@@ -477,6 +577,7 @@ int pthread_rwlock_clockrdlock(pthread_rwlock_t* l, clockid_t clock, const times
 
 int pthread_rwlock_wrlock(pthread_rwlock_t* l) {
     KeepErrno keep;
+    if (disabled()) return real::get().pthread_rwlock_wrlock(l);
     return wrlock(l, false, nullptr, CLOCK_REALTIME);
 }
 
@@ -506,13 +607,14 @@ int pthread_rwlock_unlock(pthread_rwlock_t* l) {
     int32_t s = rw->state.load();
     if (s == -1) {
         rw->writer = 0;
+        rw->writer_pid = 0;
         rw->state.store(0, std::memory_order_release);
-        parking_lot::unpark(&rw->state, parking_lot::kAll);
+        wake(&rw->state, rw->shared, parking_lot::kAll);
         return 0;
     }
     if (s == 0) return EPERM;  // not locked
     if (rw->state.fetch_sub(1, std::memory_order_release) == 1)
-        parking_lot::unpark(&rw->state, parking_lot::kAll);
+        wake(&rw->state, rw->shared, parking_lot::kAll);
     return 0;
 }
 
@@ -566,23 +668,34 @@ int pthread_barrier_init(pthread_barrier_t* b, const pthread_barrierattr_t* attr
     KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_init(b, attr, count);
     if (count == 0) return EINVAL;
+    int pshared = PTHREAD_PROCESS_PRIVATE;
+    if (attr) pthread_barrierattr_getpshared(attr, &pshared);
     auto* bs = new (b) BarrierState{};
     bs->count = count;
+    bs->shared = pshared == PTHREAD_PROCESS_SHARED;
     return 0;
 }
 
+// EBUSY while a round is incomplete. Otherwise, as glibc's, waits until the waiters that
+// the last round released have stopped touching the barrier: the memory may be freed as
+// soon as this returns.
 int pthread_barrier_destroy(pthread_barrier_t* b) {
     KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_destroy(b);
-    auto* bs = reinterpret_cast<BarrierState*>(b);
-    SpinGuard hold(bs->lock);
-    return bs->arrived != 0 ? EBUSY : 0;
+    BarrierState* bs = state_of(b);
+    {
+        SpinGuard hold(bs->lock);
+        if (bs->arrived != 0) return EBUSY;
+    }
+    await_leavers(&bs->waiters, bs->shared, ParkReason::kBarrier);
+    return 0;
 }
 
 int pthread_barrier_wait(pthread_barrier_t* b) {
     KeepErrno keep;
     if (disabled()) return real::get().pthread_barrier_wait(b);
-    auto* bs = reinterpret_cast<BarrierState*>(b);
+    BarrierState* bs = state_of(b);
+    const bool shared = bs->shared;
     uint32_t round;
     bool last;
     {
@@ -592,16 +705,19 @@ int pthread_barrier_wait(pthread_barrier_t* b) {
         if (last) {
             bs->arrived = 0;
             bs->round.store(round + 1, std::memory_order_release);
+        } else {
+            bs->waiters.fetch_add(1, std::memory_order_relaxed);
         }
     }
     // The wake-ups happen after the barrier's lock is released: they may allocate.
     if (last) {
-        parking_lot::unpark(&bs->round, parking_lot::kAll);
+        wake(&bs->round, shared, parking_lot::kAll);
         return PTHREAD_BARRIER_SERIAL_THREAD;
     }
     while (bs->round.load(std::memory_order_acquire) == round)
-        wait_while(&bs->round, [&] { return bs->round.load() == round; }, kNoDeadline,
-                   ParkReason::kBarrier);
+        wait_on(&bs->round, shared, [&] { return bs->round.load() == round; }, kNoDeadline,
+                ParkReason::kBarrier);
+    leave(&bs->waiters, shared);  // from here on the barrier may be destroyed and freed
     return 0;
 }
 
@@ -630,7 +746,8 @@ int pthread_once(pthread_once_t* once, void (*init)(void)) {
             parking_lot::unpark(once, parking_lot::kAll);
             return 0;
         }
-        wait_while(once, [&] { return state.load() == 1; }, kNoDeadline, ParkReason::kOnce);
+        parking_lot::park(once, [&] { return state.load() == 1; }, kNoDeadline,
+                          ParkReason::kOnce);
     }
 }
 

@@ -756,6 +756,317 @@ TEST(PastTimes, NegativeSecondsTimeOutAndBadNanosecondsAreEinvalWhereGlibcSaysSo
 }
 
 // ---------------------------------------------------------------------------------------
+// Process-shared condition variables, rwlocks and barriers in MAP_SHARED memory: a waiter
+// in one process is woken by the other.
+
+namespace {
+
+template <typename T>
+T* shared_object() {
+    void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) abort();
+    return new (p) T();
+}
+
+template <typename T>
+void release_shared(T* p) {
+    p->~T();
+    munmap(p, sizeof(T));
+}
+
+// Runs `body` in a forked child that exits with its result.
+pid_t fork_child(const std::function<int()>& body) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(body());
+    return pid;
+}
+
+// The child's exit status; a child still running after `ms` is killed and gives -1.
+int child_status(pid_t pid, long ms) {
+    auto start = Clock::now();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (ms_since(start) > ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+// Waits (up to 5 s) until `flag` reaches `value`.
+bool await_value(const std::atomic<int>& flag, int value) {
+    auto start = Clock::now();
+    while (flag.load() != value)
+        if (ms_since(start) > 5000) return false;
+        else usleep(1000);
+    return true;
+}
+
+struct SharedCond {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    std::atomic<int> waiting{0};
+    int ready = 0;
+    SharedCond() {
+        pthread_mutexattr_t ma;
+        pthread_mutexattr_init(&ma);
+        pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+        pthread_mutex_init(&m, &ma);
+        pthread_mutexattr_destroy(&ma);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+        pthread_cond_init(&c, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    ~SharedCond() {
+        pthread_cond_destroy(&c);
+        pthread_mutex_destroy(&m);
+    }
+    // Waits (up to 5 s) for ready; 0 if it came before the wait timed out.
+    int wait_ready() {
+        timespec t = after_ms(CLOCK_REALTIME, 5000);
+        pthread_mutex_lock(&m);
+        waiting = 1;
+        int r = 0;
+        while (!ready && r == 0) r = pthread_cond_timedwait(&c, &m, &t);
+        pthread_mutex_unlock(&m);
+        return r == 0 ? 0 : 3;
+    }
+    // Once a waiter waits, and 100 ms later: sets ready and signals.
+    int signal_ready() {
+        if (!await_value(waiting, 1)) return 4;
+        usleep(100000);
+        pthread_mutex_lock(&m);
+        ready = 1;
+        pthread_cond_signal(&c);
+        pthread_mutex_unlock(&m);
+        return 0;
+    }
+};
+
+}  // namespace
+
+TEST(ProcessShared, CondSignalInTheParentWakesAWaiterInTheChild) {
+    auto* s = shared_object<SharedCond>();
+    pid_t pid = fork_child([&] { return s->wait_ready(); });
+    auto start = Clock::now();
+    EXPECT_EQ(s->signal_ready(), 0);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    EXPECT_LT(ms_since(start), 3000);
+    release_shared(s);
+}
+
+TEST(ProcessShared, CondSignalInTheChildWakesTheParentsMain) {
+    auto* s = shared_object<SharedCond>();
+    pid_t pid = fork_child([&] { return s->signal_ready(); });
+    auto start = Clock::now();
+    EXPECT_EQ(s->wait_ready(), 0);
+    EXPECT_LT(ms_since(start), 3000);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    release_shared(s);
+}
+
+TEST(ProcessShared, CondSignalInTheChildWakesAnOsThreadOfTheParent) {
+    // thrd_create makes a real thread even under the shim: it waits in the kernel.
+    auto* s = shared_object<SharedCond>();
+    pid_t pid = fork_child([&] { return s->signal_ready(); });
+    auto start = Clock::now();
+    thrd_t t;
+    ASSERT_EQ(thrd_create(&t, [](void* arg) { return static_cast<SharedCond*>(arg)->wait_ready(); },
+                          s),
+              thrd_success);
+    int r = -1;
+    thrd_join(t, &r);
+    EXPECT_EQ(r, 0);
+    EXPECT_LT(ms_since(start), 3000);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    release_shared(s);
+}
+
+namespace {
+
+struct SharedRwlock {
+    pthread_rwlock_t l;
+    std::atomic<int> stage{0};
+    SharedRwlock() {
+        pthread_rwlockattr_t a;
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+        pthread_rwlock_init(&l, &a);
+        pthread_rwlockattr_destroy(&a);
+    }
+    ~SharedRwlock() { pthread_rwlock_destroy(&l); }
+};
+
+}  // namespace
+
+TEST(ProcessShared, RwlockUnlockInTheParentWakesAReaderInTheChild) {
+    auto* s = shared_object<SharedRwlock>();
+    ASSERT_EQ(pthread_rwlock_wrlock(&s->l), 0);
+    pid_t pid = fork_child([&] {
+        s->stage = 1;
+        timespec t = after_ms(CLOCK_REALTIME, 5000);
+        int r = pthread_rwlock_timedrdlock(&s->l, &t);
+        if (r == 0) pthread_rwlock_unlock(&s->l);
+        return r == 0 ? 0 : 3;
+    });
+    ASSERT_TRUE(await_value(s->stage, 1));
+    usleep(100000);
+    auto start = Clock::now();
+    ASSERT_EQ(pthread_rwlock_unlock(&s->l), 0);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    EXPECT_LT(ms_since(start), 3000);
+    release_shared(s);
+}
+
+TEST(ProcessShared, RwlockUnlockInTheChildWakesTheParentsWriter) {
+    auto* s = shared_object<SharedRwlock>();
+    pid_t pid = fork_child([&] {
+        if (pthread_rwlock_rdlock(&s->l) != 0) return 5;
+        s->stage = 1;
+        if (!await_value(s->stage, 2)) return 4;
+        usleep(100000);
+        pthread_rwlock_unlock(&s->l);
+        return 0;
+    });
+    ASSERT_TRUE(await_value(s->stage, 1));
+    s->stage = 2;
+    timespec t = after_ms(CLOCK_REALTIME, 5000);
+    auto start = Clock::now();
+    int r = pthread_rwlock_timedwrlock(&s->l, &t);
+    EXPECT_EQ(r, 0);
+    EXPECT_LT(ms_since(start), 3000);
+    if (r == 0) pthread_rwlock_unlock(&s->l);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    release_shared(s);
+}
+
+namespace {
+
+struct SharedBarrier {
+    pthread_barrier_t b;
+    SharedBarrier() {
+        pthread_barrierattr_t a;
+        pthread_barrierattr_init(&a);
+        pthread_barrierattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+        pthread_barrier_init(&b, &a, 2);
+        pthread_barrierattr_destroy(&a);
+    }
+    ~SharedBarrier() { pthread_barrier_destroy(&b); }
+    int wait() {
+        int r = pthread_barrier_wait(&b);
+        return r == 0 || r == PTHREAD_BARRIER_SERIAL_THREAD ? 0 : 3;
+    }
+};
+
+}  // namespace
+
+TEST(ProcessShared, BarrierReleasesAWaiterInTheChild) {
+    auto* s = shared_object<SharedBarrier>();
+    pid_t pid = fork_child([&] { return s->wait(); });
+    usleep(100000);
+    auto start = Clock::now();
+    EXPECT_EQ(s->wait(), 0);
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    EXPECT_LT(ms_since(start), 3000);
+    release_shared(s);
+}
+
+TEST(ProcessShared, BarrierReleasesTheParentsMain) {
+    auto* s = shared_object<SharedBarrier>();
+    pid_t pid = fork_child([&] {
+        usleep(100000);
+        return s->wait();
+    });
+    // Should the parent never be released, two more arrivals after 3 s end its wait (a new
+    // round in this process), so that the test fails instead of hanging.
+    std::atomic<bool> passed{false};
+    std::thread rescue([&] {
+        auto start = Clock::now();
+        while (!passed && ms_since(start) < 3000) usleep(2000);
+        if (passed) return;
+        std::thread other([&] { s->wait(); });
+        s->wait();
+        other.join();
+    });
+    auto start = Clock::now();
+    EXPECT_EQ(s->wait(), 0);
+    passed = true;
+    EXPECT_LT(ms_since(start), 3000);
+    rescue.join();
+    EXPECT_EQ(child_status(pid, 3000), 0);
+    release_shared(s);
+}
+
+// ---------------------------------------------------------------------------------------
+// Destroy right after the wake-up: POSIX lets a program destroy a condvar once no thread
+// is blocked on it (after a broadcast) and a barrier once its round is complete, and reuse
+// the memory at once. The woken waiters must not touch it any more by then.
+
+TEST(Cond, MemoryMayBeReusedAsSoonAsDestroyAfterBroadcastReturns) {
+    constexpr int kWaiters = 8;
+    for (int round = 0; round < 40; ++round) {
+        auto* c = static_cast<pthread_cond_t*>(malloc(sizeof(pthread_cond_t)));
+        ASSERT_EQ(pthread_cond_init(c, nullptr), 0);
+        pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        int waiting = 0;
+        bool go = false;
+        std::vector<std::thread> waiters;
+        for (int i = 0; i < kWaiters; ++i)
+            waiters.emplace_back([&] {
+                pthread_mutex_lock(&m);
+                ++waiting;
+                while (!go) pthread_cond_wait(c, &m);
+                pthread_mutex_unlock(&m);
+            });
+        auto start = Clock::now();
+        for (;;) {
+            pthread_mutex_lock(&m);
+            int n = waiting;
+            if (n == kWaiters) break;  // all inside pthread_cond_wait, the mutex held by us
+            pthread_mutex_unlock(&m);
+            ASSERT_LT(ms_since(start), 5000);
+            usleep(500);
+        }
+        go = true;
+        pthread_cond_broadcast(c);
+        pthread_mutex_unlock(&m);
+        ASSERT_EQ(pthread_cond_destroy(c), 0);
+        std::memset(static_cast<void*>(c), 0xa5, sizeof *c);  // the memory is ours again
+        for (auto& t : waiters) t.join();
+        const auto* bytes = reinterpret_cast<const unsigned char*>(c);
+        for (size_t i = 0; i < sizeof *c; ++i) ASSERT_EQ(bytes[i], 0xa5) << "byte " << i;
+        free(c);
+    }
+}
+
+TEST(Barrier, MemoryMayBeReusedAsSoonAsTheSerialThreadDestroysIt) {
+    constexpr int kThreads = 6;
+    for (int round = 0; round < 40; ++round) {
+        auto* b = static_cast<pthread_barrier_t*>(malloc(sizeof(pthread_barrier_t)));
+        ASSERT_EQ(pthread_barrier_init(b, nullptr, kThreads), 0);
+        std::atomic<int> serial{0};
+        std::vector<std::thread> threads;
+        for (int i = 0; i < kThreads; ++i)
+            threads.emplace_back([&] {
+                if (pthread_barrier_wait(b) != PTHREAD_BARRIER_SERIAL_THREAD) return;
+                EXPECT_EQ(pthread_barrier_destroy(b), 0);
+                std::memset(static_cast<void*>(b), 0x5a, sizeof *b);
+                ++serial;
+            });
+        for (auto& t : threads) t.join();
+        EXPECT_EQ(serial.load(), 1);
+        const auto* bytes = reinterpret_cast<const unsigned char*>(b);
+        for (size_t i = 0; i < sizeof *b; ++i) ASSERT_EQ(bytes[i], 0x5a) << "byte " << i;
+        free(b);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // glibc's own lockers: C11 mtx_lock takes a pthread_mutex_t through glibc's internal
 // functions (no PLT), and sleeps on the lock word in the kernel.
 
