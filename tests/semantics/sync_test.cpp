@@ -714,6 +714,25 @@ TEST(FarFuture, CxxWaitUntilTimePointMaxWaitsForTheNotify) {
     while (!ready)
         EXPECT_EQ(cv.wait_until(lock, std::chrono::system_clock::time_point::max()),
                   std::cv_status::no_timeout);
+    // A time point in whole seconds: libstdc++ hands {LLONG_MAX, 0} to pthread_cond_clockwait.
+    // (Its own cv_status answer then overflows; only the wait itself is checked.)
+    ready = false;
+    lock.unlock();
+    After third(50, [&] {
+        std::lock_guard<std::mutex> hold(m);
+        ready = true;
+        cv.notify_one();
+    });
+    lock.lock();
+    using Seconds = std::chrono::time_point<std::chrono::steady_clock, std::chrono::seconds>;
+    int waits = 0;
+    while (!ready && waits < 1000) {
+        cv.wait_until(lock, Seconds::max());
+        ++waits;
+    }
+    EXPECT_TRUE(ready);
+    EXPECT_LE(waits, 3);  // woken by the notify, not returning at once again and again
+    lock.unlock();        // the notifiers may still need the mutex before they are joined
 }
 
 // Times in the past, with negative seconds, time out at once; an invalid tv_nsec is EINVAL
