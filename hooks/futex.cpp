@@ -8,6 +8,7 @@
 
 #include <atomic>
 
+#include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
 #include "runtime/parking_lot.h"
@@ -30,20 +31,15 @@ long fiber_futex_wait(uint32_t* word, int op, uint32_t expected, const timespec*
     if (timeout) {
         timespec t;
         if (!copy_from_user(&t, timeout, sizeof t)) return -1;
-        if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) {
+        if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
             errno = EINVAL;
             return -1;
         }
         if ((op & kCommandMask) == FUTEX_WAIT) {
-            deadline = deadline_after_ns(static_cast<uint64_t>(t.tv_sec) * 1000000000ull +
-                                         static_cast<uint64_t>(t.tv_nsec));
+            deadline = deadline_after(t);  // relative, on CLOCK_MONOTONIC
         } else {  // FUTEX_WAIT_BITSET: an absolute time on CLOCK_MONOTONIC or CLOCK_REALTIME
-            clockid_t clock = (op & FUTEX_CLOCK_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC;
-            timespec now;
-            clock_gettime(clock, &now);
-            int64_t left = (t.tv_sec - now.tv_sec) * 1000000000LL + (t.tv_nsec - now.tv_nsec);
-            deadline = left <= 0 ? monotonic_now_ns()
-                                 : deadline_after_ns(static_cast<uint64_t>(left));
+            deadline_at((op & FUTEX_CLOCK_REALTIME) ? CLOCK_REALTIME : CLOCK_MONOTONIC, &t,
+                        &deadline);
         }
     }
     // A futex shared with another process is woken by that process's FUTEX_WAKE, which the

@@ -10,9 +10,11 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 
+#include <climits>
 #include <cstring>
 #include <vector>
 
+#include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
 
@@ -30,26 +32,65 @@ uint32_t epoll_events_of(short events) {
     return out;
 }
 
-uint64_t deadline_after_ms(int timeout_ms) {
-    return timeout_ms < 0 ? kNoDeadline
-                          : deadline_after_ns(static_cast<uint64_t>(timeout_ms) * 1000000ull);
-}
-
-// A relative timespec timeout (NULL: none). False with EINVAL or EFAULT for a bad one.
-bool deadline_after(const timespec* timeout, uint64_t* deadline, bool* immediate) {
+// A relative timespec timeout (NULL: none), validated as the kernel does. False with EINVAL
+// or EFAULT for a bad one.
+bool relative_deadline(const timespec* timeout, uint64_t* deadline, bool* immediate) {
     *deadline = kNoDeadline;
     *immediate = false;
     if (!timeout) return true;
     timespec t;
     if (!copy_from_user(&t, timeout, sizeof t)) return false;
-    if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) {
+    if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
         errno = EINVAL;
         return false;
     }
-    uint64_t ns = static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
-    *immediate = ns == 0;
-    *deadline = deadline_after_ns(ns);
+    *immediate = t.tv_sec == 0 && t.tv_nsec == 0;
+    *deadline = deadline_after(t);
     return true;
+}
+
+// select's timeval as glibc hands it to the kernel (pselect6): negative fields are EINVAL,
+// microseconds beyond a second carry into the seconds, saturating on overflow.
+bool select_span(const timeval& limit, timespec* span) {
+    if (limit.tv_sec < 0 || limit.tv_usec < 0) return false;
+    const int64_t carry = limit.tv_usec / 1000000;
+    if (carry > INT64_MAX - limit.tv_sec) {
+        *span = timespec{INT64_MAX, kNsPerSec - 1};
+    } else {
+        *span = timespec{static_cast<time_t>(limit.tv_sec + carry),
+                         static_cast<long>(limit.tv_usec % 1000000 * 1000)};
+    }
+    return true;
+}
+
+// select's end time as Linux computes it: CLOCK_MONOTONIC now plus the span, the seconds
+// saturating on overflow (timespec64_add_safe).
+timespec select_end(const timespec& span) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    timespec end;
+    uint64_t sec = static_cast<uint64_t>(now.tv_sec) + static_cast<uint64_t>(span.tv_sec);
+    int64_t nsec = now.tv_nsec + span.tv_nsec;
+    if (nsec >= kNsPerSec) {
+        nsec -= kNsPerSec;
+        ++sec;
+    }
+    if (sec > static_cast<uint64_t>(INT64_MAX))
+        end = timespec{INT64_MAX, 0};
+    else
+        end = timespec{static_cast<time_t>(sec), static_cast<long>(nsec)};
+    return end;
+}
+
+// What Linux writes back into select's timeout: the time left until `end`, at least zero.
+timeval select_time_left(const timespec& end) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    __int128 left = (static_cast<__int128>(end.tv_sec) - now.tv_sec) * kNsPerSec +
+                    (end.tv_nsec - now.tv_nsec);
+    if (left < 0) left = 0;
+    return timeval{static_cast<time_t>(left / kNsPerSec),
+                   static_cast<suseconds_t>(left % kNsPerSec / 1000)};
 }
 
 // The signal mask of ppoll, pselect and epoll_pwait, in force while the call waits.
@@ -119,9 +160,11 @@ int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
     return wait_and_look(waiters, deadline, [&] { return real::get().poll(fds, nfds, 0); });
 }
 
-// select and pselect. `report`, when set, receives the time not slept (select's timeval).
+// select and pselect. `report`, when set, receives the time not slept before `end` (select's
+// timeval).
 int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
-                 uint64_t deadline, bool immediate, const sigset_t* sigmask, timeval* report) {
+                 uint64_t deadline, bool immediate, const sigset_t* sigmask, timeval* report,
+                 const timespec* end) {
     // Programs may pass sets larger than fd_set (nfds > FD_SETSIZE): copy nfds bits' worth.
     fd_set* sets[3] = {readfds, writefds, exceptfds};
     const size_t set_bytes =
@@ -158,12 +201,7 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
             return real::get().select(nfds, readfds, writefds, exceptfds, &zero);
         });
     }
-    if (report && deadline != kNoDeadline && (r >= 0 || errno == EINTR)) {
-        uint64_t now = monotonic_now_ns();
-        uint64_t left = deadline > now ? deadline - now : 0;
-        report->tv_sec = static_cast<time_t>(left / 1000000000ull);
-        report->tv_usec = static_cast<suseconds_t>(left % 1000000000ull / 1000);
-    }
+    if (report && end && (r >= 0 || errno == EINTR)) *report = select_time_left(*end);
     return r;
 }
 
@@ -194,7 +232,7 @@ int __poll_chk(pollfd* fds, nfds_t nfds, int timeout, size_t fdslen) {
 int ppoll(pollfd* fds, nfds_t nfds, const timespec* timeout, const sigset_t* sigmask) {
     uint64_t deadline;
     bool immediate;
-    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    if (!relative_deadline(timeout, &deadline, &immediate)) return -1;
     return poll_until(fds, nfds, deadline, immediate, sigmask);
 }
 
@@ -207,20 +245,22 @@ int __ppoll_chk(pollfd* fds, nfds_t nfds, const timespec* timeout, const sigset_
 int select(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds, timeval* timeout) {
     uint64_t deadline = kNoDeadline;
     bool immediate = false;
+    timespec end;
     if (timeout) {
         timeval limit;
         if (!copy_from_user(&limit, timeout, sizeof limit)) return -1;
-        if (limit.tv_sec < 0 || limit.tv_usec < 0) {
+        timespec span;
+        if (!select_span(limit, &span)) {
             errno = EINVAL;
             return -1;
         }
-        uint64_t ns = static_cast<uint64_t>(limit.tv_sec) * 1000000000ull +
-                      static_cast<uint64_t>(limit.tv_usec) * 1000ull;
-        immediate = ns == 0;
-        deadline = deadline_after_ns(ns);
+        immediate = span.tv_sec == 0 && span.tv_nsec == 0;
+        deadline = deadline_after(span);
+        end = select_end(span);
     }
     // Linux writes the time not slept back into *timeout.
-    return select_until(nfds, readfds, writefds, exceptfds, deadline, immediate, nullptr, timeout);
+    return select_until(nfds, readfds, writefds, exceptfds, deadline, immediate, nullptr, timeout,
+                        timeout ? &end : nullptr);
 }
 
 // glibc's pselect does not write the time left back into *timeout.
@@ -228,9 +268,9 @@ int pselect(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
             const timespec* timeout, const sigset_t* sigmask) {
     uint64_t deadline;
     bool immediate;
-    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    if (!relative_deadline(timeout, &deadline, &immediate)) return -1;
     return select_until(nfds, readfds, writefds, exceptfds, deadline, immediate, sigmask,
-                        nullptr);
+                        nullptr, nullptr);
 }
 
 int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout) {
@@ -248,7 +288,7 @@ int epoll_pwait2(int epfd, epoll_event* events, int maxevents, const timespec* t
                  const sigset_t* sigmask) {
     uint64_t deadline;
     bool immediate;
-    if (!deadline_after(timeout, &deadline, &immediate)) return -1;
+    if (!relative_deadline(timeout, &deadline, &immediate)) return -1;
     return epoll_until(epfd, events, maxevents, deadline, immediate, sigmask);
 }
 

@@ -3,29 +3,17 @@
 // ends a sleep early whatever its SA_RESTART flag, as nanosleep(2) says.
 #include <time.h>
 
+#include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
 
 namespace green::hooks {
 namespace {
 
-constexpr long kNsPerSec = 1000000000L;
+bool valid(const timespec& ts) { return ts.tv_sec >= 0 && valid_nsec(ts.tv_nsec); }
 
-bool valid(const timespec& ts) { return ts.tv_sec >= 0 && ts.tv_nsec >= 0 && ts.tv_nsec < kNsPerSec; }
-
-uint64_t to_ns(const timespec& ts) {
-    const uint64_t max_sec = kNoDeadline / kNsPerSec - 1;
-    if (static_cast<uint64_t>(ts.tv_sec) > max_sec) return kNoDeadline;
-    return static_cast<uint64_t>(ts.tv_sec) * kNsPerSec + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-// Sleeps `ns`; returns the time left when a signal handler interrupted it, else 0.
-uint64_t park_for(uint64_t ns) {
-    if (ns == 0) {
-        green::yield();
-        return 0;
-    }
-    uint64_t deadline = deadline_after_ns(ns);
+// Sleeps until `deadline`; returns the time left when a signal handler interrupted it, else 0.
+uint64_t sleep_to(uint64_t deadline) {
     while (true) {
         WaitResult r = sleep_until(deadline, ParkReason::kSleep);
         if (r == WaitResult::kTimedOut) return 0;
@@ -37,6 +25,16 @@ uint64_t park_for(uint64_t ns) {
     }
 }
 
+// Sleeps `ns`, as sleep_to. The deadline saturates where the kernel's timers do, so the time
+// left after an interrupted sleep of centuries is what the kernel would report.
+uint64_t park_for(uint64_t ns) {
+    if (ns == 0) {
+        green::yield();
+        return 0;
+    }
+    return sleep_to(deadline_in_ns(ns));
+}
+
 timespec to_timespec(uint64_t ns) {
     return timespec{static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
 }
@@ -46,7 +44,7 @@ timespec to_timespec(uint64_t ns) {
 // Interrupted: the whole seconds not yet slept, as glibc's sleep reports them.
 unsigned int sleep(unsigned int seconds) {
     return static_cast<unsigned int>(park_for(static_cast<uint64_t>(seconds) * kNsPerSec) /
-                                     kNsPerSec);
+                                     static_cast<uint64_t>(kNsPerSec));
 }
 
 int usleep(useconds_t usec) {
@@ -62,7 +60,7 @@ int nanosleep(const timespec* req, timespec* rem) {
         errno = EINVAL;
         return -1;
     }
-    uint64_t left = park_for(to_ns(ts));
+    uint64_t left = park_for(span_ns(ts.tv_sec, ts.tv_nsec));
     if (left == 0) return 0;
     if (rem) *rem = to_timespec(left);
     errno = EINTR;
@@ -89,19 +87,21 @@ int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* r
         return real::get().clock_nanosleep(clock, flags, req, rem);
     }
     if (!valid(ts)) return EINVAL;
-    uint64_t ns = to_ns(ts);
+    uint64_t left;
     if (flags & TIMER_ABSTIME) {
         // An absolute time on `clock`, measured now. A later jump of CLOCK_REALTIME is not
         // followed (docs/compat.md).
-        uint64_t now_ns = to_ns(now);
-        if (ns <= now_ns) {
+        uint64_t deadline;
+        deadline_at(clock, &ts, &deadline);
+        if (deadline <= monotonic_now_ns()) {
             green::yield();
             errno = saved;
             return 0;
         }
-        ns -= now_ns;
+        left = sleep_to(deadline);
+    } else {
+        left = park_for(span_ns(ts.tv_sec, ts.tv_nsec));
     }
-    uint64_t left = park_for(ns);
     errno = saved;
     if (left == 0) return 0;
     if (rem && !(flags & TIMER_ABSTIME)) *rem = to_timespec(left);

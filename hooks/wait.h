@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "hooks/deadline.h"
 #include "hooks/real.h"
 #include "runtime/runtime.h"
 
@@ -35,14 +36,14 @@ inline bool fails_or_returns_now(int fd, bool reading) {
 }
 
 // The deadline a real blocking call would honour: SO_RCVTIMEO or SO_SNDTIMEO, none when
-// unset or when the fd is not a socket.
+// unset or when the fd is not a socket. The kernel keeps huge values (only one beyond its
+// longest timer reads back as 0, "none"): they are far deadlines, not overflows.
 inline uint64_t socket_deadline(int fd, int option) {
     timeval tv{};
     socklen_t len = sizeof tv;
     if (getsockopt(fd, SOL_SOCKET, option, &tv, &len) != 0) return kNoDeadline;
     if (tv.tv_sec == 0 && tv.tv_usec == 0) return kNoDeadline;
-    return deadline_after_ns(static_cast<uint64_t>(tv.tv_sec) * 1000000000ull +
-                             static_cast<uint64_t>(tv.tv_usec) * 1000ull);
+    return deadline_in_ns(span_ns(tv.tv_sec, static_cast<int64_t>(tv.tv_usec) * 1000));
 }
 
 // Readiness now, without waiting: what a real call would find.

@@ -1,10 +1,14 @@
 // Unit tests of the parking lot: fibers and OS threads as waiters and wakers, timeouts, and
-// wake-ups racing timeouts across threads.
+// wake-ups racing timeouts across threads; and the lifetime rules of the condition variables
+// and barriers built on it (run under ASan in the sanitizer build).
+#include <pthread.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
 
 #include "carrier_fixture.h"
+#include "hooks/hooks.h"
 #include "runtime/parking_lot.h"
 
 using namespace green;
@@ -145,4 +149,94 @@ TEST(ParkingLot, WakeupsRacingTimeoutsNeverLoseOrLeakAFiber) {
         sleep_until(deadline_after_ns(5000000), ParkReason::kSleep);
         EXPECT_EQ(woken + timed_out, 300 * 8);
     });
+}
+
+// POSIX lets a program destroy a condition variable once no thread is blocked on it, and free
+// its memory: after a broadcast, the woken waiters must be done with it before
+// pthread_cond_destroy returns. Fibers and OS threads wait; under ASan any late touch of the
+// freed condvar is a heap-use-after-free.
+namespace {
+
+void cond_freed_after_broadcast(bool shared) {
+    on_carrier([shared] {
+        constexpr int kFibers = 6, kThreads = 2;
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        if (shared) pthread_condattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        for (int round = 0; round < 30; ++round) {
+            auto* c = new pthread_cond_t;
+            ASSERT_EQ(hooks::pthread_cond_init(c, &attr), 0);
+            pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+            int waiting = 0;
+            bool released = false;
+            auto waiter = [&] {
+                hooks::pthread_mutex_lock(&m);
+                ++waiting;
+                while (!released) hooks::pthread_cond_wait(c, &m);
+                hooks::pthread_mutex_unlock(&m);
+            };
+            std::vector<Fiber*> fibers;
+            for (int i = 0; i < kFibers; ++i) fibers.push_back(go(&waiter));
+            std::vector<std::thread> threads;
+            for (int i = 0; i < kThreads; ++i) threads.emplace_back(waiter);
+            for (;;) {
+                hooks::pthread_mutex_lock(&m);
+                if (waiting == kFibers + kThreads) break;  // all inside the wait
+                hooks::pthread_mutex_unlock(&m);
+                sleep_until(deadline_after_ns(200000), ParkReason::kSleep);
+            }
+            released = true;
+            hooks::pthread_cond_broadcast(c);
+            hooks::pthread_mutex_unlock(&m);
+            EXPECT_EQ(hooks::pthread_cond_destroy(c), 0);
+            delete c;
+            for (Fiber* f : fibers) join(f, nullptr, kNoDeadline);
+            for (auto& t : threads) t.join();
+        }
+        pthread_condattr_destroy(&attr);
+    });
+}
+
+void barrier_freed_by_the_serial_waiter(bool shared) {
+    on_carrier([shared] {
+        constexpr int kFibers = 6, kThreads = 2;
+        pthread_barrierattr_t attr;
+        pthread_barrierattr_init(&attr);
+        if (shared) pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        for (int round = 0; round < 30; ++round) {
+            auto* b = new pthread_barrier_t;
+            ASSERT_EQ(hooks::pthread_barrier_init(b, &attr, kFibers + kThreads), 0);
+            std::atomic<int> serial{0};
+            auto waiter = [&] {
+                if (hooks::pthread_barrier_wait(b) != PTHREAD_BARRIER_SERIAL_THREAD) return;
+                EXPECT_EQ(hooks::pthread_barrier_destroy(b), 0);
+                delete b;
+                ++serial;
+            };
+            std::vector<std::thread> threads;
+            for (int i = 0; i < kThreads; ++i) threads.emplace_back(waiter);
+            std::vector<Fiber*> fibers;
+            for (int i = 0; i < kFibers; ++i) fibers.push_back(go(&waiter));
+            for (Fiber* f : fibers) join(f, nullptr, kNoDeadline);
+            for (auto& t : threads) t.join();
+            EXPECT_EQ(serial.load(), 1);
+        }
+        pthread_barrierattr_destroy(&attr);
+    });
+}
+
+}  // namespace
+
+TEST(ParkingLot, ACondvarMayBeFreedAsSoonAsDestroyAfterBroadcastReturns) {
+    cond_freed_after_broadcast(false);
+}
+
+TEST(ParkingLot, AProcessSharedCondvarMayBeFreedAsSoonAsDestroyReturns) {
+    cond_freed_after_broadcast(true);
+}
+
+TEST(ParkingLot, ABarrierMayBeFreedByItsSerialWaiter) { barrier_freed_by_the_serial_waiter(false); }
+
+TEST(ParkingLot, AProcessSharedBarrierMayBeFreedByItsSerialWaiter) {
+    barrier_freed_by_the_serial_waiter(true);
 }

@@ -6,6 +6,7 @@
 #include <sys/select.h>
 
 #include <atomic>
+#include <climits>
 #include <vector>
 
 #include "common.h"
@@ -249,4 +250,84 @@ TEST(EpollWait, SeveralThreadsEachBlockInTheirOwnEventLoop) {
     for (int i = workers - 1; i >= 0; --i) ASSERT_EQ(write(pairs[i].b, "w", 1), 1);
     for (auto& t : threads) t.join();
     EXPECT_EQ(served.load(), workers);
+}
+
+// Far-future timeouts: relative times whose nanoseconds overflow 64 bits (these wrap to
+// about 1 ms when multiplied out naively) are waits that readiness ends, not timeouts.
+namespace {
+
+const timespec kFarTimespecs[] = {{LONG_MAX, 0}, {18446744073L, 710551616L}};
+
+}  // namespace
+
+TEST(FarFuture, PpollAndPselectWaitForReadiness) {
+    for (const timespec& t : kFarTimespecs) {
+        Pair p = socket_pair();
+        {
+            After writer(50, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+            pollfd fds{p.a, POLLIN, 0};
+            EXPECT_EQ(ppoll(&fds, 1, &t, nullptr), 1);
+            EXPECT_EQ(fds.revents, POLLIN);
+        }
+        char c;
+        ASSERT_EQ(read(p.a, &c, 1), 1);
+        After writer(50, [&] { ASSERT_EQ(write(p.b, "y", 1), 1); });
+        fd_set r;
+        FD_ZERO(&r);
+        FD_SET(p.a, &r);
+        EXPECT_EQ(pselect(p.a + 1, &r, nullptr, nullptr, &t, nullptr), 1);
+        EXPECT_TRUE(FD_ISSET(p.a, &r));
+    }
+}
+
+TEST(FarFuture, SelectWaitsForReadinessAndReportsTheTimeLeft) {
+    const timeval far[] = {{LONG_MAX, 0}, {18446744073L, 710552}};
+    for (const timeval& limit : far) {
+        Pair p = socket_pair();
+        After writer(50, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+        fd_set r;
+        FD_ZERO(&r);
+        FD_SET(p.a, &r);
+        timeval tv = limit;
+        EXPECT_EQ(select(p.a + 1, &r, nullptr, nullptr, &tv), 1);
+        // Linux writes back what is left of its end time (the seconds saturate on overflow).
+        timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long expected = limit.tv_sec == LONG_MAX ? LONG_MAX - now.tv_sec : limit.tv_sec;
+        EXPECT_LE(tv.tv_sec, limit.tv_sec);
+        EXPECT_GE(tv.tv_sec, expected - 2);
+        EXPECT_LE(tv.tv_sec, expected);
+    }
+}
+
+TEST(FarFuture, EpollPwait2WaitsForReadiness) {
+    for (const timespec& t : kFarTimespecs) {
+        Pair p = socket_pair();
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        ASSERT_GE(ep, 0);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = p.a;
+        ASSERT_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, p.a, &ev), 0);
+        After writer(50, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+        epoll_event out{};
+        EXPECT_EQ(epoll_pwait2(ep, &out, 1, &t, nullptr), 1);
+        EXPECT_EQ(out.data.fd, p.a);
+        close(ep);
+    }
+}
+
+// A huge SO_RCVTIMEO (the kernel keeps it; only MAX_SCHEDULE_TIMEOUT means "none") is a
+// timeout decades away: a blocking recv waits for the data.
+TEST(FarFuture, HugeSoRcvtimeoWaitsForData) {
+    const timeval far[] = {{18446744073L, 712000}, {1000000000000L, 0}};
+    for (const timeval& limit : far) {
+        Pair p = socket_pair();
+        ASSERT_EQ(setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit), 0);
+        After writer(50, [&] { ASSERT_EQ(write(p.b, "x", 1), 1); });
+        char c = 0;
+        auto start = Clock::now();
+        EXPECT_EQ(recv(p.a, &c, 1, 0), 1);
+        EXPECT_GE(ms_since(start), 30);
+    }
 }

@@ -1,8 +1,10 @@
 // sleep, usleep, nanosleep, clock_nanosleep: durations, validation and error reporting.
 #include <gtest/gtest.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include <atomic>
+#include <climits>
 #include <vector>
 
 #include "common.h"
@@ -101,4 +103,73 @@ TEST(Sleep, ManyThreadsSleepAtTheSameTime) {
     EXPECT_EQ(done.load(), 200);
     EXPECT_GE(ms_since(start), 200);
     EXPECT_LT(ms_since(start), 2000);
+}
+
+// Far-future sleeps: the kernel clamps a timer's expiry at KTIME_MAX nanoseconds of
+// CLOCK_MONOTONIC, so the time left after a signal is KTIME_MAX minus the time of the
+// interruption, whatever larger value was asked for.
+namespace {
+
+void on_alarm(int) {}
+
+// Interrupts the calling thread's sleep with SIGALRM (no SA_RESTART) after `ms`.
+class AlarmIn {
+public:
+    explicit AlarmIn(int ms) {
+        struct sigaction act {};
+        act.sa_handler = on_alarm;
+        sigemptyset(&act.sa_mask);
+        sigaction(SIGALRM, &act, nullptr);
+        itimerval t{};
+        t.it_value.tv_usec = ms * 1000;
+        setitimer(ITIMER_REAL, &t, nullptr);
+    }
+    ~AlarmIn() {
+        itimerval off{};
+        setitimer(ITIMER_REAL, &off, nullptr);
+        signal(SIGALRM, SIG_DFL);
+    }
+};
+
+// KTIME_MAX less CLOCK_MONOTONIC now, in seconds.
+long long seconds_to_ktime_max() {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (LLONG_MAX - (static_cast<long long>(now.tv_sec) * 1000000000LL + now.tv_nsec)) /
+           1000000000LL;
+}
+
+}  // namespace
+
+TEST(FarFuture, InterruptedNanosleepReportsTheTimeLeftToTheClampedExpiry) {
+    const timespec far[] = {{LONG_MAX, 0}, {18446744073L, 710551616L}};
+    for (const timespec& req : far) {
+        timespec rem{};
+        {
+            AlarmIn alarm(50);
+            EXPECT_EQ(nanosleep(&req, &rem), -1);
+            EXPECT_EQ(errno, EINTR);
+        }
+        long long expected = seconds_to_ktime_max();
+        EXPECT_GE(rem.tv_sec, expected - 2);
+        EXPECT_LE(rem.tv_sec, expected + 1);
+        rem = {};
+        {
+            AlarmIn alarm(50);
+            EXPECT_EQ(clock_nanosleep(CLOCK_MONOTONIC, 0, &req, &rem), EINTR);
+        }
+        EXPECT_GE(rem.tv_sec, expected - 2);
+        EXPECT_LE(rem.tv_sec, expected + 1);
+    }
+}
+
+TEST(FarFuture, AbsoluteClockNanosleepUntilTheFarFutureIsInterruptible) {
+    for (clockid_t clock : {CLOCK_REALTIME, CLOCK_MONOTONIC}) {
+        for (const timespec& until : {timespec{LONG_MAX, 0}, timespec{LLONG_MAX / 1000, 0}}) {
+            AlarmIn alarm(50);
+            auto start = Clock::now();
+            EXPECT_EQ(clock_nanosleep(clock, TIMER_ABSTIME, &until, nullptr), EINTR);
+            EXPECT_GE(ms_since(start), 30);
+        }
+    }
 }
