@@ -173,3 +173,26 @@ TEST(FarFuture, AbsoluteClockNanosleepUntilTheFarFutureIsInterruptible) {
         }
     }
 }
+
+// Timers have the clock's precision, not whole milliseconds: 200 sleeps of 50 us take about
+// 200 x (50 us + the kernel's timer slack), 25-40 ms natively (they took over 200 ms when each
+// sleep was rounded up to a millisecond). Also while other threads sleep longer.
+TEST(Precision, SubMillisecondSleepsAreNotRoundedUpToAMillisecond) {
+    std::atomic<bool> stop{false};
+    std::thread other([&] {
+        while (!stop) usleep(3000);
+    });
+    auto start = Clock::now();
+    for (int i = 0; i < 200; ++i) usleep(50);
+    long usleeps = ms_since(start);
+    start = Clock::now();
+    for (int i = 0; i < 200; ++i) {
+        timespec ts{0, 50000};
+        nanosleep(&ts, nullptr);
+    }
+    long nanosleeps = ms_since(start);
+    stop = true;
+    other.join();
+    EXPECT_LT(usleeps, 150);
+    EXPECT_LT(nanosleeps, 150);
+}
