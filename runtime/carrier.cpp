@@ -232,6 +232,7 @@ bool Carrier::init(const RuntimeConfig& config) {
 // the program's way (runtime_fds.h): libuv makes its fds through the interposed pipe2,
 // eventfd and epoll_create1, which adopt them inside a RuntimeFdScope.
 bool Carrier::make_loop() {
+    if (loop_forked_) return remake_loop_after_fork();
     RuntimeFdScope scope;
     static bool first = true;
     if (first) {
@@ -355,15 +356,29 @@ void Carrier::reset_after_fork() {
         rec.waiters = nullptr;
         rec.in_epoll = false;
     }
-    if (!loop_ready_) return;
+    // The loop and the epoll set are still the parent's (the same kernel objects): they are
+    // remade when the child first needs them (make_loop), so a child that only execs pays
+    // nothing for them. Until then nothing here may touch them.
+    if (loop_ready_) {
+        loop_ready_ = false;
+        loop_forked_ = true;
+    }
+}
 
-    // First the child's own libuv backend: until then every epoll_ctl libuv makes (stopping
-    // a handle included) would edit the parent's.
+// In a forked child, at its first need of the loop: first its own libuv backend (until then
+// every epoll_ctl libuv makes, stopping a handle included, would edit the parent's), then its
+// own epoll set; the resolver's sockets and queries are the parent's.
+bool Carrier::remake_loop_after_fork() {
     RuntimeFdScope scope;
+    loop_forked_ = false;
     if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
-    shut_down_resolver(this);  // its sockets and queries are the parent's
+    shut_down_resolver(this);
     close_runtime_fd(epoll_fd_.exchange(-1));  // the child's reference only
     if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
+    loop_ready_ = true;
+    // A signal noted before the loop was remade is delivered now.
+    if (pending_signal_.load() || handler_ran_.load()) uv_async_send(remote_wake_);
+    return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -606,13 +621,13 @@ void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
 
 void Carrier::note_signal(bool restart) {
     pending_signal_.store(restart ? 2 : 1);
-    if (remote_wake_) uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
+    if (loop_ready_) uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
 }
 
 void Carrier::note_handler_ran() {
     if (!signal_waiters_.load(std::memory_order_relaxed)) return;
     handler_ran_.store(true);
-    if (remote_wake_) uv_async_send(remote_wake_);
+    if (loop_ready_) uv_async_send(remote_wake_);
 }
 
 // On the loop, after a handler ran while every fiber was parked: interrupt one parked I/O

@@ -141,6 +141,7 @@ private:
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
     bool make_loop();
+    bool remake_loop_after_fork();
     bool make_epoll_set();
     // Fibers parked with a deadline, in a binary min-heap on Fiber::deadline_ns (timers at the
     // clock's precision: libuv's timers count whole milliseconds).
@@ -165,6 +166,7 @@ public:
 private:
     uv_loop_t loop_;
     bool loop_ready_ = false;
+    bool loop_forked_ = false;  // a forked child's loop and epoll set, still the parent's
     void* scheduler_context_ = nullptr;
     Stack scheduler_stack_;
     Fiber* root_ = nullptr;

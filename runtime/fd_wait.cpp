@@ -306,7 +306,7 @@ void Carrier::fd_closed_remotely(int fd) {
     }                                                     // arm() then adds instead of modifying
     errno = saved;
     stale_fds_.store(true, std::memory_order_release);
-    if (remote_wake_) uv_async_send(remote_wake_);
+    if (loop_ready_) uv_async_send(remote_wake_);
 }
 
 void Carrier::evict_stale_waiters() {

@@ -250,7 +250,9 @@ namespace {
 // that the warning is printed once).
 Resolver* resolver() {
     Carrier* carrier = Carrier::current();
-    if (!carrier->resolver_ && !carrier->resolver_failed_ && carrier->ensure_loop()) {
+    // First the loop: in a forked child, remaking it also drops the parent's resolver.
+    if (!carrier->ensure_loop()) return nullptr;
+    if (!carrier->resolver_ && !carrier->resolver_failed_) {
         auto* r = new Resolver(carrier);
         if (r->start())
             carrier->resolver_ = r;
