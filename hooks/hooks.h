@@ -16,6 +16,14 @@ namespace green::hooks {
 // syscall(2) with its six possible arguments, as the shim's variadic wrapper passes them
 // (hooks/syscall.cpp): the numbers libgreen gives meaning to go to their hooks.
 long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+// prctl(2) with its arguments (hooks/syscall.cpp).
+int prctl5(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
+// True once the program has installed a seccomp filter of its own (prctl, seccomp(2)) while
+// its calling fiber is the only one: the cooperative versions make system calls the
+// program's filter may not allow (sshd's pre-auth sandbox kills on sendto), and with no
+// other fiber to run they would gain nothing, so the real calls are made.
+bool filtered_and_alone();
+
 // syscall(SYS_futex, ...) (hooks/futex.cpp).
 long futex_call(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 

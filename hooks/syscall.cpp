@@ -2,6 +2,8 @@
 // does under the shim (a futex wait parks, a close cannot take the runtime's fds and wakes
 // waiters, a fork gives the child its own carrier state); every other number is the kernel's.
 #include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <sys/syscall.h>
 
@@ -9,8 +11,16 @@
 #include "hooks/wait.h"
 #include "runtime/fork.h"
 
+#include <atomic>
+
 namespace green::hooks {
 namespace {
+
+std::atomic<bool> g_program_seccomp{false};
+
+void note_seccomp(long result, bool installs) {
+    if (result == 0 && installs) g_program_seccomp.store(true, std::memory_order_relaxed);
+}
 
 long real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
     return real::get().syscall(n, a1, a2, a3, a4, a5, a6);
@@ -34,6 +44,16 @@ bool forks(long number, long a1, long a2) {
 
 }  // namespace
 
+bool filtered_and_alone() {
+    return g_program_seccomp.load(std::memory_order_relaxed) && fibers_on_this_carrier() == 1;
+}
+
+int prctl5(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5) {
+    int r = real::get().prctl(option, a2, a3, a4, a5);
+    note_seccomp(r, option == PR_SET_SECCOMP);
+    return r;
+}
+
 long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6) {
     // The runtime's own threads (the monitor, which has a file table of its own) make raw
     // system calls precisely to reach the kernel.
@@ -46,6 +66,15 @@ long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6)
         case SYS_close_range:
             return hooks::close_range(static_cast<unsigned>(a1), static_cast<unsigned>(a2),
                                       static_cast<int>(a3));
+        case SYS_prctl:
+            return hooks::prctl5(static_cast<int>(a1), static_cast<unsigned long>(a2),
+                                 static_cast<unsigned long>(a3), static_cast<unsigned long>(a4),
+                                 static_cast<unsigned long>(a5));
+        case SYS_seccomp: {
+            long r = real_syscall(number, a1, a2, a3, a4, a5, a6);
+            note_seccomp(r, a1 == SECCOMP_SET_MODE_STRICT || a1 == SECCOMP_SET_MODE_FILTER);
+            return r;
+        }
         default:
             break;
     }

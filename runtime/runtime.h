@@ -128,6 +128,9 @@ RuntimeStats stats();
 // "signal"). Never allocates; may run in a signal handler (a concurrent dump is skipped).
 void write_stats(const char* path, const char* reason);
 
+// Live fibers of the calling thread's carrier, its root included (0 off a carrier).
+size_t fibers_on_this_carrier();
+
 // A hooked call made on a thread the runtime does not manage (nor one of its own threads).
 void note_passthrough();
 // A call on a fiber that holds its carrier while it waits (regular-file I/O, a lock glibc

@@ -240,6 +240,11 @@ void note_passthrough() {
     g_passthrough.fetch_add(1, std::memory_order_relaxed);
 }
 
+size_t fibers_on_this_carrier() {
+    Carrier* c = Carrier::current();
+    return c ? c->counters().fibers_live.load(std::memory_order_relaxed) : 0;
+}
+
 void note_carrier_blocked() {
     if (Carrier* c = Carrier::current()) bump(c->counters().blocked_calls);
 }

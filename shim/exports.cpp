@@ -70,7 +70,8 @@ extern "C" {
     GREEN_EXPORT ret name params {                                           \
         green::Fiber* fiber = green::current_fiber();                        \
         if (!fiber) return passed_through(green::real::get().name) args;     \
-        if (fiber->hook_depth != 0) return green::real::get().name args;     \
+        if (fiber->hook_depth != 0 || green::hooks::filtered_and_alone())    \
+            return green::real::get().name args;                             \
         InHook in_hook(fiber);                                               \
         return keep_errno_unless_failed([&] { return green::hooks::name args; }); \
     }
@@ -106,6 +107,16 @@ GREEN_EXPORT long syscall(long number, ...) {
     for (long& v : a) v = va_arg(ap, long);
     va_end(ap);
     return green::hooks::syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+// prctl(2) is variadic too: the four further arguments the kernel takes.
+GREEN_EXPORT int prctl(int option, ...) {
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a[4];
+    for (unsigned long& v : a) v = va_arg(ap, unsigned long);
+    va_end(ap);
+    return green::hooks::prctl5(option, a[0], a[1], a[2], a[3]);
 }
 
 // Lets a program or a test ask whether libgreen is loaded and running this thread on fibers.

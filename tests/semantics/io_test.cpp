@@ -1,5 +1,15 @@
 // read, write, readv, writev on sockets, pipes and regular files: the results, errno values
 // and timing a real thread sees.
+#include <poll.h>
+#include <signal.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <cstddef>
+#include <vector>
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <sys/ioctl.h>
@@ -543,4 +553,52 @@ TEST(Writev, ZeroCountReturnsZero) {
     Pair p = socket_pair();
     iovec iov{nullptr, 0};
     EXPECT_EQ(writev(p.a, &iov, 0), 0);
+}
+
+// A program that installs a seccomp filter of its own, as sshd's pre-auth child does, allows
+// the system calls it makes itself (read, write) and kills the process for others. Its plain
+// read and write must still work under the shim, whose cooperative versions would use
+// sendto/recvfrom, preadv2/pwritev2 and epoll: with no other thread to run, the real calls
+// are made.
+TEST(OwnSeccompFilter, PlainReadAndWriteKeepWorkingInASingleThreadedSandbox) {
+    Pair sockets = socket_pair();
+    Pair pipe_ends = pipe_pair();
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const int denied[] = {__NR_sendto,     __NR_recvfrom,    __NR_sendmsg,   __NR_recvmsg,
+                              __NR_preadv2,    __NR_pwritev2,    __NR_epoll_ctl, __NR_epoll_wait,
+                              __NR_epoll_pwait, __NR_epoll_pwait2, __NR_poll,      __NR_ppoll};
+        std::vector<sock_filter> filter = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        };
+        for (int nr : denied) {
+            filter.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1));
+            filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+        }
+        filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+            _exit(100);
+        char byte = 0;
+        if (write(sockets.a, "s", 1) != 1) _exit(1);
+        if (read(sockets.a, &byte, 1) != 1 || byte != 'S') _exit(2);
+        if (write(pipe_ends.b, "p", 1) != 1) _exit(3);
+        if (read(pipe_ends.a, &byte, 1) != 1 || byte != 'p') _exit(4);
+        _exit(0);
+    }
+    char byte = 0;
+    pollfd from_child{sockets.b, POLLIN, 0};
+    if (poll(&from_child, 1, 5000) == 1 && read(sockets.b, &byte, 1) == 1) {
+        EXPECT_EQ(byte, 's');
+        ASSERT_EQ(write(sockets.b, "S", 1), 1);
+    } else {
+        ADD_FAILURE() << "the child wrote nothing";
+        kill(pid, SIGKILL);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }
