@@ -151,9 +151,11 @@ void find_malloc_slots() {
     }
     char* area = probe - words * sizeof(uintptr_t);
     std::memcpy(before, area, words * sizeof(uintptr_t));
+    // Through volatile pointers: the compiler may not drop a malloc/free pair.
+    void* (*volatile allocate)(size_t) = std::malloc;
+    void (*volatile release)(void*) = std::free;
     set_thread_pointer(probe);
-    void* p = std::malloc(1);
-    std::free(p);
+    release(allocate(1));
     set_thread_pointer(own);
     std::memcpy(after, area, words * sizeof(uintptr_t));
 
@@ -188,6 +190,8 @@ void find_malloc_slots() {
             std::free(reinterpret_cast<void*>(values[cache]));  // the probe's cache
         }
     }
+    log::debug("malloc cache slot %td, arena slot %td (%d TLS words changed)", g_tcache_slot,
+               g_arena_slot, changed);
     if (g_tcache_slot == 0 && changed != 0)
         log::warn("fibers' malloc caches cannot be shared with their carrier (%d TLS words "
                   "changed); each fiber that mallocs leaks one",
