@@ -160,21 +160,31 @@ TEST(ThreadLocal, ErrnoIsPerThreadAcrossBlockingCalls) {
 }
 
 // __cxa_get_globals: the exception being handled is per thread, so `throw;` in one thread's
-// catch block rethrows that thread's exception even while another thread is in its own.
+// catch block rethrows that thread's exception even while another thread is in its own. The
+// first thread leaves its catch block while the second is still inside its own (with one
+// exception stack for both, the first would see and rethrow the second's).
 TEST(ThreadLocal, ThreadsParkedInCatchBlocksRethrowTheirOwnException) {
-    Gate inside(2);
+    std::atomic<int> step{0};
+    auto wait_for_step = [&step](int n) {
+        auto start = Clock::now();
+        while (step.load() < n && ms_since(start) < 30000) usleep(200);  // each wait blocks
+        return step.load() >= n;
+    };
     std::string rethrown[2];
     bool same_current[2] = {false, false};
+    bool in_time[2] = {true, true};
     auto body = [&](int i) {
         const std::string mine = i == 0 ? "first" : "second";
+        if (i == 1) in_time[1] &= wait_for_step(1);  // the first is inside its catch block
         try {
             try {
                 throw std::runtime_error(mine);
             } catch (const std::exception&) {
                 std::exception_ptr current = std::current_exception();
-                inside.arrive_and_wait();  // both threads are inside their catch blocks
-                usleep(2000);
+                step.fetch_add(1);  // 1: the first is inside; 2: both are
+                in_time[i] &= wait_for_step(i == 0 ? 2 : 3);
                 same_current[i] = current == std::current_exception();
+                if (i == 0) step.fetch_add(1);  // 3: the first is about to leave
                 throw;
             }
         } catch (const std::runtime_error& e) {
@@ -184,6 +194,7 @@ TEST(ThreadLocal, ThreadsParkedInCatchBlocksRethrowTheirOwnException) {
     std::thread a(body, 0), b(body, 1);
     a.join();
     b.join();
+    EXPECT_TRUE(in_time[0] && in_time[1]);
     EXPECT_EQ(rethrown[0], "first");
     EXPECT_EQ(rethrown[1], "second");
     EXPECT_TRUE(same_current[0]);
