@@ -73,7 +73,7 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
     return d && d[2] == offset;
 }
 
-const char* check_glibc() {
+[[maybe_unused]] const char* check_glibc() {
     if (std::strcmp(gnu_get_libc_version(), "2.36") != 0) return "glibc is not 2.36";
     g_allocate = reinterpret_cast<AllocateTls>(private_symbol("_dl_allocate_tls"));
     g_deallocate = reinterpret_cast<DeallocateTls>(private_symbol("_dl_deallocate_tls"));
@@ -136,7 +136,7 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
 // fiber runs at a time on a carrier). libc does not say where the two slots are: a fresh block
 // is given to this thread for one malloc, and the two words of its TLS that changed are them;
 // the cache is the one whose malloc chunk is 656 bytes. Costs one malloc arena, made here.
-void find_malloc_slots() {
+[[maybe_unused]] void find_malloc_slots() {
     char* own = thread_pointer();
     char* probe = fresh_block(own, nullptr, 0);
     if (!probe) return;
