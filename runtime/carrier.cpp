@@ -334,13 +334,9 @@ void Carrier::reset_after_fork() {
     const bool root_survives = self == nullptr || self->is_root;
     tid_ = static_cast<int32_t>(syscall(SYS_gettid));
     if (root_survives) root_->tid = tid_;
-    if (self && self->tls) {
-        // glibc's fork wrote the child's tid into the forking fiber's descriptor and took that
-        // descriptor for the child's only thread (its thread list now links it): the carrier's
-        // own descriptor, which the scheduler uses, gets the tid, and the block is never freed.
-        tls::copy_tid(self->tls, thread_tp_);
-        self->tls_in_glibc_lists = true;
-    }
+    // glibc's fork wrote the child's tid into THREAD_SELF, the carrier thread's descriptor
+    // (tls.cpp): the forking fiber's copy, read %fs-relative, gets it too.
+    if (self && self->tls) tls::copy_tid(thread_tp_, self->tls);
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
         if (f == self) continue;
         if (f->state != FiberState::kDone) {
@@ -452,7 +448,7 @@ void Carrier::after_switch_back(Fiber* fiber) {
     // The fiber ran its last instruction on its stack: only now may the stack be reused.
     StackPool::release(fiber->stack);
     fiber->stack = Stack{};
-    if (fiber->tls && !fiber->tls_in_glibc_lists) tls::free_block(fiber->tls);
+    if (fiber->tls) tls::free_block(fiber->tls);
     fiber->tls = nullptr;
     --live_fibers_;
     fiber_ended(counters_);

@@ -61,7 +61,6 @@ struct Fiber {
     // The fiber's own thread pointer (glibc descriptor + static TLS), switched in by the
     // scheduler; null for the root fiber and when per-fiber TLS is off (tls::enabled()).
     char* tls = nullptr;
-    bool tls_in_glibc_lists = false;  // a forked child's glibc adopted it as its thread: keep it
     // errno of a fiber that shares the carrier's TLS (the root fiber; every fiber when
     // per-fiber TLS is off), swapped on every switch.
     int saved_errno = 0;

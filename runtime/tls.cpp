@@ -104,9 +104,12 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
     if (!tcb) return nullptr;
     void* dtv = at<void*>(tcb, 8);
     std::memcpy(tcb, thread_tp, kSizeofPthread);  // canary (0x28), pointer guard (0x30), tid
-    at<void*>(tcb, 0) = tcb;                       // header.tcb
+    at<void*>(tcb, 0) = tcb;                       // header.tcb: %fs:0, the TLS base
     at<void*>(tcb, 8) = dtv;                       // header.dtv: the new block's own
-    at<void*>(tcb, 16) = tcb;                      // header.self
+    // header.self (THREAD_SELF) stays the carrier thread's descriptor: glibc walks its thread
+    // list comparing entries with THREAD_SELF (setuid's SIGSETXID round, which would signal
+    // the carrier as "another thread" whose handler glibc never installed, and loop; fork's
+    // reclaim of the other threads' stacks). Fields glibc reads %fs-relative are the copy's.
     at<int>(tcb, kGscopeFlagOffset) = 0;
     // Not on glibc's thread lists: links to itself, as an empty list head.
     at<void*>(tcb, kListOffset) = tcb + kListOffset;

@@ -62,8 +62,8 @@ T& per_thread(T& var) {
     return os ? *in_block(os, var) : var;
 }
 
-// In a forked child, on a fiber with its own block: the kernel wrote the child's tid into the
-// fiber's descriptor only; the carrier thread's (used by the scheduler) gets it too.
+// In a forked child, on a fiber with its own block: glibc wrote the child's tid into the
+// carrier thread's descriptor only; the fiber's copy gets it too.
 void copy_tid(char* from_tp, char* to_tp);
 
 }  // namespace tls

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <cerrno>
@@ -340,4 +341,42 @@ TEST(ThreadLocal, HundredThousandShortLivedThreadsKeepMemoryBounded) {
     ASSERT_GT(after_first, 0);
     EXPECT_LT(at_end, 2 * after_first) << "RSS after the first 1,000: " << after_first
                                        << " KiB, after 100,000: " << at_end << " KiB";
+}
+
+// glibc's setuid signals every other thread so that all change credentials; the calling
+// thread itself must not be taken for another one.
+TEST(ThreadLocal, SetuidFromAThreadWhileAnotherIsBlockedReturns) {
+    std::atomic<bool> stop{false};
+    std::thread sleeper([&] {
+        auto start = Clock::now();
+        while (!stop && ms_since(start) < 30000) usleep(1000);
+    });
+    int result = -2;
+    std::thread caller([&] {
+        t_int = 42;
+        result = setuid(getuid());
+        result = result == 0 && t_int == 42 ? 0 : -3;
+    });
+    caller.join();
+    stop = true;
+    sleeper.join();
+    EXPECT_EQ(result, 0);
+}
+
+TEST(ThreadLocal, ForkedChildOfAThreadKeepsItsThreadLocals) {
+    int status = -1;
+    std::thread forker([&] {
+        t_int = 7;
+        t_string = "forked";
+        errno = 0;
+        usleep(100);
+        pid_t pid = fork();
+        if (pid == 0) {
+            usleep(100);  // a blocking call in the child
+            _exit(t_int == 7 && t_string == "forked" && getpid() == gettid() ? 0 : 1);
+        }
+        if (pid > 0) waitpid(pid, &status, 0);
+    });
+    forker.join();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
