@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <exception>
 #include <fstream>
 #include <mutex>
@@ -338,6 +339,7 @@ TEST(ThreadLocal, HundredThousandShortLivedThreadsKeepMemoryBounded) {
         if (b == 0) after_first = rss_kib();
     }
     long at_end = rss_kib();
+    std::printf("RSS after 1,000 threads: %ld KiB, after 100,000: %ld KiB\n", after_first, at_end);
     ASSERT_GT(after_first, 0);
     EXPECT_LT(at_end, 2 * after_first) << "RSS after the first 1,000: " << after_first
                                        << " KiB, after 100,000: " << at_end << " KiB";
