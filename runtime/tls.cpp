@@ -2,7 +2,8 @@
 // Relies on glibc 2.36's private layout of struct pthread (x86-64): the version and every
 // offset we can check against libc's debugger descriptors are checked once, and anything
 // unexpected turns the feature off with one line on stderr (fibers then share their carrier's
-// TLS, as before). Never called from a signal handler.
+// TLS, as before). Never called from a signal handler. Its dlvsym/dlsym calls are the only
+// ones outside hooks/real.cpp: they find glibc internals, not functions libgreen interposes.
 #include "runtime/tls.h"
 
 #include <asm/prctl.h>
