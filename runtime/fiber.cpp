@@ -172,6 +172,7 @@ void fiber_entry(ctx::transfer_t transfer) {
 #endif
     // Entered from Carrier::resume(): record the scheduler's context to switch back to.
     fiber->carrier->set_scheduler_context(transfer.fctx);
+    if (fiber->tls) tls::start_thread();
     errno = 0;
     try {
         fiber->exit_value = fiber->start(fiber->arg);

@@ -49,10 +49,13 @@ using AllocateTls = void* (*)(void*);
 using DeallocateTls = void (*)(void*, bool);
 using GetStaticInfo = void (*)(size_t*, size_t*);
 using CallTlsDtors = void (*)();
+using CtypeInit = void (*)();
 
 AllocateTls g_allocate = nullptr;
 DeallocateTls g_deallocate = nullptr;
 CallTlsDtors g_call_tls_dtors = nullptr;
+CtypeInit g_ctype_init = nullptr;
+ptrdiff_t g_resp_slot = 0;  // libc's __resp (the resolver state in use), from the thread pointer
 size_t g_static_size = 0;  // the TLS below a descriptor (static TLS minus the descriptor)
 
 // libc's `tcache` and `thread_arena` slots, as offsets from the thread pointer (0: unknown).
@@ -81,8 +84,12 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
     auto get_static =
         reinterpret_cast<GetStaticInfo>(private_symbol("_dl_get_tls_static_info"));
     g_call_tls_dtors = reinterpret_cast<CallTlsDtors>(private_symbol("__call_tls_dtors"));
-    if (!g_allocate || !g_deallocate || !get_static || !g_call_tls_dtors)
-        return "ld.so's private TLS functions are missing";
+    g_ctype_init = reinterpret_cast<CtypeInit>(private_symbol("__ctype_init"));
+    auto* resp = static_cast<char*>(private_symbol("__resp"));  // this thread's copy
+    if (!g_allocate || !g_deallocate || !get_static || !g_call_tls_dtors || !g_ctype_init ||
+        !resp)
+        return "glibc's private TLS functions are missing";
+    g_resp_slot = resp - thread_pointer();
     auto* size = static_cast<const uint32_t*>(private_symbol("_thread_db_sizeof_pthread"));
     auto* rseq = static_cast<const ptrdiff_t*>(dlsym(RTLD_DEFAULT, "__rseq_offset"));
     if (!size || *size != kSizeofPthread || !rseq || *rseq != static_cast<ptrdiff_t>(kRseqOffset) ||
@@ -240,11 +247,18 @@ void set_thread_pointer_slow(void* tp) {
 char* make_block(char* thread_tp, const Stack& stack) {
     char* tcb = fresh_block(thread_tp, stack.limit, stack.usable());
     if (!tcb) return nullptr;
+    // Resolver state (res_init, res_query): the carrier's, as glibc gives a new thread its
+    // descriptor's and libgreen's descriptor is the carrier's (THREAD_SELF, above).
+    at<void*>(tcb, g_resp_slot) = at<void*>(thread_tp, g_resp_slot);
     if (g_tcache_slot != 0) {
         at<void*>(tcb, g_tcache_slot) = at<void*>(thread_tp, g_tcache_slot);
         at<void*>(tcb, g_arena_slot) = at<void*>(thread_tp, g_arena_slot);
     }
     return tcb;
+}
+
+void start_thread() {
+    g_ctype_init();  // the <ctype.h> tables' per-thread pointers: null in a fresh block
 }
 
 void run_destructors() {

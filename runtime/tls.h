@@ -39,6 +39,9 @@ inline void set_thread_pointer(void* tp) {
 // `thread_tp` (the carrier thread's own); null if out of memory. The block's libc malloc cache
 // and arena are the carrier's (see tls.cpp).
 char* make_block(char* thread_tp, const Stack& stack);
+// On the fiber, first thing: what glibc's start_thread sets up in a new thread's TLS (the
+// <ctype.h> tables' pointers; isspace() crashed without them).
+void start_thread();
 // On the fiber, at its end, before a joiner may wake: C++ thread_local destructors, in reverse
 // order of construction (glibc's __call_tls_dtors), as a real thread runs them at its exit.
 void run_destructors();

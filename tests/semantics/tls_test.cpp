@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
@@ -381,4 +382,18 @@ TEST(ThreadLocal, ForkedChildOfAThreadKeepsItsThreadLocals) {
     });
     forker.join();
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// <ctype.h> reads per-thread table pointers that glibc sets up when a thread starts.
+TEST(ThreadLocal, CtypeClassificationWorksInEveryThread) {
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 10; ++i)
+        threads.emplace_back([&] {
+            volatile int space = ' ', letter = 'q';
+            wrong += !isspace(space) || !isalpha(letter) || toupper(letter) != 'Q' ||
+                     tolower('Q') != 'q';
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(wrong.load(), 0);
 }
