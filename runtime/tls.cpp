@@ -148,6 +148,16 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
 // is given to this thread for one malloc, and the two words of its TLS that changed are them;
 // the cache is the one whose malloc chunk is 656 bytes. Costs one malloc arena, made here.
 [[maybe_unused]] void find_malloc_slots() {
+    // Only with glibc's own malloc: another allocator (redis links jemalloc) keeps its own
+    // per-thread state, which a probe thread that never exits would leave in its lists, and
+    // glibc's cache is then never made at all.
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    void* own_malloc = libc ? dlsym(libc, "malloc") : nullptr;
+    if (libc) dlclose(libc);
+    if (!own_malloc || dlsym(RTLD_DEFAULT, "malloc") != own_malloc) {
+        log::debug("malloc is not glibc's: no malloc cache to share");
+        return;
+    }
     char* own = thread_pointer();
     char* probe = fresh_block(own, nullptr, 0);
     if (!probe) return;
