@@ -31,19 +31,19 @@ namespace {
 // libc's _thread_db_* descriptors and __rseq_offset; the others follow from the same struct
 // (stackblock and tls_state were also found by experiment on this machine).
 constexpr size_t kSizeofPthread = 2368;
-constexpr size_t kListOffset = 704;            // list_t list (the thread lists' links)
-constexpr size_t kTidOffset = 720;             // pid_t tid
-constexpr size_t kRobustPrevOffset = 728;      // void* robust_prev
-constexpr size_t kRobustHeadOffset = 736;      // struct robust_list_head (3 words)
-constexpr size_t kCleanupOffset = 760;         // cleanup, cleanup_jmp_buf
-constexpr size_t kCancelOffset = 776;          // int cancelhandling
-constexpr size_t kSpecificFirstOffset = 784;   // specific_1stblock[32]
-constexpr size_t kSpecificOffset = 1296;       // specific[32]
-constexpr size_t kSpecificUsedOffset = 1552;   // bool specific_used
-constexpr size_t kStackBlockOffset = 1680;     // void* stackblock, size_t stackblock_size
-constexpr size_t kTlsStateOffset = 2304;       // strsignal_buf, strerror_l_buf (malloc'd)
-constexpr size_t kRseqOffset = 2336;           // struct rseq: cpu_id_start, cpu_id, ...
-constexpr size_t kGscopeFlagOffset = 28;       // tcbhead_t.gscope_flag
+constexpr size_t kListOffset = 704;           // list_t list (the thread lists' links)
+constexpr size_t kTidOffset = 720;            // pid_t tid
+constexpr size_t kRobustPrevOffset = 728;     // void* robust_prev
+constexpr size_t kRobustHeadOffset = 736;     // struct robust_list_head (3 words)
+constexpr size_t kCleanupOffset = 760;        // cleanup, cleanup_jmp_buf
+constexpr size_t kCancelOffset = 776;         // int cancelhandling
+constexpr size_t kSpecificFirstOffset = 784;  // specific_1stblock[32]
+constexpr size_t kSpecificOffset = 1296;      // specific[32]
+constexpr size_t kSpecificUsedOffset = 1552;  // bool specific_used
+constexpr size_t kStackBlockOffset = 1680;    // void* stackblock, size_t stackblock_size
+constexpr size_t kTlsStateOffset = 2304;      // strsignal_buf, strerror_l_buf (malloc'd)
+constexpr size_t kRseqOffset = 2336;          // struct rseq: cpu_id_start, cpu_id, ...
+constexpr size_t kGscopeFlagOffset = 28;      // tcbhead_t.gscope_flag
 
 using AllocateTls = void* (*)(void*);
 using DeallocateTls = void (*)(void*, bool);
@@ -56,7 +56,7 @@ DeallocateTls g_deallocate = nullptr;
 CallTlsDtors g_call_tls_dtors = nullptr;
 CtypeInit g_ctype_init = nullptr;
 ptrdiff_t g_resp_slot = 0;  // libc's __resp (the resolver state in use), from the thread pointer
-size_t g_static_size = 0;  // the TLS below a descriptor (static TLS minus the descriptor)
+size_t g_static_size = 0;   // the TLS below a descriptor (static TLS minus the descriptor)
 
 // libc's `tcache` and `thread_arena` slots, as offsets from the thread pointer (0: unknown).
 ptrdiff_t g_tcache_slot = 0;
@@ -81,13 +81,11 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
     if (std::strcmp(gnu_get_libc_version(), "2.36") != 0) return "glibc is not 2.36";
     g_allocate = reinterpret_cast<AllocateTls>(private_symbol("_dl_allocate_tls"));
     g_deallocate = reinterpret_cast<DeallocateTls>(private_symbol("_dl_deallocate_tls"));
-    auto get_static =
-        reinterpret_cast<GetStaticInfo>(private_symbol("_dl_get_tls_static_info"));
+    auto get_static = reinterpret_cast<GetStaticInfo>(private_symbol("_dl_get_tls_static_info"));
     g_call_tls_dtors = reinterpret_cast<CallTlsDtors>(private_symbol("__call_tls_dtors"));
     g_ctype_init = reinterpret_cast<CtypeInit>(private_symbol("__ctype_init"));
     auto* resp = static_cast<char*>(private_symbol("__resp"));  // this thread's copy
-    if (!g_allocate || !g_deallocate || !get_static || !g_call_tls_dtors || !g_ctype_init ||
-        !resp)
+    if (!g_allocate || !g_deallocate || !get_static || !g_call_tls_dtors || !g_ctype_init || !resp)
         return "glibc's private TLS functions are missing";
     g_resp_slot = resp - thread_pointer();
     auto* size = static_cast<const uint32_t*>(private_symbol("_thread_db_sizeof_pthread"));
@@ -112,8 +110,8 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
     if (!tcb) return nullptr;
     void* dtv = at<void*>(tcb, 8);
     std::memcpy(tcb, thread_tp, kSizeofPthread);  // canary (0x28), pointer guard (0x30), tid
-    at<void*>(tcb, 0) = tcb;                       // header.tcb: %fs:0, the TLS base
-    at<void*>(tcb, 8) = dtv;                       // header.dtv: the new block's own
+    at<void*>(tcb, 0) = tcb;                      // header.tcb: %fs:0, the TLS base
+    at<void*>(tcb, 8) = dtv;                      // header.dtv: the new block's own
     // header.self (THREAD_SELF) stays the carrier thread's descriptor: glibc walks its thread
     // list comparing entries with THREAD_SELF (setuid's SIGSETXID round, which would signal
     // the carrier as "another thread" whose handler glibc never installed, and loop; fork's
@@ -214,9 +212,10 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
     log::debug("malloc cache slot %td, arena slot %td (%d TLS words changed)", g_tcache_slot,
                g_arena_slot, changed);
     if (g_tcache_slot == 0 && changed != 0)
-        log::warn("fibers' malloc caches cannot be shared with their carrier (%d TLS words "
-                  "changed); each fiber that mallocs leaks one",
-                  changed);
+        log::warn(
+            "fibers' malloc caches cannot be shared with their carrier (%d TLS words "
+            "changed); each fiber that mallocs leaks one",
+            changed);
     g_deallocate(probe, true);
 }
 
@@ -225,9 +224,10 @@ bool initialize() {
     return false;  // ASan keeps per-thread state in TLS: fibers share their carrier's
 #else
     if (const char* why = check_glibc()) {
-        log::write_line("per-fiber thread-local storage is off (%s, glibc %s): fibers share "
-                        "their carrier thread's __thread variables",
-                        why, gnu_get_libc_version());
+        log::write_line(
+            "per-fiber thread-local storage is off (%s, glibc %s): fibers share "
+            "their carrier thread's __thread variables",
+            why, gnu_get_libc_version());
         return false;
     }
     g_fsgsbase = (getauxval(AT_HWCAP2) & 2) != 0;  // HWCAP2_FSGSBASE: the kernel allows wrfsbase

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
@@ -37,7 +37,8 @@ class Gate {
             all_.notify_all();
             return true;
         }
-        return all_.wait_for(hold, std::chrono::seconds(60), [this] { return arrived_ >= expected_; });
+        return all_.wait_for(hold, std::chrono::seconds(60),
+                             [this] { return arrived_ >= expected_; });
     }
     int arrived() {
         std::lock_guard<std::mutex> hold(lock_);
