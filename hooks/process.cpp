@@ -22,6 +22,7 @@
 #include "hooks/wait.h"
 #include "runtime/resolver.h"
 #include "runtime/spinlock.h"
+#include "runtime/tls.h"
 
 extern char** environ;
 
@@ -247,7 +248,7 @@ namespace {
 // Parks until a program signal handler runs on this carrier; `handled_before` is the count
 // taken before the mask allowed pending signals in (they may already have run).
 int park_until_handler(unsigned handled_before) {
-    while (t_handlers_run == handled_before) {
+    while (tls::per_thread(t_handlers_run) == handled_before) {
         if (sleep_until(kNoDeadline, ParkReason::kSignal) == WaitResult::kInterrupted) {
             interruption_restarts();  // pause and sigsuspend never restart
             break;
@@ -260,13 +261,13 @@ int park_until_handler(unsigned handled_before) {
 }  // namespace
 
 int pause() {
-    return park_until_handler(t_handlers_run);
+    return park_until_handler(tls::per_thread(t_handlers_run));
 }
 
 int sigsuspend(const sigset_t* mask) {
     sigset_t wanted;
     if (!copy_from_user(&wanted, mask, sizeof wanted)) return -1;
-    unsigned before = t_handlers_run;
+    unsigned before = tls::per_thread(t_handlers_run);
     sigset_t saved;
     pthread_sigmask(SIG_SETMASK, &wanted, &saved);  // pending signals may run here
     int r = park_until_handler(before);

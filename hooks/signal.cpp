@@ -14,9 +14,12 @@
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
 #include "runtime/spinlock.h"
+#include "runtime/tls.h"
 
 namespace green::hooks {
 
+// Per carrier thread, not per fiber (tls::per_thread): a handler that ran on the scheduler or
+// on another fiber still ends this carrier's pause and sigsuspend.
 thread_local unsigned t_handlers_run = 0;
 
 namespace {
@@ -40,6 +43,7 @@ constexpr int kGuardSignal = SIGURG;
 bool g_guard_installed = false;  // the kernel's SIGURG handler is our trampoline
 thread_local bool t_guard_armed = false;
 thread_local bool t_guard_fired = false;
+// One timer per carrier thread (tls::per_thread), not one per fiber that ever accepts.
 thread_local timer_t t_guard_timer;
 thread_local pid_t t_guard_timer_pid = 0;  // timers do not survive fork: remade in a child
 
@@ -82,7 +86,7 @@ void trampoline(int sig, siginfo_t* info, void* context) {
     else if (is_handler(a))
         a.sa_handler(sig);
     int saved = errno;
-    ++t_handlers_run;
+    ++tls::per_thread(t_handlers_run);
     signal_arrived((a.sa_flags & SA_RESTART) != 0);
     errno = saved;
 }
@@ -207,13 +211,15 @@ bool sample_thread(int tid, StallSample* sample) {
 bool accept_guard_arm() {
     if (!install_guard_trampoline()) return false;
     pid_t pid = own_pid();
-    if (t_guard_timer_pid != pid) {
+    timer_t& guard_timer = tls::per_thread(t_guard_timer);
+    pid_t& guard_timer_pid = tls::per_thread(t_guard_timer_pid);
+    if (guard_timer_pid != pid) {
         sigevent event{};
         event.sigev_notify = SIGEV_THREAD_ID;
         event.sigev_signo = kGuardSignal;
         event._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
-        if (timer_create(CLOCK_MONOTONIC, &event, &t_guard_timer) != 0) return false;
-        t_guard_timer_pid = pid;
+        if (timer_create(CLOCK_MONOTONIC, &event, &guard_timer) != 0) return false;
+        guard_timer_pid = pid;
     }
     // Every 10 ms until disarmed: a first expiry that comes before the thread has entered
     // accept (a busy machine may not run it for that long) is followed by another.
@@ -222,13 +228,13 @@ bool accept_guard_arm() {
     in_10ms.it_interval = in_10ms.it_value;
     t_guard_fired = false;
     t_guard_armed = true;
-    timer_settime(t_guard_timer, 0, &in_10ms, nullptr);
+    timer_settime(guard_timer, 0, &in_10ms, nullptr);
     return true;
 }
 
 bool accept_guard_disarm() {
     itimerspec off{};
-    timer_settime(t_guard_timer, 0, &off, nullptr);
+    timer_settime(tls::per_thread(t_guard_timer), 0, &off, nullptr);
     t_guard_armed = false;
     return t_guard_fired;
 }

@@ -18,6 +18,7 @@
 #include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/runtime_fds.h"
+#include "runtime/tls.h"
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -29,6 +30,9 @@ namespace green {
 namespace {
 
 // initial-exec: no __tls_get_addr (which may allocate) on the hot path of every hook.
+// With per-fiber TLS each fiber's block holds its own copies: t_carrier is its carrier and
+// t_fiber the fiber itself (set by spawn_fiber), while the carrier thread's own block says
+// root_ or null (the scheduler). So both keep meaning "the carrier and fiber running now".
 __thread Carrier* t_carrier __attribute__((tls_model("initial-exec"))) = nullptr;
 __thread Fiber* t_fiber __attribute__((tls_model("initial-exec"))) = nullptr;
 
@@ -222,6 +226,8 @@ bool Carrier::init(const RuntimeConfig& config) {
     fiber_started(counters_);
 
     install_overflow_handler();
+    thread_tp_ = tls::thread_pointer();
+    fiber_tls_ = tls::enabled();
     t_carrier = this;
     t_fiber = root_;
     register_carrier(this);
@@ -329,6 +335,9 @@ void Carrier::reset_after_fork() {
     const bool root_survives = self == nullptr || self->is_root;
     tid_ = static_cast<int32_t>(syscall(SYS_gettid));
     if (root_survives) root_->tid = tid_;
+    // glibc's fork wrote the child's tid into THREAD_SELF, the carrier thread's descriptor
+    // (tls.cpp): the forking fiber's copy, read %fs-relative, gets it too.
+    if (self && self->tls) tls::copy_tid(thread_tp_, self->tls);
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
         if (f == self) continue;
         if (f->state != FiberState::kDone) {
@@ -385,8 +394,9 @@ bool Carrier::remake_loop_after_fork() {
 // Switching. A fiber always switches to the scheduler; the scheduler resumes the next one.
 
 void Carrier::scheduler_entry(void* transfer_context, void* data) {
-    Carrier* self = t_carrier;
     auto* from = static_cast<Fiber*>(data);
+    if (from->tls) tls::set_thread_pointer(from->carrier->thread_tp_);  // before any TLS
+    Carrier* self = t_carrier;
 #ifdef GREEN_SANITIZE
     __sanitizer_finish_switch_fiber(nullptr, &from->asan_stack_bottom, &from->asan_stack_size);
 #endif
@@ -421,7 +431,11 @@ void Carrier::resume(Fiber* fiber) {
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);
 #endif
+    // The fiber's own TLS from here to its next switch back; nothing in between touches TLS.
+    char* fiber_tp = fiber->tls;
+    if (fiber_tp) tls::set_thread_pointer(fiber_tp);
     ctx::transfer_t back = ctx::jump_fcontext(fiber->context, fiber);
+    if (fiber_tp) tls::set_thread_pointer(thread_tp_);
 #ifdef GREEN_SANITIZE
     auto* from_fiber = static_cast<Fiber*>(back.data);
     __sanitizer_finish_switch_fiber(asan_fake_stack_, &from_fiber->asan_stack_bottom,
@@ -434,11 +448,23 @@ void Carrier::resume(Fiber* fiber) {
     after_switch_back(from);
 }
 
+bool Carrier::give_own_tls(Fiber* fiber) {
+    char* tp = tls::make_block(thread_tp_, fiber->stack);
+    if (!tp) return false;
+    *tls::in_block(tp, t_carrier) = this;
+    *tls::in_block(tp, t_fiber) = fiber;
+    *tls::in_block(tp, tls::t_os_thread_tp) = thread_tp_;
+    fiber->tls = tp;
+    return true;
+}
+
 void Carrier::after_switch_back(Fiber* fiber) {
     if (fiber->state != FiberState::kDone) return;
     // The fiber ran its last instruction on its stack: only now may the stack be reused.
     StackPool::release(fiber->stack);
     fiber->stack = Stack{};
+    if (fiber->tls) tls::free_block(fiber->tls);
+    fiber->tls = nullptr;
     --live_fibers_;
     fiber_ended(counters_);
     if (fiber->detached) free_fiber(fiber);

@@ -133,6 +133,8 @@ private:
     static void scheduler_entry(void* transfer_context, void* data);
     void scheduler_loop();
     void resume(Fiber* fiber);
+    // Gives a new fiber its own glibc descriptor and TLS block (tls.h); false if out of memory.
+    bool give_own_tls(Fiber* fiber);
     void after_switch_back(Fiber* fiber);
     void switch_to_scheduler(Fiber* self);
     void push_runnable(Fiber* fiber);
@@ -205,6 +207,9 @@ private:
 
     std::atomic<int> epoll_fd_{-1};
     std::vector<FdRecord> fds_;
+
+    char* thread_tp_ = nullptr;  // the carrier thread's own thread pointer (glibc descriptor)
+    bool fiber_tls_ = false;     // fibers get their own TLS (tls::enabled())
 
 #ifdef GREEN_SANITIZE
     void* asan_fake_stack_ = nullptr;

@@ -12,6 +12,7 @@
 #include "runtime/carrier.h"
 #include "runtime/log.h"
 #include "runtime/spinlock.h"
+#include "runtime/tls.h"
 
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
@@ -113,6 +114,12 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
             return nullptr;
         }
     }
+    if (fiber_tls_ && !give_own_tls(fiber)) {
+        if (fiber->stack.guarded()) StackPool::release(fiber->stack);
+        *err = EAGAIN;
+        delete fiber;
+        return nullptr;
+    }
     fiber->id = g_next_fiber_id.fetch_add(1, std::memory_order_relaxed);
     fiber->tid = next_fiber_tid();
     fiber->carrier = this;
@@ -134,6 +141,8 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
 }
 
 void Carrier::finish(Fiber* fiber) {
+    // As glibc's start_thread: thread_local destructors, then thread-specific data's.
+    if (fiber->tls) tls::run_destructors();
     if (auto hook = exit_hook()) hook(fiber);
     fiber->result = fiber->exit_value;
     fiber->state = FiberState::kDone;
@@ -163,6 +172,7 @@ void fiber_entry(ctx::transfer_t transfer) {
 #endif
     // Entered from Carrier::resume(): record the scheduler's context to switch back to.
     fiber->carrier->set_scheduler_context(transfer.fctx);
+    if (fiber->tls) tls::start_thread();
     errno = 0;
     try {
         fiber->exit_value = fiber->start(fiber->arg);

@@ -1,5 +1,6 @@
-// A fiber: one green thread with its own stack and saved context. Fibers never migrate: a
-// fiber runs only on the carrier that created it, so its __thread state stays put.
+// A fiber: one green thread with its own stack, saved context and thread-local storage (a
+// glibc thread descriptor of its own: runtime/tls.h). Fibers never migrate: a fiber runs
+// only on the carrier that created it.
 // Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields.
 #pragma once
 
@@ -57,7 +58,11 @@ struct Fiber {
     bool is_root = false;  // the carrier thread's original context (main() for the process)
     bool detached = false;
 
-    // Per-fiber copies of per-OS-thread state, swapped on every switch.
+    // The fiber's own thread pointer (glibc descriptor + static TLS), switched in by the
+    // scheduler; null for the root fiber and when per-fiber TLS is off (tls::enabled()).
+    char* tls = nullptr;
+    // errno of a fiber that shares the carrier's TLS (the root fiber; every fiber when
+    // per-fiber TLS is off), swapped on every switch.
     int saved_errno = 0;
     // > 0 while the fiber is inside one of our hooks: nested libc calls pass straight through.
     int hook_depth = 0;
