@@ -233,6 +233,16 @@ bool accept_guard_disarm() {
     return t_guard_fired;
 }
 
+// A signal the runtime sent itself (the accept guard's timer on this thread, the watchdog's
+// tagged request), for sigwait and friends, which may dequeue one when the program blocks
+// SIGURG and waits for it.
+bool runtime_signal(const siginfo_t& info) {
+    if (info.si_signo != kGuardSignal) return false;
+    if (info.si_code == SI_QUEUE) return info.si_value.sival_ptr == &g_sample_tag;
+    return info.si_code == SI_TIMER && t_guard_timer_pid == own_pid() &&
+           info.si_timerid == static_cast<int>(reinterpret_cast<intptr_t>(t_guard_timer));
+}
+
 void lock_signal_table() { g_lock.lock(); }
 void unlock_signal_table() { g_lock.unlock(); }
 

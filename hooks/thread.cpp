@@ -2,16 +2,21 @@
 // calls that take a pthread_t (a fiber's pthread_t is its Fiber*; passing one to glibc would
 // crash it, so every such call is interposed). The root fiber (main) keeps its real
 // pthread_t and glibc's own thread-specific data, so values set before our start survive.
+// Thread ids: a fiber's is Fiber::tid (above pid_max); gettid() and the calls that send a
+// signal to a thread id (tgkill, tkill) know it, other calls get the kernel's ESRCH.
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <threads.h>
+#include <unistd.h>
 
 #include "runtime/spinlock.h"
 #include <vector>
 
 #include "hooks/deadline.h"
 #include "hooks/hooks.h"
+#include "hooks/wait.h"
 #include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/runtime.h"
@@ -89,6 +94,84 @@ void run_destructors(Fiber* fiber) {
     fiber->locals = nullptr;
 }
 
+// The thread ids of the live spawned fibers, for the calls that take one (tgkill, tkill): a
+// chained hash on Fiber::tid whose nodes are allocated outside the lock. A fiber enters at
+// pthread_create and leaves when it ends (the exit hook), as a kernel task leaves when its
+// thread ends, joined or not.
+struct TidEntry {
+    int32_t tid;
+    int32_t carrier_tid;  // the real thread that runs the fiber (fibers never migrate)
+    Fiber* fiber;
+    TidEntry* next;
+};
+SpinLock g_tids_lock;  // never held across a park or an allocation
+constexpr size_t kTidBuckets = 4096;
+TidEntry* g_tids[kTidBuckets];
+
+TidEntry*& tid_chain(int32_t tid) { return g_tids[static_cast<uint32_t>(tid) % kTidBuckets]; }
+
+void add_tid(Fiber* fiber, int32_t carrier_tid) {
+    auto* entry = new TidEntry{fiber->tid, carrier_tid, fiber, nullptr};
+    SpinGuard hold(g_tids_lock);
+    TidEntry*& head = tid_chain(entry->tid);
+    entry->next = head;
+    head = entry;
+}
+
+void remove_tid(Fiber* fiber) {
+    TidEntry* gone = nullptr;
+    {
+        SpinGuard hold(g_tids_lock);
+        for (TidEntry** link = &tid_chain(fiber->tid); *link; link = &(*link)->next) {
+            if ((*link)->fiber == fiber) {
+                gone = *link;
+                *link = gone->next;
+                break;
+            }
+        }
+    }
+    delete gone;
+}
+
+// If `tid` names a live spawned fiber: its carrier's real tid, and (for a signal worth
+// delivering) the fiber named as the one the signal is for, under the lock, so that the
+// fiber cannot end and be freed in between. 0 when no fiber has that id.
+int32_t signal_fiber_tid(int32_t tid, int sig) {
+    SpinGuard hold(g_tids_lock);
+    for (TidEntry* e = tid_chain(tid); e; e = e->next) {
+        if (e->tid != tid) continue;
+        if (sig > 0 && sig < NSIG) target_signal(e->fiber);
+        return e->carrier_tid;
+    }
+    return 0;
+}
+
+// The real tid of the calling OS thread (a carrier's is its root fiber's tid).
+int32_t own_os_tid() {
+    if (Fiber* root = root_fiber_of(real::get().pthread_self())) return root->tid;
+    return static_cast<int32_t>(real::get().syscall(SYS_gettid));
+}
+
+// In a fork's child the forking thread is the only one, and its id is the child's pid: the
+// fiber that forked takes it (the root keeps its own, set by the runtime), and every other
+// fiber id is gone, as the parent's other threads are.
+void tids_after_fork() {
+    for (TidEntry*& head : g_tids) {
+        while (head) {
+            TidEntry* next = head->next;
+            delete head;
+            head = next;
+        }
+    }
+    Fiber* self = current_fiber();
+    if (self && !self->is_root) self->tid = static_cast<int32_t>(getpid());
+}
+
+void on_fiber_exit(Fiber* fiber) {
+    run_destructors(fiber);
+    remove_tid(fiber);
+}
+
 int join_fiber(Fiber* target, void** result, uint64_t deadline) {
     if (!on_fiber()) {
         log::warn("pthread_join of a fiber from a thread libgreen does not manage: EINVAL");
@@ -124,12 +207,14 @@ bool valid_priority(int policy, int priority) {
 }  // namespace
 
 void install() {
-    set_fiber_exit_hook(run_destructors);
+    set_fiber_exit_hook(on_fiber_exit);
     set_lock_holder_probe(lock_holder);
     // The hooks' own tables must not be held by a thread that a fork leaves behind.
     add_fork_lock([] { g_keys_lock.lock(); }, [] { g_keys_lock.unlock(); });
     add_fork_lock(lock_signal_table, unlock_signal_table);
     add_fork_lock(lock_system_callers, unlock_system_callers);
+    add_fork_lock([] { g_tids_lock.lock(); }, [] { g_tids_lock.unlock(); });
+    add_fork_child_hook(tids_after_fork);
 }
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
@@ -166,6 +251,7 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
+    add_tid(fiber, own_os_tid());
     *thread = handle_of(fiber);
     return 0;
 }
@@ -400,6 +486,35 @@ int thrd_detach(pthread_t thread) {
 // glibc's reads the thread pointer, which is the carrier's on a fiber.
 pthread_t thrd_current() {
     return hooks::pthread_self();
+}
+
+pid_t gettid() {
+    return current_fiber()->tid;
+}
+
+// tgkill(2) and tkill(2) with a fiber's id: the signal goes to the fiber's carrier thread
+// and interrupts the fiber's parked call, as pthread_kill. The kernel checks the rest (a bad
+// signal: EINVAL; 0: nothing sent). An id that is no live fiber's is the kernel's to answer:
+// a fiber id that has ended gets its ESRCH, as a thread id that has ended does.
+int tgkill(pid_t tgid, pid_t tid, int sig) {
+    if (tgid > 0 && tid > 0) {
+        if (int32_t carrier_tid = signal_fiber_tid(tid, tgid == own_pid() ? sig : 0)) {
+            if (tgid != own_pid()) {
+                errno = ESRCH;  // the id exists, in another thread group
+                return -1;
+            }
+            return static_cast<int>(real::get().syscall(SYS_tgkill, tgid, carrier_tid, sig));
+        }
+    }
+    return static_cast<int>(real::get().syscall(SYS_tgkill, tgid, tid, sig));
+}
+
+int tkill(pid_t tid, int sig) {
+    if (tid > 0) {
+        if (int32_t carrier_tid = signal_fiber_tid(tid, sig))
+            return static_cast<int>(real::get().syscall(SYS_tkill, carrier_tid, sig));
+    }
+    return static_cast<int>(real::get().syscall(SYS_tkill, tid, sig));
 }
 
 int sched_yield() {

@@ -326,7 +326,7 @@ void Carrier::untrack(Fiber* fiber) {
 void Carrier::reset_after_fork() {
     Fiber* self = t_fiber;
     const bool root_survives = self == nullptr || self->is_root;
-    tid_ = static_cast<int32_t>(syscall(SYS_gettid));
+    tid_ = getpid();  // the child's one thread leads its group (gettid() would be a fiber's)
     if (root_survives) root_->tid = tid_;
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
         if (f == self) continue;

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <vector>
 
 #include "common.h"
 
@@ -349,4 +350,190 @@ TEST(BadPointer, JustAboveAThreadsStackGivesEfault) {
     EXPECT_EQ(suspend_result, -1);
     EXPECT_EQ(suspend_errno, EFAULT);
     EXPECT_EQ(clock_result, EFAULT);
+}
+
+// ---------------------------------------------------------------------------------------
+// sigwait, sigwaitinfo, sigtimedwait: the waiting thread waits, the others run.
+
+namespace {
+
+// Blocks `signals` in the calling thread (before threads are made, so that they inherit the
+// mask, as POSIX servers do) and restores the mask, taking what is still pending, at the end.
+class Blocked {
+  public:
+    explicit Blocked(std::initializer_list<int> signals) {
+        sigemptyset(&set_);
+        for (int sig : signals) sigaddset(&set_, sig);
+        pthread_sigmask(SIG_BLOCK, &set_, &saved_);
+    }
+    ~Blocked() {
+        const timespec now{0, 0};
+        while (sigtimedwait(&set_, nullptr, &now) > 0) {
+        }
+        pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+    }
+    const sigset_t* set() const { return &set_; }
+
+  private:
+    sigset_t set_, saved_;
+};
+
+// Another process that sends the test process `signals` in turn, each when the test says go
+// (a byte on a socket) or after `latest_ms`; `value` goes with sigqueue.
+class Sender {
+  public:
+    explicit Sender(std::vector<int> signals, int value = -1, int latest_ms = 3000) {
+        int p[2];  // a socket pair: a go after the sender has gone is no SIGPIPE
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0) abort();
+        pid_t parent = getpid();
+        pid_ = fork();
+        if (pid_ == 0) {
+            close(p[1]);
+            for (int sig : signals) {
+                pollfd go{p[0], POLLIN, 0};
+                char byte;
+                if (poll(&go, 1, latest_ms) == 1 && read(p[0], &byte, 1) != 1) _exit(1);
+                if (value >= 0) {
+                    sigval v;
+                    v.sival_int = value;
+                    sigqueue(parent, sig, v);
+                } else {
+                    kill(parent, sig);
+                }
+            }
+            _exit(0);
+        }
+        close(p[0]);
+        go_ = p[1];
+    }
+    ~Sender() {
+        close(go_);
+        int status;
+        waitpid(pid_, &status, 0);
+    }
+    void go() { EXPECT_EQ(send(go_, "g", 1, MSG_NOSIGNAL), 1); }
+    pid_t pid() const { return pid_; }
+
+  private:
+    pid_t pid_;
+    int go_;
+};
+
+}  // namespace
+
+TEST(Sigwait, OneThreadWaitsForProcessSignalsWhileWorkersRun) {
+    Blocked blocked({SIGINT, SIGTERM, SIGUSR1});
+    Sender sender({SIGUSR1, SIGTERM});
+    std::atomic<bool> stop{false};
+    std::atomic<int> ticks{0}, reads{0};
+    Pair p = socket_pair();
+    std::thread sleeper([&] {
+        while (!stop) {
+            usleep(1000);
+            ++ticks;
+            (void)!write(p.b, "x", 1);
+        }
+        (void)!write(p.b, "x", 1);
+    });
+    std::thread reader([&] {
+        char c;
+        while (!stop && read(p.a, &c, 1) == 1) ++reads;
+    });
+    std::atomic<bool> waiting{false};
+    std::atomic<int> ticks_at_wait{-1};
+    std::atomic<int> got{0};
+    std::vector<int> received, ticks_while_waiting, errors;  // the waiter's, until joined
+    std::thread waiter([&] {
+        for (;;) {
+            int sig = 0;
+            ticks_at_wait = ticks.load();
+            waiting = true;
+            int err = sigwait(blocked.set(), &sig);
+            waiting = false;
+            errors.push_back(err);
+            received.push_back(sig);
+            ticks_while_waiting.push_back(ticks - ticks_at_wait);
+            ++got;
+            if (err != 0 || sig == SIGTERM) break;
+        }
+    });
+    // Each signal goes once the waiter has waited while the workers made progress.
+    for (int i = 0; i < 2; ++i) {
+        auto start = Clock::now();
+        while (!(waiting && ticks - ticks_at_wait >= 20) && ms_since(start) < 5000) usleep(1000);
+        sender.go();
+        while (got == i && ms_since(start) < 5000) usleep(1000);
+    }
+    waiter.join();
+    stop = true;
+    sleeper.join();
+    reader.join();
+    ASSERT_EQ(received.size(), 2u);
+    EXPECT_EQ(errors, (std::vector<int>{0, 0}));
+    EXPECT_EQ(received, (std::vector<int>{SIGUSR1, SIGTERM}));
+    for (int progress : ticks_while_waiting) EXPECT_GE(progress, 20);
+    EXPECT_GT(reads.load(), 20);
+}
+
+TEST(Sigtimedwait, TimesOutWithEagainWhileOthersRunAndChecksTheTimeout) {
+    Blocked blocked({SIGUSR2});
+    Ticker ticker;
+    const timespec zero{0, 0}, bad{0, 1000000000}, negative{-1, 0};
+    siginfo_t info;
+    errno = 0;
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &zero), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &negative), -1);
+    EXPECT_EQ(errno, EINVAL);
+    const timespec t200ms{0, 200 * 1000 * 1000};
+    int before = ticker.ticks();
+    auto start = Clock::now();
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t200ms), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_GE(ms_since(start), 190);
+    EXPECT_GE(ticker.ticks() - before, 5) << "the other thread did not run meanwhile";
+    // The timeout is checked before a pending signal is taken.
+    raise(SIGUSR2);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &zero), SIGUSR2);
+}
+
+TEST(Sigtimedwait, AHandlerForAnotherSignalGivesEintrEvenUnderSaRestart) {
+    Blocked blocked({SIGUSR2});
+    AlarmIn alarm(50, true);
+    const timespec t5s{5, 0};
+    auto start = Clock::now();
+    EXPECT_EQ(sigtimedwait(blocked.set(), nullptr, &t5s), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_LT(ms_since(start), 4000);
+    EXPECT_EQ(g_handled.load(), 1);
+}
+
+TEST(Sigwaitinfo, ReportsTheSendersSignoCodeAndPid) {
+    Blocked blocked({SIGUSR1});
+    Sender sender({SIGUSR1});
+    sender.go();
+    siginfo_t info{};
+    ASSERT_EQ(sigwaitinfo(blocked.set(), &info), SIGUSR1);
+    EXPECT_EQ(info.si_signo, SIGUSR1);
+    EXPECT_EQ(info.si_code, SI_USER);
+    EXPECT_EQ(info.si_pid, sender.pid());
+    EXPECT_EQ(info.si_uid, getuid());
+}
+
+TEST(Sigwaitinfo, GivesTheValueOfASigqueue) {
+    Blocked blocked({SIGRTMIN + 1});
+    Sender sender({SIGRTMIN + 1}, 4242, 300);
+    Ticker ticker;
+    // The sender waits 300 ms for a go that never comes: the wait must let the ticker run.
+    siginfo_t info{};
+    int before = ticker.ticks();
+    ASSERT_EQ(sigwaitinfo(blocked.set(), &info), SIGRTMIN + 1);
+    EXPECT_EQ(info.si_code, SI_QUEUE);
+    EXPECT_EQ(info.si_pid, sender.pid());
+    EXPECT_EQ(info.si_value.sival_int, 4242);
+    EXPECT_GE(ticker.ticks() - before, 10) << "the other thread did not run meanwhile";
 }
