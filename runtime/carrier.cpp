@@ -633,8 +633,13 @@ void Carrier::deliver_signal() {
     if (!how) return;
     auto waiting = [](Fiber* f) { return f->state == FiberState::kParked && f->interruptible; };
     Fiber* victim = nullptr;
-    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier)
-        if (f == target && waiting(f)) victim = f;  // still ours, and still waiting
+    bool targeted = false;  // sent to a fiber of ours (pthread_kill, tgkill): only it may be
+    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier) {
+        if (f != target) continue;
+        targeted = true;
+        if (waiting(f)) victim = f;
+    }
+    if (targeted && !victim) return;  // it was not waiting: the signal interrupts no one
     if (!victim && waiting(root_)) victim = root_;
     for (Fiber* f = all_fibers_; f && !victim; f = f->next_on_carrier)
         if (waiting(f)) victim = f;

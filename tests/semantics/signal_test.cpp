@@ -185,6 +185,39 @@ TEST(Signal, PthreadKillInterruptsTheTargetThreadOnly) {
     signal(SIGUSR1, SIG_DFL);
 }
 
+// A signal sent to a thread that is running (or ready to run) is handled there and
+// interrupts no other thread's blocked call.
+TEST(Signal, PthreadKillOfARunningThreadLeavesTheSendersReadAlone) {
+    struct sigaction act {}, before{};
+    act.sa_handler = count_signal;  // no SA_RESTART: an interrupted read would fail
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    for (int round = 0; round < 20; ++round) {
+        g_handled = 0;
+        Pair p = socket_pair();
+        static int writer_fd;
+        writer_fd = p.b;
+        pthread_t t;
+        ASSERT_EQ(pthread_create(
+                      &t, nullptr,
+                      [](void*) -> void* {
+                          for (int i = 0; i < 1000; ++i) sched_yield();
+                          (void)!write(writer_fd, "x", 1);
+                          return nullptr;
+                      },
+                      nullptr),
+                  0);
+        ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
+        char c;
+        ssize_t got = read(p.a, &c, 1);
+        int err = errno;
+        pthread_join(t, nullptr);
+        EXPECT_EQ(got, 1) << "round " << round << ": " << strerror(err);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    sigaction(SIGUSR1, &before, nullptr);
+}
+
 TEST(Sigaction, ReportsTheProgramsOwnHandlerFlagsAndMask) {
     struct sigaction act {}, old{};
     act.sa_handler = count_signal;
