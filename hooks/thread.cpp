@@ -469,6 +469,31 @@ int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) 
     return CPU_COUNT_S(common, &both) > 0 ? 0 : EINVAL;
 }
 
+// A live fiber's id names its carrier thread for affinity, as pthread_getaffinity_np and
+// pthread_setaffinity_np do with its handle (runtimes pin their threads by native id).
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set) {
+    if (int32_t carrier_tid = pid > 0 ? signal_fiber_tid(pid, 0) : 0) pid = carrier_tid;
+    return real::get().sched_getaffinity(pid, size, set);
+}
+
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set) {
+    int32_t carrier_tid = pid > 0 ? signal_fiber_tid(pid, 0) : 0;
+    if (!carrier_tid) return real::get().sched_setaffinity(pid, size, set);
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (real::get().sched_getaffinity(carrier_tid, sizeof allowed, &allowed) != 0) return -1;
+    cpu_set_t wanted;
+    CPU_ZERO(&wanted);
+    if (!copy_from_user(&wanted, set, size < sizeof wanted ? size : sizeof wanted)) return -1;
+    size_t common = size < sizeof allowed ? size : sizeof allowed;
+    cpu_set_t both;
+    CPU_ZERO(&both);
+    CPU_AND_S(common, &both, &wanted, &allowed);
+    if (CPU_COUNT_S(common, &both) > 0) return 0;  // accepted and ignored, as for the handle
+    errno = EINVAL;
+    return -1;
+}
+
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock) {
     Fiber* fiber = as_fiber(thread);
     return real::get().pthread_getcpuclockid(fiber ? carrier_os_thread(fiber) : thread, clock);

@@ -757,3 +757,37 @@ TEST(ThreadId, AForkFromAThreadGivesAChildWhoseIdIsItsPid) {
     ASSERT_EQ(pthread_join(t, &status), 0);
     EXPECT_EQ(reinterpret_cast<long>(status), 0);
 }
+
+TEST(ThreadId, AffinityCallsTakeAThreadsOwnId) {
+    static int get_result, get_errno, set_result, set_errno, empty_result, empty_errno;
+    static int count_by_id, count_by_zero;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      cpu_set_t by_id, by_zero;
+                      CPU_ZERO(&by_id);
+                      CPU_ZERO(&by_zero);
+                      get_result = sched_getaffinity(gettid(), sizeof by_id, &by_id);
+                      get_errno = errno;
+                      sched_getaffinity(0, sizeof by_zero, &by_zero);
+                      count_by_id = CPU_COUNT(&by_id);
+                      count_by_zero = CPU_COUNT(&by_zero);
+                      set_result = sched_setaffinity(gettid(), sizeof by_zero, &by_zero);
+                      set_errno = errno;
+                      cpu_set_t none;
+                      CPU_ZERO(&none);
+                      empty_result = sched_setaffinity(gettid(), sizeof none, &none);
+                      empty_errno = errno;
+                      return nullptr;
+                  },
+                  nullptr),
+              0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    EXPECT_EQ(get_result, 0) << strerror(get_errno);
+    EXPECT_GT(count_by_id, 0);
+    EXPECT_EQ(count_by_id, count_by_zero);
+    EXPECT_EQ(set_result, 0) << strerror(set_errno);
+    EXPECT_EQ(empty_result, -1);
+    EXPECT_EQ(empty_errno, EINVAL);
+}
