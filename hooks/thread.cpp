@@ -36,12 +36,20 @@ Fiber* as_fiber(pthread_t thread) {
 
 pthread_t handle_of(Fiber* fiber) { return reinterpret_cast<pthread_t>(fiber); }
 
-// Whether a signal for `fiber` should interrupt its call: only a parked fiber is in one. A
+// Whether `sig` sent to `fiber` should interrupt its call: only a parked fiber is in one. A
 // fiber that runs or is about to run takes the signal as a running thread does, in its
 // handler, and no one's call is interrupted (the handler runs on the carrier while the sender
 // or another fiber runs, which the runtime then takes as theirs).
-bool is_parked(const Fiber* fiber) {
-    return __atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) == FiberState::kParked;
+// A signal the carrier blocks (the sender shares the target's carrier, so its mask is the
+// carrier's) runs no handler now: it stays pending, as for a blocked thread, and must not
+// leave the fiber named for whichever handler runs next.
+bool interrupts(const Fiber* fiber, int sig) {
+    if (sig <= 0 || sig >= NSIG) return false;
+    if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) != FiberState::kParked) return false;
+    Fiber* self = current_fiber();
+    if (!self || self->carrier != fiber->carrier) return true;
+    sigset_t mask;
+    return pthread_sigmask(SIG_BLOCK, nullptr, &mask) != 0 || sigismember(&mask, sig) != 1;
 }
 
 // A non-root fiber: the one kind of "thread" whose identity and data we keep ourselves.
@@ -148,7 +156,7 @@ int32_t signal_fiber_tid(int32_t tid, int sig) {
     SpinGuard hold(g_tids_lock);
     for (TidEntry* e = tid_chain(tid); e; e = e->next) {
         if (e->tid != tid) continue;
-        if (sig > 0 && sig < NSIG && is_parked(e->fiber)) target_signal(e->fiber);
+        if (interrupts(e->fiber, sig)) target_signal(e->fiber);
         return e->carrier_tid;
     }
     return 0;
@@ -200,7 +208,7 @@ int signal_thread(pthread_t thread, int sig, int if_ended, Send send) {
     if (sig < 0 || sig >= NSIG) return EINVAL;
     if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) == FiberState::kDone) return if_ended;
     if (sig == 0) return 0;
-    if (is_parked(fiber)) target_signal(fiber);  // its parked call is interrupted
+    if (interrupts(fiber, sig)) target_signal(fiber);  // its parked call is interrupted
     return send(carrier_os_thread(fiber));
 }
 

@@ -570,3 +570,66 @@ TEST(Sigwaitinfo, GivesTheValueOfASigqueue) {
     EXPECT_EQ(info.si_value.sival_int, 4242);
     EXPECT_GE(ticker.ticks() - before, 10) << "the other thread did not run meanwhile";
 }
+
+// pthread_kill of a signal the target waits for in sigwait is taken by sigwait, and names no
+// thread for a later, unrelated handler to interrupt.
+TEST(Sigwait, TakesAPthreadKillAndALaterHandlerInterruptsNoOtherRead) {
+    Blocked blocked({SIGUSR1});
+    Pair p = socket_pair();
+    std::atomic<bool> waiting{false}, reading{false};
+    int got = 0, err = -1;
+    ssize_t read_result = 0;
+    int read_errno = 0;
+    std::thread waiter([&] {
+        waiting = true;
+        err = sigwait(blocked.set(), &got);
+        reading = true;
+        char c;
+        read_result = read(p.a, &c, 1);
+        read_errno = errno;
+    });
+    auto start = Clock::now();
+    while (!waiting && ms_since(start) < 5000) usleep(1000);
+    ASSERT_EQ(pthread_kill(waiter.native_handle(), SIGUSR1), 0);
+    while (!reading && ms_since(start) < 5000) usleep(1000);
+    usleep(20000);  // the waiter blocks in read meanwhile (if it does not, nothing is tested)
+    {
+        AlarmIn alarm(1000, false);  // installs the handler; raise() sends at once
+        raise(SIGALRM);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    ASSERT_EQ(write(p.b, "x", 1), 1);
+    waiter.join();
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(got, SIGUSR1);
+    EXPECT_EQ(read_result, 1) << strerror(read_errno);
+}
+
+// A signal the target thread blocks stays pending for it: a later handler, run by another
+// thread, interrupts nothing of the target's.
+TEST(Signal, ABlockedSignalSentToAThreadLeavesItsReadToALaterHandler) {
+    Blocked blocked({SIGUSR2});  // the reader, made after, blocks it too
+    Pair p = socket_pair();
+    std::atomic<bool> reading{false};
+    ssize_t read_result = 0;
+    int read_errno = 0;
+    std::thread reader([&] {
+        reading = true;
+        char c;
+        read_result = read(p.a, &c, 1);
+        read_errno = errno;
+    });
+    auto start = Clock::now();
+    while (!reading && ms_since(start) < 5000) usleep(1000);
+    usleep(20000);  // the reader blocks in read meanwhile (if it does not, nothing is tested)
+    ASSERT_EQ(pthread_kill(reader.native_handle(), SIGUSR2), 0);
+    {
+        AlarmIn alarm(1000, false);  // installs the handler; raise() sends at once
+        raise(SIGALRM);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    usleep(20000);
+    ASSERT_EQ(write(p.b, "x", 1), 1);
+    reader.join();
+    EXPECT_EQ(read_result, 1) << strerror(read_errno);
+}
