@@ -633,3 +633,24 @@ TEST(Signal, ABlockedSignalSentToAThreadLeavesItsReadToALaterHandler) {
     reader.join();
     EXPECT_EQ(read_result, 1) << strerror(read_errno);
 }
+
+// A program that blocks SIGURG and waits for it gets only the SIGURGs sent to it: under the
+// watchdog (GREEN_MONITOR_MS, the "watched" runs), a long computation draws one from the
+// runtime, which stays pending while blocked.
+TEST(Sigtimedwait, ASigurgWaiterSeesOnlyTheProgramsOwn) {
+    Blocked blocked({SIGURG});
+    usleep(1000);
+    volatile unsigned long spin = 0;
+    auto start = Clock::now();
+    while (ms_since(start) < 300) spin = spin + 1;  // no call: the watchdog's stall
+    const timespec t300ms{0, 300 * 1000 * 1000};
+    siginfo_t info{};
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t300ms), -1) << "si_code " << info.si_code;
+    EXPECT_EQ(errno, EAGAIN);
+    sigval value;
+    value.sival_int = 7;
+    ASSERT_EQ(sigqueue(getpid(), SIGURG, value), 0);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t300ms), SIGURG);
+    EXPECT_EQ(info.si_code, SI_QUEUE);
+    EXPECT_EQ(info.si_value.sival_int, 7);
+}
