@@ -21,6 +21,8 @@
 namespace green::hooks {
 namespace {
 
+constexpr size_t kKernelSigsetBytes = (NSIG - 1) / 8;  // 64 signals
+
 // One dequeue without waiting: the signal number, or -1 with errno (EAGAIN: none pending).
 // The runtime's own uses of SIGURG (the accept guard's timer, the watchdog's request), taken
 // here only if the program blocks SIGURG and waits for it, are dropped, not reported.
@@ -38,8 +40,9 @@ int take_pending(const sigset_t* set, siginfo_t* info) {
 // timeout (checked before anything is taken), EAGAIN when it passes, EINTR when a handler for
 // another signal interrupts the wait (never restarted, whatever SA_RESTART says).
 int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeout) {
-    sigset_t wanted;
-    if (!copy_from_user(&wanted, set, sizeof wanted)) return -1;  // EFAULT, as the kernel
+    sigset_t wanted;  // the kernel reads its own sigset_t: _NSIG bits, not glibc's 1024
+    sigemptyset(&wanted);
+    if (!copy_from_user(&wanted, set, kKernelSigsetBytes)) return -1;  // EFAULT, as the kernel
     uint64_t deadline = kNoDeadline;
     bool poll_only = false;
     if (timeout) {
@@ -49,9 +52,11 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
             errno = EINVAL;
             return -1;
         }
-        uint64_t ns = static_cast<uint64_t>(t.tv_sec) * 1000000000ull;
-        if (t.tv_sec > 0 && ns / 1000000000ull != static_cast<uint64_t>(t.tv_sec)) ns = kNoDeadline;
-        deadline = deadline_after_ns(ns + static_cast<uint64_t>(t.tv_nsec));
+        constexpr uint64_t kMaxSeconds = kNoDeadline / 1000000000ull - 1;  // then: for ever
+        const auto seconds = static_cast<uint64_t>(t.tv_sec);
+        deadline = seconds > kMaxSeconds
+                       ? kNoDeadline
+                       : deadline_after_ns(seconds * 1000000000ull + static_cast<uint64_t>(t.tv_nsec));
         poll_only = t.tv_sec == 0 && t.tv_nsec == 0;
     }
     int sig = take_pending(&wanted, info);

@@ -527,6 +527,12 @@ TEST(Sigtimedwait, TimesOutWithEagainWhileOthersRunAndChecksTheTimeout) {
     EXPECT_EQ(errno, EAGAIN);
     EXPECT_GE(ms_since(start), 190);
     EXPECT_GE(ticker.ticks() - before, 5) << "the other thread did not run meanwhile";
+    EXPECT_EQ(sigtimedwait(bad_pointer<sigset_t>(), &info, &zero), -1);
+    EXPECT_EQ(errno, EFAULT);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, bad_pointer<timespec>()), -1);
+    EXPECT_EQ(errno, EFAULT);
+    int sig = 0;
+    EXPECT_EQ(sigwait(bad_pointer<sigset_t>(), &sig), EFAULT);
     // The timeout is checked before a pending signal is taken.
     raise(SIGUSR2);
     EXPECT_EQ(sigtimedwait(blocked.set(), &info, &bad), -1);
