@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runtime/spinlock.h"
+#include <new>
 #include <vector>
 
 #include "hooks/deadline.h"
@@ -127,7 +128,8 @@ TidEntry* g_tids[kTidBuckets];
 TidEntry*& tid_chain(int32_t tid) { return g_tids[static_cast<uint32_t>(tid) % kTidBuckets]; }
 
 void add_tid(Fiber* fiber, int32_t carrier_tid) {
-    auto* entry = new TidEntry{fiber->tid, carrier_tid, fiber, nullptr};
+    auto* entry = new (std::nothrow) TidEntry{fiber->tid, carrier_tid, fiber, nullptr};
+    if (!entry) return;  // out of memory: the id then reaches no one (ESRCH)
     SpinGuard hold(g_tids_lock);
     TidEntry*& head = tid_chain(entry->tid);
     entry->next = head;
@@ -149,10 +151,10 @@ void remove_tid(Fiber* fiber) {
     delete gone;
 }
 
-// If `tid` names a live spawned fiber: its carrier's real tid, and (for a signal worth
-// delivering) the fiber named as the one the signal is for, under the lock, so that the
-// fiber cannot end and be freed in between. 0 when no fiber has that id.
-int32_t signal_fiber_tid(int32_t tid, int sig) {
+// If `tid` names a live spawned fiber: its carrier's real tid, and (for a signal `sig` that
+// should interrupt it) the fiber named as the one the signal is for, under the lock, so that
+// the fiber cannot end and be freed in between. 0 when no fiber has that id.
+int32_t fiber_carrier_tid(int32_t tid, int sig = 0) {
     SpinGuard hold(g_tids_lock);
     for (TidEntry* e = tid_chain(tid); e; e = e->next) {
         if (e->tid != tid) continue;
@@ -180,7 +182,10 @@ void tids_after_fork() {
         }
     }
     Fiber* self = current_fiber();
-    if (self && !self->is_root) self->tid = static_cast<int32_t>(getpid());
+    if (!self || self->is_root) return;
+    self->tid = static_cast<int32_t>(getpid());
+    // The root stays parked for good; its id is the carrier's for the fibers made from here.
+    if (Fiber* root = root_fiber_of(real::get().pthread_self())) root->tid = self->tid;
 }
 
 void on_fiber_exit(Fiber* fiber) {
@@ -480,12 +485,12 @@ int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) 
 // A live fiber's id names its carrier thread for affinity, as pthread_getaffinity_np and
 // pthread_setaffinity_np do with its handle (runtimes pin their threads by native id).
 int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set) {
-    if (int32_t carrier_tid = pid > 0 ? signal_fiber_tid(pid, 0) : 0) pid = carrier_tid;
+    if (int32_t carrier_tid = pid > 0 ? fiber_carrier_tid(pid) : 0) pid = carrier_tid;
     return real::get().sched_getaffinity(pid, size, set);
 }
 
 int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set) {
-    int32_t carrier_tid = pid > 0 ? signal_fiber_tid(pid, 0) : 0;
+    int32_t carrier_tid = pid > 0 ? fiber_carrier_tid(pid) : 0;
     if (!carrier_tid) return real::get().sched_setaffinity(pid, size, set);
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
@@ -539,7 +544,7 @@ pid_t gettid() {
 // a fiber id that has ended gets its ESRCH, as a thread id that has ended does.
 int tgkill(pid_t tgid, pid_t tid, int sig) {
     if (tgid > 0 && tid > 0) {
-        if (int32_t carrier_tid = signal_fiber_tid(tid, tgid == own_pid() ? sig : 0)) {
+        if (int32_t carrier_tid = fiber_carrier_tid(tid, tgid == own_pid() ? sig : 0)) {
             if (tgid != own_pid()) {
                 errno = ESRCH;  // the id exists, in another thread group
                 return -1;
@@ -552,7 +557,7 @@ int tgkill(pid_t tgid, pid_t tid, int sig) {
 
 int tkill(pid_t tid, int sig) {
     if (tid > 0) {
-        if (int32_t carrier_tid = signal_fiber_tid(tid, sig))
+        if (int32_t carrier_tid = fiber_carrier_tid(tid, sig))
             return static_cast<int>(real::get().syscall(SYS_tkill, carrier_tid, sig));
     }
     return static_cast<int>(real::get().syscall(SYS_tkill, tid, sig));

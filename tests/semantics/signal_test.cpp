@@ -201,7 +201,9 @@ TEST(Signal, PthreadKillOfARunningThreadLeavesTheSendersReadAlone) {
         ASSERT_EQ(pthread_create(
                       &t, nullptr,
                       [](void*) -> void* {
-                          for (int i = 0; i < 1000; ++i) sched_yield();
+                          // Runs (never blocks) until its handler has run, then answers.
+                          auto start = Clock::now();
+                          while (g_handled == 0 && ms_since(start) < 5000) sched_yield();
                           (void)!write(writer_fd, "x", 1);
                           return nullptr;
                       },
