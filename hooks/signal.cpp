@@ -212,7 +212,7 @@ bool accept_guard_arm() {
         event.sigev_notify = SIGEV_THREAD_ID;
         event.sigev_signo = kGuardSignal;
         event._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
-        if (timer_create(CLOCK_MONOTONIC, &event, &t_guard_timer) != 0) return false;
+        if (real::get().timer_create(CLOCK_MONOTONIC, &event, &t_guard_timer) != 0) return false;
         t_guard_timer_pid = pid;
     }
     // Every 10 ms until disarmed: a first expiry that comes before the thread has entered

@@ -507,6 +507,20 @@ int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set) {
     return -1;
 }
 
+// A timer that signals a thread by id (SIGEV_THREAD_ID, as profilers and per-thread timeouts
+// use with gettid()) signals a fiber's carrier: its handler runs there, as for pthread_kill.
+int timer_create(clockid_t clock, sigevent* event, timer_t* timer) {
+    sigevent copy;
+    if (event && copy_from_user(&copy, event, sizeof copy) &&
+        copy.sigev_notify == SIGEV_THREAD_ID) {
+        if (int32_t carrier_tid = fiber_carrier_tid(copy._sigev_un._tid)) {
+            copy._sigev_un._tid = carrier_tid;
+            return real::get().timer_create(clock, &copy, timer);
+        }
+    }
+    return real::get().timer_create(clock, event, timer);
+}
+
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock) {
     Fiber* fiber = as_fiber(thread);
     return real::get().pthread_getcpuclockid(fiber ? carrier_os_thread(fiber) : thread, clock);

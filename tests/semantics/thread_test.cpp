@@ -791,3 +791,44 @@ TEST(ThreadId, AffinityCallsTakeAThreadsOwnId) {
     EXPECT_EQ(empty_result, -1);
     EXPECT_EQ(empty_errno, EINVAL);
 }
+
+namespace {
+std::atomic<int> g_timer_signals{0};
+void count_timer_signal(int) { ++g_timer_signals; }
+}  // namespace
+
+TEST(ThreadId, ATimerAimedAtAThreadsIdSignals) {
+    struct sigaction action {}, before{};
+    action.sa_handler = count_timer_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR2, &action, &before);
+    g_timer_signals = 0;
+    static int create_result, create_errno;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      sigevent event{};
+                      event.sigev_notify = SIGEV_THREAD_ID;
+                      event.sigev_signo = SIGUSR2;
+                      event._sigev_un._tid = gettid();
+                      timer_t timer;
+                      create_result = timer_create(CLOCK_MONOTONIC, &event, &timer);
+                      create_errno = errno;
+                      if (create_result != 0) return nullptr;
+                      itimerspec in_10ms{};
+                      in_10ms.it_value.tv_nsec = 10 * 1000 * 1000;
+                      timer_settime(timer, 0, &in_10ms, nullptr);
+                      auto start = Clock::now();
+                      while (g_timer_signals == 0 && ms_since(start) < 5000) usleep(1000);
+                      timer_delete(timer);
+                      return nullptr;
+                  },
+                  nullptr),
+              0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    EXPECT_EQ(create_result, 0) << strerror(create_errno);
+    EXPECT_EQ(g_timer_signals.load(), 1);
+    sigaction(SIGUSR2, &before, nullptr);
+}
