@@ -66,6 +66,8 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
     int fd = signalfd(-1, &wanted, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) return -1;  // EMFILE, ENOMEM: what a failed wait can report
     for (;;) {
+        // Parked as poll parks: a handler interrupts it as one blocked call. (kSignal is for
+        // pause and sigsuspend: every handler wakes all of those, and not as an interruption.)
         WaitResult r = wait_fd(fd, EPOLLIN, deadline, ParkReason::kPoll);
         sig = take_pending(&wanted, info);
         if (sig >= 0 || errno != EAGAIN) break;
