@@ -613,6 +613,50 @@ TEST(Sigwait, TakesAPthreadKillAndALaterHandlerInterruptsNoOtherRead) {
     EXPECT_EQ(read_result, 1) << strerror(read_errno);
 }
 
+// A signal sent to a thread blocked on a mutex runs its handler there; the mutex wait goes on
+// (POSIX: it is never interrupted) and no other thread's call is interrupted in its place.
+TEST(Signal, PthreadKillOfAThreadWaitingForAMutexLeavesTheSendersReadAlone) {
+    struct sigaction act {}, before{};
+    act.sa_handler = count_signal;  // no SA_RESTART: an interrupted read would fail
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    for (int round = 0; round < 10; ++round) {
+        g_handled = 0;
+        Pair p = socket_pair();
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static int writer_fd;
+        static std::atomic<bool> locking{false};
+        writer_fd = p.b;
+        locking = false;
+        pthread_mutex_lock(&lock);
+        pthread_t t;
+        ASSERT_EQ(pthread_create(
+                      &t, nullptr,
+                      [](void*) -> void* {
+                          locking = true;
+                          pthread_mutex_lock(&lock);
+                          pthread_mutex_unlock(&lock);
+                          (void)!write(writer_fd, "x", 1);
+                          return nullptr;
+                      },
+                      nullptr),
+                  0);
+        auto start = Clock::now();
+        while (!locking && ms_since(start) < 5000) usleep(1000);
+        usleep(10000);  // it waits for the mutex meanwhile (if not, nothing is tested)
+        ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
+        while (g_handled == 0 && ms_since(start) < 5000) usleep(1000);
+        pthread_mutex_unlock(&lock);
+        char c;
+        ssize_t got = read(p.a, &c, 1);
+        int err = errno;
+        pthread_join(t, nullptr);
+        EXPECT_EQ(got, 1) << "round " << round << ": " << strerror(err);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    sigaction(SIGUSR1, &before, nullptr);
+}
+
 // A signal the target thread blocks stays pending for it: a later handler, run by another
 // thread, interrupts nothing of the target's.
 TEST(Signal, ABlockedSignalSentToAThreadLeavesItsReadToALaterHandler) {
