@@ -24,6 +24,8 @@ int prctl5(int option, unsigned long a2, unsigned long a3, unsigned long a4, uns
 // other fiber to run they would gain nothing, so the real calls are made.
 bool filtered_and_alone();
 
+// syscall(SYS_tkill): tgkill without the thread group (hooks/thread.cpp; glibc has no tkill).
+int tkill(pid_t tid, int sig);
 // syscall(SYS_futex, ...) (hooks/futex.cpp).
 long futex_call(long number, long a1, long a2, long a3, long a4, long a5, long a6);
 
@@ -40,6 +42,8 @@ bool accept_guard_disarm();
 // and then runs the program's handler, if it installed one; the default action no longer
 // applies. False if the signal cannot be caught (SIGKILL, SIGSTOP).
 bool install_stats_signal(int sig, const char* path);
+// True for a signal the runtime sent itself (hooks/signal.cpp): sigwait must not report it.
+bool runtime_signal(const siginfo_t& info);
 // For the watchdog (runtime's MonitorConfig::sample_thread): carrier thread `tid` fills
 // `sample` in a signal handler. Waits up to 200 ms for it.
 bool sample_thread(int tid, StallSample* sample);

@@ -218,7 +218,7 @@ bool accept_guard_arm() {
         event.sigev_notify = SIGEV_THREAD_ID;
         event.sigev_signo = kGuardSignal;
         event._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
-        if (timer_create(CLOCK_MONOTONIC, &event, &guard_timer) != 0) return false;
+        if (real::get().timer_create(CLOCK_MONOTONIC, &event, &guard_timer) != 0) return false;
         guard_timer_pid = pid;
     }
     // Every 10 ms until disarmed: a first expiry that comes before the thread has entered
@@ -237,6 +237,16 @@ bool accept_guard_disarm() {
     timer_settime(tls::per_thread(t_guard_timer), 0, &off, nullptr);
     t_guard_armed = false;
     return t_guard_fired;
+}
+
+// A signal the runtime sent itself (the accept guard's timer on this thread, the watchdog's
+// tagged request), for sigwait and friends, which may dequeue one when the program blocks
+// SIGURG and waits for it.
+bool runtime_signal(const siginfo_t& info) {
+    if (info.si_signo != kGuardSignal) return false;
+    if (info.si_code == SI_QUEUE) return info.si_value.sival_ptr == &g_sample_tag;
+    return info.si_code == SI_TIMER && t_guard_timer_pid == own_pid() &&
+           info.si_timerid == static_cast<int>(reinterpret_cast<intptr_t>(t_guard_timer));
 }
 
 void lock_signal_table() { g_lock.lock(); }

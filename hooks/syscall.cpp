@@ -1,6 +1,7 @@
 // syscall(2): the numbers whose glibc function libgreen interposes behave as that function
 // does under the shim (a futex wait parks, a close cannot take the runtime's fds and wakes
-// waiters, a fork gives the child its own carrier state); every other number is the kernel's.
+// waiters, a fork gives the child its own carrier state, a thread id is a fiber's); every
+// other number is the kernel's.
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -75,6 +76,18 @@ long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6)
             note_seccomp(r, a1 == SECCOMP_SET_MODE_STRICT || a1 == SECCOMP_SET_MODE_FILTER);
             return r;
         }
+        case SYS_gettid: {
+            // The program's question on a spawned fiber (as gettid()); libgreen's own calls
+            // (inside a hook) and the root fiber's are the kernel's.
+            Fiber* self = current_fiber();
+            if (self && !self->is_root && self->hook_depth == 0) return self->tid;
+            break;
+        }
+        case SYS_tgkill:
+            return hooks::tgkill(static_cast<pid_t>(a1), static_cast<pid_t>(a2),
+                                 static_cast<int>(a3));
+        case SYS_tkill:
+            return hooks::tkill(static_cast<pid_t>(a1), static_cast<int>(a2));
         default:
             break;
     }

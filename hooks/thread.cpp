@@ -2,16 +2,22 @@
 // calls that take a pthread_t (a fiber's pthread_t is its Fiber*; passing one to glibc would
 // crash it, so every such call is interposed). The root fiber (main) keeps its real
 // pthread_t and glibc's own thread-specific data, so values set before our start survive.
+// Thread ids: a fiber's is Fiber::tid (above pid_max); gettid() and the calls that send a
+// signal to a thread id (tgkill, tkill) know it, other calls get the kernel's ESRCH.
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <threads.h>
+#include <unistd.h>
 
 #include "runtime/spinlock.h"
+#include <new>
 #include <vector>
 
 #include "hooks/deadline.h"
 #include "hooks/hooks.h"
+#include "hooks/wait.h"
 #include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/runtime.h"
@@ -30,6 +36,22 @@ Fiber* as_fiber(pthread_t thread) {
 }
 
 pthread_t handle_of(Fiber* fiber) { return reinterpret_cast<pthread_t>(fiber); }
+
+// Whether `sig` sent to `fiber` should interrupt its call: only a parked fiber is in one. A
+// fiber that runs or is about to run takes the signal as a running thread does, in its
+// handler, and no one's call is interrupted (the handler runs on the carrier while the sender
+// or another fiber runs, which the runtime then takes as theirs).
+// A signal the carrier blocks (the sender shares the target's carrier, so its mask is the
+// carrier's) runs no handler now: it stays pending, as for a blocked thread, and must not
+// leave the fiber named for whichever handler runs next.
+bool interrupts(const Fiber* fiber, int sig) {
+    if (sig <= 0 || sig >= NSIG) return false;
+    if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) != FiberState::kParked) return false;
+    Fiber* self = current_fiber();
+    if (!self || self->carrier != fiber->carrier) return true;
+    sigset_t mask;
+    return pthread_sigmask(SIG_BLOCK, nullptr, &mask) != 0 || sigismember(&mask, sig) != 1;
+}
 
 // A non-root fiber: the one kind of "thread" whose identity and data we keep ourselves.
 Fiber* spawned_fiber() {
@@ -89,6 +111,88 @@ void run_destructors(Fiber* fiber) {
     fiber->locals = nullptr;
 }
 
+// The thread ids of the live spawned fibers, for the calls that take one (tgkill, tkill): a
+// chained hash on Fiber::tid whose nodes are allocated outside the lock. A fiber enters at
+// pthread_create and leaves when it ends (the exit hook), as a kernel task leaves when its
+// thread ends, joined or not.
+struct TidEntry {
+    int32_t tid;
+    int32_t carrier_tid;  // the real thread that runs the fiber (fibers never migrate)
+    Fiber* fiber;
+    TidEntry* next;
+};
+SpinLock g_tids_lock;  // never held across a park or an allocation
+constexpr size_t kTidBuckets = 4096;
+TidEntry* g_tids[kTidBuckets];
+
+TidEntry*& tid_chain(int32_t tid) { return g_tids[static_cast<uint32_t>(tid) % kTidBuckets]; }
+
+void add_tid(Fiber* fiber, int32_t carrier_tid) {
+    auto* entry = new (std::nothrow) TidEntry{fiber->tid, carrier_tid, fiber, nullptr};
+    if (!entry) return;  // out of memory: the id then reaches no one (ESRCH)
+    SpinGuard hold(g_tids_lock);
+    TidEntry*& head = tid_chain(entry->tid);
+    entry->next = head;
+    head = entry;
+}
+
+void remove_tid(Fiber* fiber) {
+    TidEntry* gone = nullptr;
+    {
+        SpinGuard hold(g_tids_lock);
+        for (TidEntry** link = &tid_chain(fiber->tid); *link; link = &(*link)->next) {
+            if ((*link)->fiber == fiber) {
+                gone = *link;
+                *link = gone->next;
+                break;
+            }
+        }
+    }
+    delete gone;
+}
+
+// If `tid` names a live spawned fiber: its carrier's real tid, and (for a signal `sig` that
+// should interrupt it) the fiber named as the one the signal is for, under the lock, so that
+// the fiber cannot end and be freed in between. 0 when no fiber has that id.
+int32_t fiber_carrier_tid(int32_t tid, int sig = 0) {
+    SpinGuard hold(g_tids_lock);
+    for (TidEntry* e = tid_chain(tid); e; e = e->next) {
+        if (e->tid != tid) continue;
+        if (interrupts(e->fiber, sig)) target_signal(e->fiber);
+        return e->carrier_tid;
+    }
+    return 0;
+}
+
+// The real tid of the calling OS thread (a carrier's is its root fiber's tid).
+int32_t own_os_tid() {
+    if (Fiber* root = root_fiber_of(real::get().pthread_self())) return root->tid;
+    return static_cast<int32_t>(real::get().syscall(SYS_gettid));
+}
+
+// In a fork's child the forking thread is the only one, and its id is the child's pid: the
+// fiber that forked takes it (the root keeps its own, set by the runtime), and every other
+// fiber id is gone, as the parent's other threads are.
+void tids_after_fork() {
+    for (TidEntry*& head : g_tids) {
+        while (head) {
+            TidEntry* next = head->next;
+            delete head;
+            head = next;
+        }
+    }
+    Fiber* self = current_fiber();
+    if (!self || self->is_root) return;
+    self->tid = static_cast<int32_t>(getpid());
+    // The root stays parked for good; its id is the carrier's for the fibers made from here.
+    if (Fiber* root = root_fiber_of(real::get().pthread_self())) root->tid = self->tid;
+}
+
+void on_fiber_exit(Fiber* fiber) {
+    run_destructors(fiber);
+    remove_tid(fiber);
+}
+
 int join_fiber(Fiber* target, void** result, uint64_t deadline) {
     if (!on_fiber()) {
         log::warn("pthread_join of a fiber from a thread libgreen does not manage: EINVAL");
@@ -109,7 +213,7 @@ int signal_thread(pthread_t thread, int sig, int if_ended, Send send) {
     if (sig < 0 || sig >= NSIG) return EINVAL;
     if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) == FiberState::kDone) return if_ended;
     if (sig == 0) return 0;
-    target_signal(fiber);  // if it is parked when the handler runs, its call is interrupted
+    if (interrupts(fiber, sig)) target_signal(fiber);  // its parked call is interrupted
     return send(carrier_os_thread(fiber));
 }
 
@@ -124,12 +228,14 @@ bool valid_priority(int policy, int priority) {
 }  // namespace
 
 void install() {
-    set_fiber_exit_hook(run_destructors);
+    set_fiber_exit_hook(on_fiber_exit);
     set_lock_holder_probe(lock_holder);
     // The hooks' own tables must not be held by a thread that a fork leaves behind.
     add_fork_lock([] { g_keys_lock.lock(); }, [] { g_keys_lock.unlock(); });
     add_fork_lock(lock_signal_table, unlock_signal_table);
     add_fork_lock(lock_system_callers, unlock_system_callers);
+    add_fork_lock([] { g_tids_lock.lock(); }, [] { g_tids_lock.unlock(); });
+    add_fork_child_hook(tids_after_fork);
 }
 
 int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
@@ -166,6 +272,7 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
+    add_tid(fiber, own_os_tid());
     *thread = handle_of(fiber);
     return 0;
 }
@@ -375,6 +482,45 @@ int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t* set) 
     return CPU_COUNT_S(common, &both) > 0 ? 0 : EINVAL;
 }
 
+// A live fiber's id names its carrier thread for affinity, as pthread_getaffinity_np and
+// pthread_setaffinity_np do with its handle (runtimes pin their threads by native id).
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t* set) {
+    if (int32_t carrier_tid = pid > 0 ? fiber_carrier_tid(pid) : 0) pid = carrier_tid;
+    return real::get().sched_getaffinity(pid, size, set);
+}
+
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t* set) {
+    int32_t carrier_tid = pid > 0 ? fiber_carrier_tid(pid) : 0;
+    if (!carrier_tid) return real::get().sched_setaffinity(pid, size, set);
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (real::get().sched_getaffinity(carrier_tid, sizeof allowed, &allowed) != 0) return -1;
+    cpu_set_t wanted;
+    CPU_ZERO(&wanted);
+    if (!copy_from_user(&wanted, set, size < sizeof wanted ? size : sizeof wanted)) return -1;
+    size_t common = size < sizeof allowed ? size : sizeof allowed;
+    cpu_set_t both;
+    CPU_ZERO(&both);
+    CPU_AND_S(common, &both, &wanted, &allowed);
+    if (CPU_COUNT_S(common, &both) > 0) return 0;  // accepted and ignored, as for the handle
+    errno = EINVAL;
+    return -1;
+}
+
+// A timer that signals a thread by id (SIGEV_THREAD_ID, as profilers and per-thread timeouts
+// use with gettid()) signals a fiber's carrier: its handler runs there, as for pthread_kill.
+int timer_create(clockid_t clock, sigevent* event, timer_t* timer) {
+    sigevent copy;
+    if (event && copy_from_user(&copy, event, sizeof copy) &&
+        copy.sigev_notify == SIGEV_THREAD_ID) {
+        if (int32_t carrier_tid = fiber_carrier_tid(copy._sigev_un._tid)) {
+            copy._sigev_un._tid = carrier_tid;
+            return real::get().timer_create(clock, &copy, timer);
+        }
+    }
+    return real::get().timer_create(clock, event, timer);
+}
+
 int pthread_getcpuclockid(pthread_t thread, clockid_t* clock) {
     Fiber* fiber = as_fiber(thread);
     return real::get().pthread_getcpuclockid(fiber ? carrier_os_thread(fiber) : thread, clock);
@@ -400,6 +546,35 @@ int thrd_detach(pthread_t thread) {
 // glibc's reads the thread pointer, which is the carrier's on a fiber.
 pthread_t thrd_current() {
     return hooks::pthread_self();
+}
+
+pid_t gettid() {
+    return current_fiber()->tid;
+}
+
+// tgkill(2) and tkill(2) with a fiber's id: the signal goes to the fiber's carrier thread
+// and interrupts the fiber's parked call, as pthread_kill. The kernel checks the rest (a bad
+// signal: EINVAL; 0: nothing sent). An id that is no live fiber's is the kernel's to answer:
+// a fiber id that has ended gets its ESRCH, as a thread id that has ended does.
+int tgkill(pid_t tgid, pid_t tid, int sig) {
+    if (tgid > 0 && tid > 0) {
+        if (int32_t carrier_tid = fiber_carrier_tid(tid, tgid == own_pid() ? sig : 0)) {
+            if (tgid != own_pid()) {
+                errno = ESRCH;  // the id exists, in another thread group
+                return -1;
+            }
+            return static_cast<int>(real::get().syscall(SYS_tgkill, tgid, carrier_tid, sig));
+        }
+    }
+    return static_cast<int>(real::get().syscall(SYS_tgkill, tgid, tid, sig));
+}
+
+int tkill(pid_t tid, int sig) {
+    if (tid > 0) {
+        if (int32_t carrier_tid = fiber_carrier_tid(tid, sig))
+            return static_cast<int>(real::get().syscall(SYS_tkill, carrier_tid, sig));
+    }
+    return static_cast<int>(real::get().syscall(SYS_tkill, tid, sig));
 }
 
 int sched_yield() {

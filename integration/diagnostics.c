@@ -32,7 +32,8 @@ void* spin_for_500ms(void* arg) {
     return NULL;
 }
 
-/* Holds its thread inside a system call libgreen does not interpose (it blocks the carrier). */
+/* Holds its thread inside a system call libgreen does not interpose (it blocks the carrier):
+ * rt_sigtimedwait made with syscall(), which libgreen passes through (sigtimedwait() parks). */
 void* wait_in_sigtimedwait(void* arg) {
     (void)arg;
     sigset_t set;
@@ -40,7 +41,7 @@ void* wait_in_sigtimedwait(void* arg) {
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     struct timespec t = {0, 400 * 1000 * 1000};
-    int r = sigtimedwait(&set, NULL, &t);
+    int r = (int)syscall(SYS_rt_sigtimedwait, &set, NULL, &t, _NSIG / 8);
     printf("sigtimedwait: %s\n", r < 0 && errno == EAGAIN ? "EAGAIN"
                                  : r < 0                  ? strerror(errno)
                                                           : "signal");

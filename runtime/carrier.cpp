@@ -333,7 +333,7 @@ void Carrier::untrack(Fiber* fiber) {
 void Carrier::reset_after_fork() {
     Fiber* self = t_fiber;
     const bool root_survives = self == nullptr || self->is_root;
-    tid_ = static_cast<int32_t>(syscall(SYS_gettid));
+    tid_ = getpid();  // the child's one thread leads its group (gettid() would be a fiber's)
     if (root_survives) root_->tid = tid_;
     // glibc's fork wrote the child's tid into THREAD_SELF, the carrier thread's descriptor
     // (tls.cpp): the forking fiber's copy, read %fs-relative, gets it too.
@@ -674,8 +674,13 @@ void Carrier::deliver_signal() {
     if (!how) return;
     auto waiting = [](Fiber* f) { return f->state == FiberState::kParked && f->interruptible; };
     Fiber* victim = nullptr;
-    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier)
-        if (f == target && waiting(f)) victim = f;  // still ours, and still waiting
+    bool targeted = false;  // sent to a fiber of ours (pthread_kill, tgkill): only it may be
+    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier) {
+        if (f != target) continue;
+        targeted = true;
+        if (waiting(f)) victim = f;
+    }
+    if (targeted && !victim) return;  // it was not waiting: the signal interrupts no one
     if (!victim && waiting(root_)) victim = root_;
     for (Fiber* f = all_fibers_; f && !victim; f = f->next_on_carrier)
         if (waiting(f)) victim = f;

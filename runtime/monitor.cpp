@@ -331,7 +331,13 @@ bool create_monitor_thread() {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    // Born with every signal blocked: until monitor_main blocks them itself, a signal sent to
+    // the process (one the program blocks, to take it with sigwait) could land here instead.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
     int rc = g_config.create_thread(&thread, &attr, monitor_main, nullptr);
+    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     pthread_attr_destroy(&attr);
     return rc == 0;
 }

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <vector>
 
 #include "common.h"
 
@@ -182,6 +183,41 @@ TEST(Signal, PthreadKillInterruptsTheTargetThreadOnly) {
     EXPECT_EQ(err, EINTR);
     EXPECT_EQ(g_handled.load(), 1);
     signal(SIGUSR1, SIG_DFL);
+}
+
+// A signal sent to a thread that is running (or ready to run) is handled there and
+// interrupts no other thread's blocked call.
+TEST(Signal, PthreadKillOfARunningThreadLeavesTheSendersReadAlone) {
+    struct sigaction act {}, before{};
+    act.sa_handler = count_signal;  // no SA_RESTART: an interrupted read would fail
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    for (int round = 0; round < 20; ++round) {
+        g_handled = 0;
+        Pair p = socket_pair();
+        static int writer_fd;
+        writer_fd = p.b;
+        pthread_t t;
+        ASSERT_EQ(pthread_create(
+                      &t, nullptr,
+                      [](void*) -> void* {
+                          // Runs (never blocks) until its handler has run, then answers.
+                          auto start = Clock::now();
+                          while (g_handled == 0 && ms_since(start) < 5000) sched_yield();
+                          (void)!write(writer_fd, "x", 1);
+                          return nullptr;
+                      },
+                      nullptr),
+                  0);
+        ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
+        char c;
+        ssize_t got = read(p.a, &c, 1);
+        int err = errno;
+        pthread_join(t, nullptr);
+        EXPECT_EQ(got, 1) << "round " << round << ": " << strerror(err);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    sigaction(SIGUSR1, &before, nullptr);
 }
 
 TEST(Sigaction, ReportsTheProgramsOwnHandlerFlagsAndMask) {
@@ -349,4 +385,324 @@ TEST(BadPointer, JustAboveAThreadsStackGivesEfault) {
     EXPECT_EQ(suspend_result, -1);
     EXPECT_EQ(suspend_errno, EFAULT);
     EXPECT_EQ(clock_result, EFAULT);
+}
+
+// ---------------------------------------------------------------------------------------
+// sigwait, sigwaitinfo, sigtimedwait: the waiting thread waits, the others run.
+
+namespace {
+
+// Blocks `signals` in the calling thread (before threads are made, so that they inherit the
+// mask, as POSIX servers do) and restores the mask, taking what is still pending, at the end.
+class Blocked {
+  public:
+    explicit Blocked(std::initializer_list<int> signals) {
+        sigemptyset(&set_);
+        for (int sig : signals) sigaddset(&set_, sig);
+        pthread_sigmask(SIG_BLOCK, &set_, &saved_);
+    }
+    ~Blocked() {
+        const timespec now{0, 0};
+        while (sigtimedwait(&set_, nullptr, &now) > 0) {
+        }
+        pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+    }
+    const sigset_t* set() const { return &set_; }
+
+  private:
+    sigset_t set_, saved_;
+};
+
+// Another process that sends the test process `signals` in turn, each when the test says go
+// (a byte on a socket) or after `latest_ms`; `value` goes with sigqueue.
+class Sender {
+  public:
+    explicit Sender(std::vector<int> signals, int value = -1, int latest_ms = 3000) {
+        int p[2];  // a socket pair: a go after the sender has gone is no SIGPIPE
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0) abort();
+        pid_t parent = getpid();
+        pid_ = fork();
+        if (pid_ == 0) {
+            close(p[1]);
+            for (int sig : signals) {
+                pollfd go{p[0], POLLIN, 0};
+                char byte;
+                if (poll(&go, 1, latest_ms) == 1 && read(p[0], &byte, 1) != 1) _exit(1);
+                if (value >= 0) {
+                    sigval v;
+                    v.sival_int = value;
+                    sigqueue(parent, sig, v);
+                } else {
+                    kill(parent, sig);
+                }
+            }
+            _exit(0);
+        }
+        close(p[0]);
+        go_ = p[1];
+    }
+    ~Sender() {
+        close(go_);
+        int status;
+        waitpid(pid_, &status, 0);
+    }
+    void go() { EXPECT_EQ(send(go_, "g", 1, MSG_NOSIGNAL), 1); }
+    pid_t pid() const { return pid_; }
+
+  private:
+    pid_t pid_;
+    int go_;
+};
+
+}  // namespace
+
+TEST(Sigwait, OneThreadWaitsForProcessSignalsWhileWorkersRun) {
+    Blocked blocked({SIGINT, SIGTERM, SIGUSR1});
+    Sender sender({SIGUSR1, SIGTERM});
+    std::atomic<bool> stop{false};
+    std::atomic<int> ticks{0}, reads{0};
+    Pair p = socket_pair();
+    std::thread sleeper([&] {
+        while (!stop) {
+            usleep(1000);
+            ++ticks;
+            (void)!write(p.b, "x", 1);
+        }
+        (void)!write(p.b, "x", 1);
+    });
+    std::thread reader([&] {
+        char c;
+        while (!stop && read(p.a, &c, 1) == 1) ++reads;
+    });
+    std::atomic<bool> waiting{false};
+    std::atomic<int> ticks_at_wait{-1};
+    std::atomic<int> got{0};
+    std::vector<int> received, ticks_while_waiting, errors;  // the waiter's, until joined
+    std::thread waiter([&] {
+        for (;;) {
+            int sig = 0;
+            ticks_at_wait = ticks.load();
+            waiting = true;
+            int err = sigwait(blocked.set(), &sig);
+            waiting = false;
+            errors.push_back(err);
+            received.push_back(sig);
+            ticks_while_waiting.push_back(ticks - ticks_at_wait);
+            ++got;
+            if (err != 0 || sig == SIGTERM) break;
+        }
+    });
+    // Each signal goes once the waiter has waited while the workers made progress.
+    for (int i = 0; i < 2; ++i) {
+        auto start = Clock::now();
+        while (!(waiting && ticks - ticks_at_wait >= 20) && ms_since(start) < 5000) usleep(1000);
+        sender.go();
+        while (got == i && ms_since(start) < 5000) usleep(1000);
+    }
+    waiter.join();
+    stop = true;
+    sleeper.join();
+    reader.join();
+    ASSERT_EQ(received.size(), 2u);
+    EXPECT_EQ(errors, (std::vector<int>{0, 0}));
+    EXPECT_EQ(received, (std::vector<int>{SIGUSR1, SIGTERM}));
+    for (int progress : ticks_while_waiting) EXPECT_GE(progress, 20);
+    EXPECT_GT(reads.load(), 20);
+}
+
+TEST(Sigtimedwait, TimesOutWithEagainWhileOthersRunAndChecksTheTimeout) {
+    Blocked blocked({SIGUSR2});
+    Ticker ticker;
+    const timespec zero{0, 0}, bad{0, 1000000000}, negative{-1, 0};
+    siginfo_t info;
+    errno = 0;
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &zero), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &negative), -1);
+    EXPECT_EQ(errno, EINVAL);
+    const timespec t200ms{0, 200 * 1000 * 1000};
+    int before = ticker.ticks();
+    auto start = Clock::now();
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t200ms), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_GE(ms_since(start), 190);
+    EXPECT_GE(ticker.ticks() - before, 5) << "the other thread did not run meanwhile";
+    EXPECT_EQ(sigtimedwait(bad_pointer<sigset_t>(), &info, &zero), -1);
+    EXPECT_EQ(errno, EFAULT);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, bad_pointer<timespec>()), -1);
+    EXPECT_EQ(errno, EFAULT);
+    int sig = 0;
+    EXPECT_EQ(sigwait(bad_pointer<sigset_t>(), &sig), EFAULT);
+    // The timeout is checked before a pending signal is taken.
+    raise(SIGUSR2);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &zero), SIGUSR2);
+}
+
+TEST(Sigtimedwait, AHandlerForAnotherSignalGivesEintrEvenUnderSaRestart) {
+    Blocked blocked({SIGUSR2});
+    AlarmIn alarm(50, true);
+    const timespec t5s{5, 0};
+    auto start = Clock::now();
+    EXPECT_EQ(sigtimedwait(blocked.set(), nullptr, &t5s), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_LT(ms_since(start), 4000);
+    EXPECT_EQ(g_handled.load(), 1);
+}
+
+TEST(Sigwaitinfo, ReportsTheSendersSignoCodeAndPid) {
+    Blocked blocked({SIGUSR1});
+    Sender sender({SIGUSR1});
+    sender.go();
+    siginfo_t info{};
+    ASSERT_EQ(sigwaitinfo(blocked.set(), &info), SIGUSR1);
+    EXPECT_EQ(info.si_signo, SIGUSR1);
+    EXPECT_EQ(info.si_code, SI_USER);
+    EXPECT_EQ(info.si_pid, sender.pid());
+    EXPECT_EQ(info.si_uid, getuid());
+}
+
+TEST(Sigwaitinfo, GivesTheValueOfASigqueue) {
+    Blocked blocked({SIGRTMIN + 1});
+    Sender sender({SIGRTMIN + 1}, 4242, 300);
+    Ticker ticker;
+    // The sender waits 300 ms for a go that never comes: the wait must let the ticker run.
+    siginfo_t info{};
+    int before = ticker.ticks();
+    ASSERT_EQ(sigwaitinfo(blocked.set(), &info), SIGRTMIN + 1);
+    EXPECT_EQ(info.si_code, SI_QUEUE);
+    EXPECT_EQ(info.si_pid, sender.pid());
+    EXPECT_EQ(info.si_value.sival_int, 4242);
+    EXPECT_GE(ticker.ticks() - before, 10) << "the other thread did not run meanwhile";
+}
+
+// pthread_kill of a signal the target waits for in sigwait is taken by sigwait, and names no
+// thread for a later, unrelated handler to interrupt.
+TEST(Sigwait, TakesAPthreadKillAndALaterHandlerInterruptsNoOtherRead) {
+    Blocked blocked({SIGUSR1});
+    Pair p = socket_pair();
+    std::atomic<bool> waiting{false}, reading{false};
+    int got = 0, err = -1;
+    ssize_t read_result = 0;
+    int read_errno = 0;
+    std::thread waiter([&] {
+        waiting = true;
+        err = sigwait(blocked.set(), &got);
+        reading = true;
+        char c;
+        read_result = read(p.a, &c, 1);
+        read_errno = errno;
+    });
+    auto start = Clock::now();
+    while (!waiting && ms_since(start) < 5000) usleep(1000);
+    ASSERT_EQ(pthread_kill(waiter.native_handle(), SIGUSR1), 0);
+    while (!reading && ms_since(start) < 5000) usleep(1000);
+    usleep(20000);  // the waiter blocks in read meanwhile (if it does not, nothing is tested)
+    {
+        AlarmIn alarm(1000, false);  // installs the handler; raise() sends at once
+        raise(SIGALRM);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    ASSERT_EQ(write(p.b, "x", 1), 1);
+    waiter.join();
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(got, SIGUSR1);
+    EXPECT_EQ(read_result, 1) << strerror(read_errno);
+}
+
+// A signal sent to a thread blocked on a mutex runs its handler there; the mutex wait goes on
+// (POSIX: it is never interrupted) and no other thread's call is interrupted in its place.
+TEST(Signal, PthreadKillOfAThreadWaitingForAMutexLeavesTheSendersReadAlone) {
+    struct sigaction act {}, before{};
+    act.sa_handler = count_signal;  // no SA_RESTART: an interrupted read would fail
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, &before);
+    for (int round = 0; round < 10; ++round) {
+        g_handled = 0;
+        Pair p = socket_pair();
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static int writer_fd;
+        static std::atomic<bool> locking{false};
+        writer_fd = p.b;
+        locking = false;
+        pthread_mutex_lock(&lock);
+        pthread_t t;
+        ASSERT_EQ(pthread_create(
+                      &t, nullptr,
+                      [](void*) -> void* {
+                          locking = true;
+                          pthread_mutex_lock(&lock);
+                          pthread_mutex_unlock(&lock);
+                          (void)!write(writer_fd, "x", 1);
+                          return nullptr;
+                      },
+                      nullptr),
+                  0);
+        auto start = Clock::now();
+        while (!locking && ms_since(start) < 5000) usleep(1000);
+        usleep(10000);  // it waits for the mutex meanwhile (if not, nothing is tested)
+        ASSERT_EQ(pthread_kill(t, SIGUSR1), 0);
+        while (g_handled == 0 && ms_since(start) < 5000) usleep(1000);
+        pthread_mutex_unlock(&lock);
+        char c;
+        ssize_t got = read(p.a, &c, 1);
+        int err = errno;
+        pthread_join(t, nullptr);
+        EXPECT_EQ(got, 1) << "round " << round << ": " << strerror(err);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    sigaction(SIGUSR1, &before, nullptr);
+}
+
+// A signal the target thread blocks stays pending for it: a later handler, run by another
+// thread, interrupts nothing of the target's.
+TEST(Signal, ABlockedSignalSentToAThreadLeavesItsReadToALaterHandler) {
+    Blocked blocked({SIGUSR2});  // the reader, made after, blocks it too
+    Pair p = socket_pair();
+    std::atomic<bool> reading{false};
+    ssize_t read_result = 0;
+    int read_errno = 0;
+    std::thread reader([&] {
+        reading = true;
+        char c;
+        read_result = read(p.a, &c, 1);
+        read_errno = errno;
+    });
+    auto start = Clock::now();
+    while (!reading && ms_since(start) < 5000) usleep(1000);
+    usleep(20000);  // the reader blocks in read meanwhile (if it does not, nothing is tested)
+    ASSERT_EQ(pthread_kill(reader.native_handle(), SIGUSR2), 0);
+    {
+        AlarmIn alarm(1000, false);  // installs the handler; raise() sends at once
+        raise(SIGALRM);
+        EXPECT_EQ(g_handled.load(), 1);
+    }
+    usleep(20000);
+    ASSERT_EQ(write(p.b, "x", 1), 1);
+    reader.join();
+    EXPECT_EQ(read_result, 1) << strerror(read_errno);
+}
+
+// A program that blocks SIGURG and waits for it gets only the SIGURGs sent to it: under the
+// watchdog (GREEN_MONITOR_MS, the "watched" runs), a long computation draws one from the
+// runtime, which stays pending while blocked.
+TEST(Sigtimedwait, ASigurgWaiterSeesOnlyTheProgramsOwn) {
+    Blocked blocked({SIGURG});
+    usleep(1000);
+    volatile unsigned long spin = 0;
+    auto start = Clock::now();
+    while (ms_since(start) < 300) spin = spin + 1;  // no call: the watchdog's stall
+    const timespec t300ms{0, 300 * 1000 * 1000};
+    siginfo_t info{};
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t300ms), -1) << "si_code " << info.si_code;
+    EXPECT_EQ(errno, EAGAIN);
+    sigval value;
+    value.sival_int = 7;
+    ASSERT_EQ(sigqueue(getpid(), SIGURG, value), 0);
+    EXPECT_EQ(sigtimedwait(blocked.set(), &info, &t300ms), SIGURG);
+    EXPECT_EQ(info.si_code, SI_QUEUE);
+    EXPECT_EQ(info.si_value.sival_int, 7);
 }

@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <threads.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -553,4 +556,279 @@ TEST(C11Threads, JoinDetachAndCurrentAcceptAPthreadHandle) {
     auto start = Clock::now();
     while (!parked.finished() && ms_since(start) < 5000) usleep(1000);
     EXPECT_TRUE(parked.finished());
+}
+
+// ---------------------------------------------------------------------------------------
+// Thread ids: gettid() names the calling thread, and the calls that take a thread id reach it.
+
+namespace {
+
+struct IdRecord {
+    pid_t id = 0;
+    pid_t by_syscall = 0;
+};
+
+}  // namespace
+
+TEST(ThreadId, GettidIsDistinctAcrossAThousandLiveThreadsAndMainsIsThePid) {
+    EXPECT_EQ(gettid(), getpid());
+    EXPECT_EQ(syscall(SYS_gettid), getpid());
+    constexpr unsigned kThreads = 1000;
+    static pthread_barrier_t all_alive;
+    ASSERT_EQ(pthread_barrier_init(&all_alive, nullptr, kThreads), 0);
+    std::vector<IdRecord> ids(kThreads);
+    std::vector<pthread_t> threads(kThreads);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    for (unsigned i = 0; i < kThreads; ++i)
+        ASSERT_EQ(pthread_create(
+                      &threads[i], &attr,
+                      [](void* arg) -> void* {
+                          auto* record = static_cast<IdRecord*>(arg);
+                          record->id = gettid();
+                          record->by_syscall = static_cast<pid_t>(syscall(SYS_gettid));
+                          pthread_barrier_wait(&all_alive);  // none ends before all have asked
+                          return nullptr;
+                      },
+                      &ids[i]),
+                  0);
+    for (pthread_t t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
+    pthread_attr_destroy(&attr);
+    pthread_barrier_destroy(&all_alive);
+    std::vector<pid_t> sorted;
+    for (const IdRecord& r : ids) {
+        EXPECT_GT(r.id, 0);
+        EXPECT_NE(r.id, getpid());
+        EXPECT_EQ(r.by_syscall, r.id);
+        sorted.push_back(r.id);
+    }
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a repeated id";
+}
+
+namespace {
+
+std::atomic<int> g_tid_signals{0};
+std::atomic<int> g_tid_signal_code{0};
+std::atomic<pid_t> g_tid_signal_pid{0};
+std::atomic<pid_t> g_tid_in_handler{0};
+void record_tid_signal(int, siginfo_t* info, void*) {
+    g_tid_signal_code = info->si_code;
+    g_tid_signal_pid = info->si_pid;
+    g_tid_in_handler = gettid();
+    ++g_tid_signals;
+}
+
+// A thread that publishes its id, then blocks in read() until interrupted or released.
+class ReaderWithId {
+  public:
+    ReaderWithId() : pipe_(pipe_pair()) {
+        if (pthread_create(&thread_, nullptr, body, this) != 0) abort();
+        while (id_ == 0) usleep(1000);
+    }
+    ~ReaderWithId() {
+        (void)!write(pipe_.b, "x", 1);
+        pthread_join(thread_, nullptr);
+    }
+    pid_t id() const { return id_; }
+    bool finished() const { return finished_; }
+    ssize_t result() const { return result_; }
+    int error() const { return error_; }
+
+  private:
+    static void* body(void* arg) {
+        auto* self = static_cast<ReaderWithId*>(arg);
+        self->id_ = gettid();
+        char c;
+        self->result_ = read(self->pipe_.a, &c, 1);
+        self->error_ = errno;
+        self->finished_ = true;
+        return nullptr;
+    }
+    Pair pipe_;
+    pthread_t thread_;
+    std::atomic<pid_t> id_{0};
+    std::atomic<bool> finished_{false};
+    std::atomic<ssize_t> result_{0};
+    std::atomic<int> error_{0};
+};
+
+// Sends with `send` until the reader's read ends (a signal that comes before it blocks
+// interrupts nothing), for up to 5 s.
+template <typename Send>
+void interrupt_reader(const ReaderWithId& reader, Send send) {
+    auto start = Clock::now();
+    while (!reader.finished() && ms_since(start) < 5000) {
+        ASSERT_EQ(send(), 0) << strerror(errno);
+        auto sent = Clock::now();
+        while (!reader.finished() && ms_since(sent) < 100) usleep(1000);
+    }
+}
+
+}  // namespace
+
+TEST(ThreadId, TgkillAndTkillToAThreadsIdInterruptItsBlockingRead) {
+    struct sigaction action {}, before{};
+    action.sa_sigaction = record_tid_signal;
+    action.sa_flags = SA_SIGINFO;  // no SA_RESTART: the read fails with EINTR
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR2, &action, &before);
+    for (int how = 0; how < 3; ++how) {
+        g_tid_signals = 0;
+        ReaderWithId reader;
+        pid_t id = reader.id();
+        EXPECT_EQ(tgkill(getpid(), id, 0), 0);  // a live thread: nothing sent
+        interrupt_reader(reader, [&] {
+            switch (how) {
+                case 0: return tgkill(getpid(), id, SIGUSR2);
+                case 1: return static_cast<int>(syscall(SYS_tgkill, getpid(), id, SIGUSR2));
+                default: return static_cast<int>(syscall(SYS_tkill, id, SIGUSR2));
+            }
+        });
+        ASSERT_TRUE(reader.finished()) << "way " << how;
+        EXPECT_EQ(reader.result(), -1);
+        EXPECT_EQ(reader.error(), EINTR);
+        EXPECT_GE(g_tid_signals.load(), 1);
+        EXPECT_EQ(g_tid_signal_code, SI_TKILL);
+        EXPECT_EQ(g_tid_signal_pid, getpid());
+        // Natively the handler runs on the thread itself. Under the shim it runs on the
+        // carrier, on whichever fiber holds it (docs/compat.md, thread ids).
+        if (!under_shim()) {
+            EXPECT_EQ(g_tid_in_handler, id);
+        }
+    }
+    sigaction(SIGUSR2, &before, nullptr);
+}
+
+TEST(ThreadId, AnEndedThreadsIdGivesEsrchAndALiveOneInAnotherProcessToo) {
+    pid_t live_id = 0;
+    {
+        ReaderWithId reader;
+        live_id = reader.id();
+        pid_t parent = getppid();  // some other process
+        errno = 0;
+        EXPECT_EQ(tgkill(parent, live_id, 0), -1);
+        EXPECT_EQ(errno, ESRCH);
+        EXPECT_EQ(tgkill(getpid(), live_id, 12345), -1);
+        EXPECT_EQ(errno, EINVAL);
+    }
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* { return reinterpret_cast<void*>(static_cast<long>(gettid())); },
+                  nullptr),
+              0);
+    void* result = nullptr;
+    ASSERT_EQ(pthread_join(t, &result), 0);
+    pid_t ended = static_cast<pid_t>(reinterpret_cast<long>(result));
+    ASSERT_NE(ended, getpid());
+    for (pid_t id : {ended, live_id}) {
+        errno = 0;
+        EXPECT_EQ(tgkill(getpid(), id, 0), -1);
+        EXPECT_EQ(errno, ESRCH);
+        EXPECT_EQ(tgkill(getpid(), id, SIGUSR2), -1);
+        EXPECT_EQ(errno, ESRCH);
+        EXPECT_EQ(syscall(SYS_tgkill, getpid(), id, 0), -1);
+        EXPECT_EQ(errno, ESRCH);
+        EXPECT_EQ(syscall(SYS_tkill, id, 0), -1);
+        EXPECT_EQ(errno, ESRCH);
+    }
+}
+
+TEST(ThreadId, AForkFromAThreadGivesAChildWhoseIdIsItsPid) {
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      pid_t parent_side = gettid();
+                      pid_t pid = fork();
+                      if (pid == 0) {
+                          bool same = gettid() == getpid() && syscall(SYS_gettid) == getpid();
+                          _exit(same && parent_side != getpid() ? 0 : 1);
+                      }
+                      int status = -1;
+                      waitpid(pid, &status, 0);
+                      return reinterpret_cast<void*>(static_cast<long>(status));
+                  },
+                  nullptr),
+              0);
+    void* status = nullptr;
+    ASSERT_EQ(pthread_join(t, &status), 0);
+    EXPECT_EQ(reinterpret_cast<long>(status), 0);
+}
+
+TEST(ThreadId, AffinityCallsTakeAThreadsOwnId) {
+    static int get_result, get_errno, set_result, set_errno, empty_result, empty_errno;
+    static int count_by_id, count_by_zero;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      cpu_set_t by_id, by_zero;
+                      CPU_ZERO(&by_id);
+                      CPU_ZERO(&by_zero);
+                      get_result = sched_getaffinity(gettid(), sizeof by_id, &by_id);
+                      get_errno = errno;
+                      sched_getaffinity(0, sizeof by_zero, &by_zero);
+                      count_by_id = CPU_COUNT(&by_id);
+                      count_by_zero = CPU_COUNT(&by_zero);
+                      set_result = sched_setaffinity(gettid(), sizeof by_zero, &by_zero);
+                      set_errno = errno;
+                      cpu_set_t none;
+                      CPU_ZERO(&none);
+                      empty_result = sched_setaffinity(gettid(), sizeof none, &none);
+                      empty_errno = errno;
+                      return nullptr;
+                  },
+                  nullptr),
+              0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    EXPECT_EQ(get_result, 0) << strerror(get_errno);
+    EXPECT_GT(count_by_id, 0);
+    EXPECT_EQ(count_by_id, count_by_zero);
+    EXPECT_EQ(set_result, 0) << strerror(set_errno);
+    EXPECT_EQ(empty_result, -1);
+    EXPECT_EQ(empty_errno, EINVAL);
+}
+
+namespace {
+std::atomic<int> g_timer_signals{0};
+void count_timer_signal(int) { ++g_timer_signals; }
+}  // namespace
+
+TEST(ThreadId, ATimerAimedAtAThreadsIdSignals) {
+    struct sigaction action {}, before{};
+    action.sa_handler = count_timer_signal;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGUSR2, &action, &before);
+    g_timer_signals = 0;
+    static int create_result, create_errno;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(
+                  &t, nullptr,
+                  [](void*) -> void* {
+                      sigevent event{};
+                      event.sigev_notify = SIGEV_THREAD_ID;
+                      event.sigev_signo = SIGUSR2;
+                      event._sigev_un._tid = gettid();
+                      timer_t timer;
+                      create_result = timer_create(CLOCK_MONOTONIC, &event, &timer);
+                      create_errno = errno;
+                      if (create_result != 0) return nullptr;
+                      itimerspec in_10ms{};
+                      in_10ms.it_value.tv_nsec = 10 * 1000 * 1000;
+                      timer_settime(timer, 0, &in_10ms, nullptr);
+                      auto start = Clock::now();
+                      while (g_timer_signals == 0 && ms_since(start) < 5000) usleep(1000);
+                      timer_delete(timer);
+                      return nullptr;
+                  },
+                  nullptr),
+              0);
+    ASSERT_EQ(pthread_join(t, nullptr), 0);
+    EXPECT_EQ(create_result, 0) << strerror(create_errno);
+    EXPECT_EQ(g_timer_signals.load(), 1);
+    sigaction(SIGUSR2, &before, nullptr);
 }
