@@ -99,11 +99,18 @@ TEST(Waitpid, ErrorsAreTheKernels) {
 }
 
 TEST(Waitpid, WuntracedReportsAStopAndWcontinuedTheContinue) {
+    // The child exits only when told: had it exited at once after the continue, its exit
+    // could be what the WCONTINUED wait reports (a race of the test, natively too).
+    int go[2];
+    ASSERT_EQ(pipe(go), 0);
     pid_t pid = fork();
     if (pid == 0) {
+        close(go[1]);
         raise(SIGSTOP);
-        _exit(5);
+        char byte;
+        _exit(read(go[0], &byte, 1) == 1 ? 5 : 6);
     }
+    close(go[0]);
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, WUNTRACED), pid);
     EXPECT_TRUE(WIFSTOPPED(status));
@@ -111,6 +118,8 @@ TEST(Waitpid, WuntracedReportsAStopAndWcontinuedTheContinue) {
     kill(pid, SIGCONT);
     ASSERT_EQ(waitpid(pid, &status, WCONTINUED), pid);
     EXPECT_TRUE(WIFCONTINUED(status));
+    ASSERT_EQ(write(go[1], "x", 1), 1);
+    close(go[1]);
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_EQ(WEXITSTATUS(status), 5);
 }

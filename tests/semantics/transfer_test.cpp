@@ -200,15 +200,15 @@ TEST(SpecialFds, SmallReadsOfTimerfdAndSignalfdFailAtOnce) {
 
 TEST(SpecialFds, TimerfdReadWaitsForTheExpiry) {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-    itimerspec spec{};
-    spec.it_value.tv_nsec = 60 * 1000000L;
-    ASSERT_EQ(timerfd_settime(fd, 0, &spec, nullptr), 0);
     Ticker ticker;
+    itimerspec spec{};
+    spec.it_value.tv_nsec = 100 * 1000000L;
+    auto start = Clock::now();  // before the timer starts: the wait can only be longer
+    ASSERT_EQ(timerfd_settime(fd, 0, &spec, nullptr), 0);
     uint64_t expirations = 0;
-    auto start = Clock::now();
     EXPECT_EQ(read(fd, &expirations, sizeof expirations), 8);
     EXPECT_EQ(expirations, 1u);
-    EXPECT_GE(ms_since(start), 55);
+    EXPECT_GE(ms_since(start), 100);
     EXPECT_GE(ticker.ticks(), 5);
     close(fd);
 }
