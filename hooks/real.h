@@ -31,8 +31,9 @@ extern Table g_table;
 extern bool g_resolved;
 void resolve();
 
+// The table is filled once; a thread that arrives while another fills it waits (resolve).
 inline const Table& get() {
-    if (__builtin_expect(!g_resolved, 0)) resolve();
+    if (__builtin_expect(!__atomic_load_n(&g_resolved, __ATOMIC_ACQUIRE), 0)) resolve();
     return g_table;
 }
 

@@ -184,10 +184,19 @@ void release(pthread_mutex_t* m) {
         futex(&m->__data.__lock, FUTEX_WAKE_PRIVATE, 1);
 }
 
+// The owner is read by every locker (is it me?) while the holder writes it: relaxed atomics,
+// as glibc's own accesses are.
+int32_t owner_of(const pthread_mutex_t* m) {
+    return atomic_at(const_cast<int*>(&m->__data.__owner)).load(std::memory_order_relaxed);
+}
+void set_owner(pthread_mutex_t* m, int32_t tid) {
+    atomic_at(&m->__data.__owner).store(tid, std::memory_order_relaxed);
+}
+
 int lock_mutex(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
     const int kind = m->__data.__kind & kKindMask;
     const int32_t self = self_tid();
-    if (m->__data.__owner == self) {
+    if (owner_of(m) == self) {
         if (kind == PTHREAD_MUTEX_RECURSIVE) {
             if (m->__data.__count + 1 == 0) return EAGAIN;
             ++m->__data.__count;
@@ -197,7 +206,7 @@ int lock_mutex(pthread_mutex_t* m, const timespec* abstime, clockid_t clock) {
     }
     int err = acquire(m, abstime, clock);
     if (err) return err;
-    m->__data.__owner = self;
+    set_owner(m, self);
     m->__data.__count = 1;
     ++m->__data.__nusers;
     return 0;
@@ -439,7 +448,7 @@ int pthread_mutex_trylock(pthread_mutex_t* m) {
     KeepErrno keep;
     if (!ours(m)) return real::get().pthread_mutex_trylock(m);
     const int32_t self = self_tid();
-    if (m->__data.__owner == self && (m->__data.__kind & kKindMask) == PTHREAD_MUTEX_RECURSIVE) {
+    if (owner_of(m) == self && (m->__data.__kind & kKindMask) == PTHREAD_MUTEX_RECURSIVE) {
         if (m->__data.__count + 1 == 0) return EAGAIN;
         ++m->__data.__count;
         return 0;
@@ -448,7 +457,7 @@ int pthread_mutex_trylock(pthread_mutex_t* m) {
     if (!atomic_at(&m->__data.__lock).compare_exchange_strong(expected, 1,
                                                              std::memory_order_acquire))
         return EBUSY;
-    m->__data.__owner = self;
+    set_owner(m, self);
     m->__data.__count = 1;
     ++m->__data.__nusers;
     return 0;
@@ -459,11 +468,11 @@ int pthread_mutex_unlock(pthread_mutex_t* m) {
     if (!ours(m)) return real::get().pthread_mutex_unlock(m);
     const int kind = m->__data.__kind & kKindMask;
     if (kind == PTHREAD_MUTEX_RECURSIVE || kind == PTHREAD_MUTEX_ERRORCHECK) {
-        if (m->__data.__owner != self_tid() || atomic_at(&m->__data.__lock).load() == 0)
+        if (owner_of(m) != self_tid() || atomic_at(&m->__data.__lock).load() == 0)
             return EPERM;
         if (kind == PTHREAD_MUTEX_RECURSIVE && --m->__data.__count != 0) return 0;
     }
-    m->__data.__owner = 0;
+    set_owner(m, 0);
     --m->__data.__nusers;
     release(m);
     return 0;

@@ -23,6 +23,9 @@
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
 #endif
+#ifdef GREEN_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace ctx = boost::context::detail;
 
@@ -222,6 +225,10 @@ bool Carrier::init(const RuntimeConfig& config) {
     root_->carrier = this;
     root_->is_root = true;
     root_->state = FiberState::kRunning;
+#ifdef GREEN_TSAN
+    root_->tsan_fiber = __tsan_get_current_fiber();
+    tsan_scheduler_ = __tsan_create_fiber(0);
+#endif
     track(root_);
     fiber_started(counters_);
 
@@ -284,6 +291,9 @@ void Carrier::retire() {
         close_runtime_fd(epoll_fd_.exchange(-1));
     }
     StackPool::release(scheduler_stack_);
+#ifdef GREEN_TSAN
+    __tsan_destroy_fiber(tsan_scheduler_);
+#endif
     delete root_;
     t_carrier = nullptr;
     delete this;
@@ -434,6 +444,9 @@ void Carrier::resume(Fiber* fiber) {
     // The fiber's own TLS from here to its next switch back; nothing in between touches TLS.
     char* fiber_tp = fiber->tls;
     if (fiber_tp) tls::set_thread_pointer(fiber_tp);
+#ifdef GREEN_TSAN
+    __tsan_switch_to_fiber(fiber->tsan_fiber, 0);
+#endif
     ctx::transfer_t back = ctx::jump_fcontext(fiber->context, fiber);
     if (fiber_tp) tls::set_thread_pointer(thread_tp_);
 #ifdef GREEN_SANITIZE
@@ -477,6 +490,9 @@ void Carrier::switch_to_scheduler(Fiber* self) {
     bool done = self->state == FiberState::kDone;
     __sanitizer_start_switch_fiber(done ? nullptr : &self->asan_fake_stack, scheduler_stack_.limit,
                                    scheduler_stack_.usable());
+#endif
+#ifdef GREEN_TSAN
+    __tsan_switch_to_fiber(tsan_scheduler_, 0);
 #endif
     ctx::transfer_t back = ctx::jump_fcontext(scheduler_context_, self);
 #ifdef GREEN_SANITIZE

@@ -214,6 +214,9 @@ private:
 #ifdef GREEN_SANITIZE
     void* asan_fake_stack_ = nullptr;
 #endif
+#ifdef GREEN_TSAN
+    void* tsan_scheduler_ = nullptr;  // ThreadSanitizer's view of the scheduler context
+#endif
 };
 
 }  // namespace green

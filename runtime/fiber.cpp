@@ -17,6 +17,9 @@
 #ifdef GREEN_SANITIZE
 #include <sanitizer/asan_interface.h>
 #endif
+#ifdef GREEN_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 namespace ctx = boost::context::detail;
 
@@ -131,6 +134,9 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->asan_stack_size = fiber->stack.usable();
 #endif
     fiber->context = ctx::make_fcontext(fiber->stack.top, fiber->stack.usable(), fiber_entry);
+#ifdef GREEN_TSAN
+    fiber->tsan_fiber = __tsan_create_fiber(0);
+#endif
     register_fiber(fiber);
     track(fiber);
 
@@ -160,6 +166,9 @@ void Carrier::free_fiber(Fiber* fiber) {
         fiber->free_when_delivered = true;  // on_remote_wake frees it when the last arrives
         return;
     }
+#ifdef GREEN_TSAN
+    __tsan_destroy_fiber(fiber->tsan_fiber);
+#endif
     delete fiber;
 }
 

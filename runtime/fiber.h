@@ -97,6 +97,9 @@ struct Fiber {
     void* locals = nullptr;  // owned by hooks (thread-specific data); freed by the exit hook
     char name[16] = {};
 
+#ifdef GREEN_TSAN
+    void* tsan_fiber = nullptr;  // ThreadSanitizer's view of this context
+#endif
 #ifdef GREEN_SANITIZE
     void* asan_fake_stack = nullptr;
     const void* asan_stack_bottom = nullptr;

@@ -220,8 +220,8 @@ char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
 }
 
 bool initialize() {
-#ifdef GREEN_SANITIZE
-    return false;  // ASan keeps per-thread state in TLS: fibers share their carrier's
+#if defined(GREEN_SANITIZE) || defined(GREEN_TSAN)
+    return false;  // the sanitizers keep per-thread state in TLS: fibers share their carrier's
 #else
     if (const char* why = check_glibc()) {
         log::write_line(
