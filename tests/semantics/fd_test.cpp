@@ -40,33 +40,61 @@ std::vector<std::string> open_fd_targets() {
     return targets;
 }
 
+// A thread that reads one byte from `fd`; join() waits for it and returns what read returned.
+class OneByteReader {
+  public:
+    explicit OneByteReader(int fd) : fd_(fd) {
+        pthread_create(&thread_, nullptr, [](void* a) -> void* {
+            auto* self = static_cast<OneByteReader*>(a);
+            self->n_ = read(self->fd_, &self->byte_, 1);
+            return nullptr;
+        }, this);
+    }
+    char byte() const { return byte_; }
+    ssize_t join() {
+        pthread_join(thread_, nullptr);
+        return n_;
+    }
+    // As join(), but gives up after `ms`; false if the thread has not ended by then.
+    bool join_within(int ms, ssize_t* n) {
+        timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += ms / 1000;
+        until.tv_nsec += (ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_timedjoin_np(thread_, nullptr, &until) != 0) return false;
+        *n = n_;
+        return true;
+    }
+
+  private:
+    int fd_;
+    char byte_ = 0;
+    ssize_t n_ = -1;
+    pthread_t thread_;
+};
+
 // Blocking work that needs the runtime's loop under the shim: a thread sleeps, another reads
 // a pipe that main fills after a while, and main joins both. True when it all came out right.
 bool blocking_work_runs() {
     int p[2];
     if (pipe(p) != 0) return false;
-    struct Ctx {
-        int fd;
-        char got;
-        ssize_t n;
-    } ctx{p[0], 0, -1};
-    pthread_t reader, sleeper;
-    pthread_create(&reader, nullptr, [](void* a) -> void* {
-        auto* c = static_cast<Ctx*>(a);
-        c->n = read(c->fd, &c->got, 1);
-        return nullptr;
-    }, &ctx);
+    OneByteReader reader(p[0]);
+    pthread_t sleeper;
     pthread_create(&sleeper, nullptr, [](void*) -> void* {
         usleep(20000);
         return nullptr;
     }, nullptr);
     usleep(10000);
     bool wrote = write(p[1], "x", 1) == 1;
-    pthread_join(reader, nullptr);
+    bool read_it = reader.join() == 1 && reader.byte() == 'x';
     pthread_join(sleeper, nullptr);
     close(p[0]);
     close(p[1]);
-    return wrote && ctx.n == 1 && ctx.got == 'x';
+    return wrote && read_it;
 }
 
 // Runs `fn` in a forked child (which may close every fd it likes) and returns its exit status.
@@ -144,21 +172,10 @@ TEST(Fds, ACloseThatSucceedsLeavesErrnoAlone) {
     // A registration left behind in epoll by an fd closed where no hook sees it (fclose)
     // makes the next close of the number find nothing to remove there.
     Pair s = socket_pair();
-    struct Ctx {
-        int fd;
-        ssize_t n;
-    } ctx{s.a, -1};
-    pthread_t reader;
-    pthread_create(&reader, nullptr, [](void* a) -> void* {
-        auto* c = static_cast<Ctx*>(a);
-        char byte;
-        c->n = read(c->fd, &byte, 1);
-        return nullptr;
-    }, &ctx);
+    OneByteReader reader(s.a);
     usleep(20000);
     ASSERT_EQ(write(s.b, "x", 1), 1);
-    pthread_join(reader, nullptr);
-    ASSERT_EQ(ctx.n, 1);
+    ASSERT_EQ(reader.join(), 1);
     FILE* f = fdopen(s.a, "r");
     ASSERT_NE(f, nullptr);
     s.a = -1;
@@ -250,17 +267,7 @@ TEST(Fds, ACloseOnAnotherThreadNeverHandsTheWaiterTheNextOwnersData) {
 // take the parent's readiness events: the parent's waiting thread still wakes.
 static void parent_waiter_survives_a_child(pid_t (*make_child)()) {
     Pair p = pipe_pair();
-    struct Ctx {
-        int fd;
-        ssize_t n;
-    } ctx{p.a, -1};
-    pthread_t reader;
-    pthread_create(&reader, nullptr, [](void* a) -> void* {
-        auto* c = static_cast<Ctx*>(a);
-        char byte;
-        c->n = read(c->fd, &byte, 1);
-        return nullptr;
-    }, &ctx);
+    OneByteReader reader(p.a);
     usleep(20000);
     fflush(nullptr);
     pid_t pid = make_child();
@@ -282,16 +289,14 @@ static void parent_waiter_survives_a_child(pid_t (*make_child)()) {
     auto start = Clock::now();
     while (ms_since(start) < 100) {
     }
-    timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 2;
-    if (pthread_timedjoin_np(reader, nullptr, &until) != 0) {
+    ssize_t n = -1;
+    if (!reader.join_within(2000, &n)) {
         // The byte was stolen and the reader may never wake: end the test process now.
         ADD_FAILURE() << "the parent's reader did not wake within 2 s";
         fflush(nullptr);
         _exit(1);
     }
-    EXPECT_EQ(ctx.n, 1);
+    EXPECT_EQ(n, 1);
     int status = -1;
     waitpid(pid, &status, 0);
     EXPECT_EQ(status, 0);
