@@ -109,14 +109,11 @@ ssize_t read_tty_bytes(int fd, const iovec* iov, int iovcnt, cc_t vmin, cc_t vti
                 return partial_or_fail(EBADF);
             case Waited::kTimedOut:
                 return static_cast<ssize_t>(got);  // the timer runs only after a byte
-            case Waited::kInterrupted:
-                if (got > 0) {
-                    interruption_restarts();  // consumed: a partial read is not restarted
-                    return static_cast<ssize_t>(got);
-                }
-                if (restarts_after_signal(kNoDeadline)) continue;
-                errno = EINTR;
-                return -1;
+            case Waited::kInterrupted: {
+                ssize_t result;
+                if (ends_after_signal(got, kNoDeadline, &result)) return result;
+                continue;
+            }
             case Waited::kReady:
                 break;
         }

@@ -55,14 +55,11 @@ ssize_t receive(int fd, int flags, size_t len, Attempt attempt) {
                 return partial_or_fail(EBADF);
             case Waited::kTimedOut:
                 return partial_or_fail(EAGAIN);
-            case Waited::kInterrupted:
-                if (done > 0) {
-                    interruption_restarts();  // consumed: a partial receive never restarts
-                    return static_cast<ssize_t>(done);
-                }
-                if (restarts_after_signal(deadline)) continue;
-                errno = EINTR;
-                return -1;
+            case Waited::kInterrupted: {
+                ssize_t result;
+                if (ends_after_signal(done, deadline, &result)) return result;
+                continue;
+            }
             case Waited::kReady:
                 break;
         }

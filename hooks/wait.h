@@ -82,6 +82,22 @@ inline bool restarts_after_signal(uint64_t deadline) {
     return restart && deadline == kNoDeadline;
 }
 
+// After a signal handler interrupted the wait of a call that has moved `done` bytes: true if
+// the call ends now, with *result what it returns — the count, since a partial transfer is
+// never restarted (as the kernel's), or -1 with EINTR when nothing moved and it does not
+// restart; false if it waits again.
+inline bool ends_after_signal(size_t done, uint64_t deadline, ssize_t* result) {
+    if (done > 0) {
+        interruption_restarts();  // consumed
+        *result = static_cast<ssize_t>(done);
+        return true;
+    }
+    if (restarts_after_signal(deadline)) return false;
+    errno = EINTR;
+    *result = -1;
+    return true;
+}
+
 // A socket call that a real thread would block in: try it with MSG_DONTWAIT; on EAGAIN
 // park until the socket is ready and try again. `attempt` must not block.
 // Honours the program's own O_NONBLOCK and MSG_DONTWAIT (EAGAIN at once), the socket's
