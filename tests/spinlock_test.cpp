@@ -17,6 +17,9 @@ std::atomic<int> g_allocations_under_spinlock{0};
 }
 
 #ifdef GREEN_SANITIZE
+// The replacement pair allocates with malloc and frees with free, which GCC's
+// -Wmismatched-new-delete cannot see through.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(size_t size) {
     if (green::spinlocks_held() > 0) g_allocations_under_spinlock.fetch_add(1);
     if (void* p = malloc(size ? size : 1)) return p;
