@@ -921,3 +921,61 @@ TEST(SignalMask, TwoThreadsInPpollWithOtherMasksEachGetTheirOwnMaskBack) {
     EXPECT_EQ(b_usr1, 0);
     EXPECT_EQ(b_usr2, 1);
 }
+
+namespace {
+std::atomic<int> g_usr2_blocked_in_handler{-1};
+void block_usr2_in_handler(int) {
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, nullptr);
+    sigset_t m;
+    pthread_sigmask(SIG_SETMASK, nullptr, &m);
+    g_usr2_blocked_in_handler = sigismember(&m, SIGUSR2);
+    ++g_mask_handled;
+}
+}  // namespace
+
+// sigreturn restores the mask of the interrupted code: a change made in a handler is undone.
+TEST(SignalMask, AMaskChangedInAHandlerIsUndoneWhenItReturns) {
+    g_mask_handled = 0;
+    struct sigaction act {};
+    act.sa_handler = block_usr2_in_handler;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, nullptr);
+    sigset_t before = current_mask();
+    ASSERT_EQ(sigismember(&before, SIGUSR2), 0);
+    ASSERT_EQ(kill(getpid(), SIGUSR1), 0);  // delivered before kill returns: main accepts it
+    EXPECT_EQ(g_mask_handled.load(), 1);
+    EXPECT_EQ(g_usr2_blocked_in_handler.load(), 1);
+    sigset_t after = current_mask();
+    EXPECT_EQ(sigismember(&after, SIGUSR2), 0);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+// A thread that accepts the signal with a handler does not take it from one in sigwait: the
+// kernel gives a process signal to the thread waiting for it first.
+TEST(SignalMask, SigwaitTakesAProcessSignalAnotherThreadAccepts) {
+    Handler handler(SIGUSR1);
+    Pair p = socket_pair();
+    std::atomic<bool> parked{false};
+    std::thread accepting([&] {  // made before main blocks SIGUSR1: it accepts it
+        parked = true;
+        char c;
+        (void)!read(p.a, &c, 1);
+    });
+    ASSERT_TRUE(wait_for(parked));
+    sigset_t usr1 = set_of({SIGUSR1}), orig;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &orig), 0);
+    int sig = 0, err;
+    {
+        After sender(100, [] { kill(getpid(), SIGUSR1); });
+        err = sigwait(&usr1, &sig);
+    }
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(sig, SIGUSR1);
+    EXPECT_EQ(g_mask_handled.load(), 0);
+    EXPECT_EQ(write(p.b, "x", 1), 1);
+    accepting.join();
+    pthread_sigmask(SIG_SETMASK, &orig, nullptr);
+}
