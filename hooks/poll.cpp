@@ -3,8 +3,8 @@
 // parks on the fds (for epoll, on the epoll fd itself, which is readable when it has
 // events), and on any wake-up asks the kernel again: what the program gets back is always
 // the kernel's own answer. A signal handler ends the wait with EINTR, whatever SA_RESTART
-// says, as signal(7) specifies for these calls. The sigmask of the p-variants is applied to
-// the carrier thread for the duration of the wait (docs/compat.md).
+// says, as signal(7) specifies for these calls. The sigmask of the p-variants is the calling
+// fiber's for the duration of the call (pthread_sigmask is per fiber: hooks/signal.cpp).
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -17,10 +17,14 @@
 #include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
+#include "runtime/tls.h"
 
 extern "C" void __chk_fail(void) __attribute__((noreturn));
 
 namespace green::hooks {
+
+extern thread_local unsigned t_handlers_run;  // hooks/signal.cpp
+
 namespace {
 
 uint32_t epoll_events_of(short events) {
@@ -93,22 +97,45 @@ timeval select_time_left(const timespec& end) {
                    static_cast<suseconds_t>(left % kNsPerSec / 1000)};
 }
 
-// The signal mask of ppoll, pselect and epoll_pwait, in force while the call waits.
+// The signal mask of ppoll, pselect and epoll_pwait, the fiber's for the whole call, as the
+// kernel sets it before it looks at the fds. A pending signal that it unblocks runs its handler
+// as it is set; the call then fails with EINTR unless an fd is ready (the kernel's order).
 class SigmaskDuringWait {
 public:
     explicit SigmaskDuringWait(const sigset_t* mask) : active_(mask != nullptr) {
-        if (active_) pthread_sigmask(SIG_SETMASK, mask, &saved_);
+        if (!active_) return;
+        sigset_t wanted;
+        sigemptyset(&wanted);
+        if (!copy_from_user(&wanted, mask, 8)) {  // the kernel's 8 bytes; EFAULT as it
+            active_ = false;
+            failed_ = true;
+            return;
+        }
+        unsigned before = tls::per_thread(t_handlers_run);
+        hooks::pthread_sigmask(SIG_SETMASK, &wanted, &saved_);
+        interrupted_ = tls::per_thread(t_handlers_run) != before;
     }
     ~SigmaskDuringWait() {
-        if (active_) pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+        if (active_) hooks::pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
     }
     SigmaskDuringWait(const SigmaskDuringWait&) = delete;
     SigmaskDuringWait& operator=(const SigmaskDuringWait&) = delete;
+    bool failed() const { return failed_; }            // errno is EFAULT
+    bool interrupted() const { return interrupted_; }  // a handler ran as it was set
 
-private:
+  private:
     bool active_;
+    bool failed_ = false;
+    bool interrupted_ = false;
     sigset_t saved_;
 };
+
+// After the first look found nothing: -1 with EINTR if the mask let a handler run, else 0.
+int nothing_ready(const SigmaskDuringWait& mask) {
+    if (!mask.interrupted()) return 0;
+    errno = EINTR;
+    return -1;
+}
 
 enum class Wake { kLook, kDeadline, kSignal };
 
@@ -144,8 +171,11 @@ int wait_and_look(std::vector<FdWaiter>& waiters, uint64_t deadline, Look look) 
 
 int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
                const sigset_t* sigmask) {
+    SigmaskDuringWait mask(sigmask);
+    if (mask.failed()) return -1;
     int r = real::get().poll(fds, nfds, 0);
-    if (r != 0 || immediate) return r;
+    if (r != 0) return r;
+    if (mask.interrupted() || immediate) return nothing_ready(mask);
     // fds was read by the kernel just now: it is valid memory.
     std::vector<FdWaiter> waiters;
     for (nfds_t i = 0; i < nfds; ++i) {
@@ -156,7 +186,6 @@ int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
         w.events = events;
         waiters.push_back(w);
     }
-    SigmaskDuringWait mask(sigmask);
     return wait_and_look(waiters, deadline, [&] { return real::get().poll(fds, nfds, 0); });
 }
 
@@ -179,8 +208,11 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
         may_wait = copy_from_user(want[k].data(), sets[k], set_bytes);  // else: EFAULT below
     }
     timeval zero{0, 0};
+    SigmaskDuringWait mask(sigmask);
+    if (mask.failed()) return -1;
     // The kernel validates nfds, the sets and the fds now, exactly as for a blocking call.
     int r = real::get().select(nfds, readfds, writefds, exceptfds, &zero);
+    if (r == 0 && mask.interrupted()) r = nothing_ready(mask);
     if (r == 0 && may_wait && !immediate) {
         std::vector<FdWaiter> waiters;
         static const uint32_t kEvents[3] = {EPOLLIN, EPOLLOUT, EPOLLPRI};
@@ -194,7 +226,6 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
             w.events = events;
             waiters.push_back(w);
         }
-        SigmaskDuringWait mask(sigmask);
         r = wait_and_look(waiters, deadline, [&] {
             for (int k = 0; k < 3; ++k)
                 if (sets[k]) std::memcpy(sets[k], want[k].data(), set_bytes);
@@ -207,12 +238,14 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
 
 int epoll_until(int epfd, epoll_event* events, int maxevents, uint64_t deadline, bool immediate,
                 const sigset_t* sigmask) {
+    SigmaskDuringWait mask(sigmask);
+    if (mask.failed()) return -1;
     int r = real::get().epoll_wait(epfd, events, maxevents, 0);
-    if (r != 0 || immediate) return r;
+    if (r != 0) return r;
+    if (mask.interrupted() || immediate) return nothing_ready(mask);
     std::vector<FdWaiter> waiters(1);
     waiters[0].fd = epfd;
     waiters[0].events = EPOLLIN;  // an epoll fd is readable when it has events to report
-    SigmaskDuringWait mask(sigmask);
     return wait_and_look(waiters, deadline,
                          [&] { return real::get().epoll_wait(epfd, events, maxevents, 0); });
 }

@@ -269,9 +269,9 @@ int sigsuspend(const sigset_t* mask) {
     if (!copy_from_user(&wanted, mask, sizeof wanted)) return -1;
     unsigned before = tls::per_thread(t_handlers_run);
     sigset_t saved;
-    pthread_sigmask(SIG_SETMASK, &wanted, &saved);  // pending signals may run here
+    hooks::pthread_sigmask(SIG_SETMASK, &wanted, &saved);  // pending signals may run here
     int r = park_until_handler(before);
-    pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    hooks::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     return r;
 }
 
@@ -339,7 +339,7 @@ int system(const char* command) {
     sigset_t child_mask, saved_mask;
     sigemptyset(&child_mask);
     sigaddset(&child_mask, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &child_mask, &saved_mask);
+    hooks::pthread_sigmask(SIG_BLOCK, &child_mask, &saved_mask);
 
     // The shell starts with the caller's mask and default SIGINT and SIGQUIT (unless the
     // program ignored them itself).
@@ -373,7 +373,7 @@ int system(const char* command) {
         status = W_EXITCODE(127, 0);  // as glibc: the shell could not be run
     }
 
-    pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
+    hooks::pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
     {
         SpinGuard hold(g_system_lock);
         if (--g_system_callers == 0) {

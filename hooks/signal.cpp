@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
@@ -76,6 +78,7 @@ void trampoline(int sig, siginfo_t* info, void* context) {
     }
     struct sigaction a = g_program[sig];
     if (!is_handler(a) && !(a.sa_flags & SA_SIGINFO)) return;  // SIGURG left at SIG_DFL/SIG_IGN
+    const uint64_t mask_on_entry = signal_handler_starts();
     if (a.sa_flags & SA_RESETHAND) {
         // The kernel has already reset the disposition; say so to a later sigaction query.
         g_program[sig].sa_handler = SIG_DFL;
@@ -87,7 +90,10 @@ void trampoline(int sig, siginfo_t* info, void* context) {
         a.sa_handler(sig);
     int saved = errno;
     ++tls::per_thread(t_handlers_run);
-    signal_arrived((a.sa_flags & SA_RESTART) != 0);
+    signal_arrived(sig, (a.sa_flags & SA_RESTART) != 0);
+    uint64_t restored = 0;  // what sigreturn gives the kernel: the interrupted context's mask
+    if (context) std::memcpy(&restored, &static_cast<ucontext_t*>(context)->uc_sigmask, 8);
+    signal_handler_ends(restored, mask_on_entry);
     errno = saved;
 }
 
@@ -130,6 +136,40 @@ int sigaction(int sig, const struct sigaction* act, struct sigaction* old) {
     }
     if (old) *old = previous;
     return 0;
+}
+
+// pthread_sigmask and sigprocmask act on the calling fiber's mask. While a fiber runs its mask
+// is the carrier thread's (Carrier::resume), so the kernel's is changed first, exactly as for
+// a thread: it validates `how`, writes the old mask, and runs the handlers of pending signals
+// the change unblocks before it returns. Then the runtime records the fiber's new mask.
+int pthread_sigmask(int how, const sigset_t* set, sigset_t* old) {
+    if (disabled() || !current_fiber()) return real::get().pthread_sigmask(how, set, old);
+    uint64_t wanted = 0;
+    if (set) std::memcpy(&wanted, set, sizeof wanted);  // first: `old` may be `set`
+    sigset_t local;
+    sigset_t* out = old ? old : &local;  // the kernel writes its 8 bytes only, as natively
+    int r = real::get().pthread_sigmask(how, set, out);
+    if (r != 0 || !set) return r;
+    uint64_t mask;
+    std::memcpy(&mask, out, sizeof mask);
+    if (how == SIG_BLOCK)
+        mask |= wanted;
+    else if (how == SIG_UNBLOCK)
+        mask &= ~wanted;
+    else
+        mask = wanted;
+    // Never blocked: SIGKILL and SIGSTOP (the kernel), SIGCANCEL and SIGSETXID (glibc).
+    constexpr auto bit = [](int sig) { return uint64_t{1} << (sig - 1); };
+    mask &= ~(bit(SIGKILL) | bit(SIGSTOP) | bit(32) | bit(33));
+    set_fiber_sigmask(mask);
+    return 0;
+}
+
+int sigprocmask(int how, const sigset_t* set, sigset_t* old) {
+    int r = hooks::pthread_sigmask(how, set, old);
+    if (r == 0) return 0;
+    errno = r;
+    return -1;
 }
 
 // glibc's signal() has BSD semantics: the handler stays installed, the signal is blocked

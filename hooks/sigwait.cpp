@@ -2,18 +2,19 @@
 // of the set is pending. Never blocks the carrier: the kernel is only asked with a zero
 // timeout, and the wait is on a signalfd for the set in the carrier's epoll set.
 //
-// The signals waited for are blocked (sigwait(3) requires it; the carrier's mask is every
-// fiber's). A pending one, sent to the process or to the carrier thread, makes the signalfd
-// readable for the carrier; the fiber then takes it with rt_sigtimedwait and a zero timeout,
-// so the kernel itself dequeues it and fills the siginfo_t exactly as for a blocked thread.
-// A signal of the set that is not blocked runs its handler instead, as it does natively
-// whenever it arrives before the thread is inside the call.
+// The signals waited for are blocked (sigwait(3) requires it; the fiber's own mask), and stay
+// blocked while its carrier idles (Carrier::idle_mask). A pending one, sent to the process or to
+// the carrier thread, makes the signalfd readable for the carrier; the fiber then takes it with
+// rt_sigtimedwait and a zero timeout, so the kernel itself dequeues it and fills the siginfo_t
+// exactly as for a blocked thread. A signal of the set that is not blocked runs its handler
+// instead, as it does natively whenever it arrives before the thread is inside the call.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
@@ -65,6 +66,11 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
 
     int fd = signalfd(-1, &wanted, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) return -1;  // EMFILE, ENOMEM: what a failed wait can report
+    // While the carrier idles these stay blocked, pending for this signalfd, even if another
+    // fiber accepts them: a thread in sigwait is the kernel's first choice for them too.
+    uint64_t awaited;
+    std::memcpy(&awaited, &wanted, sizeof awaited);
+    set_sigwait_set(awaited);
     for (;;) {
         // Parked as poll parks: a handler interrupts it as one blocked call. (kSignal is for
         // pause and sigsuspend: every handler wakes all of those, and not as an interruption.)
@@ -83,6 +89,7 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
         // Ready, but another fiber (or thread) took it first; or a spurious wake-up.
     }
     int saved = errno;
+    set_sigwait_set(0);
     fd_closing(fd);
     real::get().close(fd);
     errno = saved;

@@ -49,8 +49,7 @@ bool interrupts(const Fiber* fiber, int sig) {
     if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) != FiberState::kParked) return false;
     Fiber* self = current_fiber();
     if (!self || self->carrier != fiber->carrier) return true;
-    sigset_t mask;
-    return pthread_sigmask(SIG_BLOCK, nullptr, &mask) != 0 || sigismember(&mask, sig) != 1;
+    return (fiber->sigmask & (uint64_t{1} << (sig - 1))) == 0;  // the target's own mask
 }
 
 // A non-root fiber: the one kind of "thread" whose identity and data we keep ourselves.

@@ -89,6 +89,19 @@ void install_overflow_handler() {
 #endif
 }
 
+// rt_sigprocmask without libc: our own pthread_sigmask is interposed, and this runs on the
+// switch path. `set` null: only reads. Async-signal-safe.
+inline void kernel_sigmask(const uint64_t* set, uint64_t* old) {
+    long ret;
+    register long r10 asm("r10") = 8;  // the kernel's sigset size
+    asm volatile("syscall"
+                 : "=a"(ret)
+                 : "0"(static_cast<long>(SYS_rt_sigprocmask)), "D"(static_cast<long>(SIG_SETMASK)),
+                   "S"(set), "d"(old), "r"(r10)
+                 : "rcx", "r11", "memory");
+    (void)ret;
+}
+
 size_t glibc_default_stack_size() {
     pthread_attr_t attr;
     size_t size = 8 * 1024 * 1024;
@@ -171,18 +184,55 @@ WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason) {
     return reached ? WaitResult::kTimedOut : WaitResult::kReady;
 }
 
-void signal_arrived(bool restart) {
+void signal_arrived(int sig, bool restart) {
     Carrier* carrier = t_carrier;
     if (!carrier) return;
     // While a fiber runs, a signal is that fiber's (it was not blocked), unless it was sent
     // to another one with pthread_kill: the carrier thread runs the sender at that moment.
     if (t_fiber && !carrier->has_signal_target_other_than(t_fiber)) {
-        carrier->note_handler_ran();  // still ends pause and sigsuspend waits
+        carrier->note_handler_ran(sig);  // still ends pause and sigsuspend waits
         return;
     }
-    carrier->note_signal(restart);
+    carrier->note_signal(sig, restart);
 }
 
+// The running fiber's mask: the kernel's while it runs, so the hooks change the kernel's
+// first (it validates and delivers what the change unblocks) and then record it here.
+void set_fiber_sigmask(uint64_t mask) {
+    Fiber* self = t_fiber;
+    if (!self) return;
+    self->carrier->kernel_mask_is(mask);
+    self->carrier->set_fiber_mask(self, mask);
+}
+
+uint64_t fiber_sigmask() {
+    Fiber* self = t_fiber;
+    return self ? self->sigmask : 0;
+}
+
+void set_sigwait_set(uint64_t set) {
+    if (Fiber* self = t_fiber) self->carrier->set_awaited(self, set);
+}
+
+uint64_t signal_handler_starts() {
+    Carrier* carrier = t_carrier;
+    if (!carrier) return 0;
+    carrier->handler_mask_unknown();  // the kernel adds the handler's sa_mask
+    Fiber* self = t_fiber;
+    return self ? self->sigmask : 0;
+}
+
+// sigreturn sets the kernel mask to `restored` (the interrupted context's); a mask the handler
+// set on its fiber is undone with it, as a thread's is. The fiber's mask goes back to what it
+// was on entry, not to `restored`: the handler may have run in Carrier::resume between the
+// fiber's start and its mask's.
+void signal_handler_ends(uint64_t restored, uint64_t mask_on_entry) {
+    Carrier* carrier = t_carrier;
+    if (!carrier) return;
+    carrier->kernel_mask_is(restored);
+    Fiber* self = t_fiber;
+    if (self && self->sigmask != mask_on_entry) carrier->set_fiber_mask(self, mask_on_entry);
+}
 void target_signal(Fiber* fiber) {
     fiber->carrier->set_signal_target(fiber);
 }
@@ -229,6 +279,9 @@ bool Carrier::init(const RuntimeConfig& config) {
     root_->tsan_fiber = __tsan_get_current_fiber();
     tsan_scheduler_ = __tsan_create_fiber(0);
 #endif
+    kernel_sigmask(nullptr, &root_->sigmask);
+    kernel_mask_ = root_->sigmask;
+    count_mask(root_->sigmask, 1);
     track(root_);
     fiber_started(counters_);
 
@@ -370,6 +423,17 @@ void Carrier::reset_after_fork() {
     root_exited_ = !root_survives;  // the forking thread is the child's last one
     counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
     waiting_on_peers_ = 0;
+    // Only the forking fiber takes signals in the child; fork.cpp gives the kernel its mask.
+    Fiber* survivor = self ? self : root_;
+    std::memset(blocking_, 0, sizeof blocking_);
+    std::memset(awaited_, 0, sizeof awaited_);
+    masked_fibers_ = blocking_any_ = awaiting_any_ = 0;
+    for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) f->awaited = 0;
+    count_mask(survivor->sigmask, 1);
+    kernel_mask_ = kMaskUnknown;
+    pending_signals_.store(0);
+    restarting_signals_.store(0);
+    handlers_ran_.store(0);
     registry_after_fork(this);
     for (FdRecord& rec : fds_) {
         rec.waiters = nullptr;
@@ -396,7 +460,7 @@ bool Carrier::remake_loop_after_fork() {
     if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
     loop_ready_ = true;
     // A signal noted before the loop was remade is delivered now.
-    if (pending_signal_.load() || handler_ran_.load()) uv_async_send(remote_wake_);
+    if (pending_signals_.load() || handlers_ran_.load()) uv_async_send(remote_wake_);
     return true;
 }
 
@@ -428,6 +492,9 @@ void Carrier::scheduler_loop() {
         if (!run_head_ && waiting_on_peers_ != 0 &&
             waiting_on_peers_ == live_fibers_ + (root_exited_ ? 0 : 1))
             check_deadlock();
+        // Every fiber is parked or queued: let in what any of them accepts (see idle_mask).
+        uint64_t idle = idle_mask();
+        if (idle != kernel_mask_) set_kernel_mask(idle);
         poll_once(run_head_ == nullptr);
     }
 }
@@ -437,6 +504,9 @@ void Carrier::resume(Fiber* fiber) {
     t_fiber = fiber;
     bump(counters_.switches);
     running_.store(fiber, std::memory_order_relaxed);
+    // The fiber's mask is the thread's while it runs. Masks rarely differ: usually no call.
+    // (A signal this lets in runs its handler here, as the fiber's: t_fiber is set.)
+    if (fiber->sigmask != kernel_mask_) set_kernel_mask(fiber->sigmask);
 #ifdef GREEN_SANITIZE
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);
@@ -479,6 +549,8 @@ void Carrier::after_switch_back(Fiber* fiber) {
     if (fiber->tls) tls::free_block(fiber->tls);
     fiber->tls = nullptr;
     --live_fibers_;
+    count_mask(fiber->sigmask, -1);
+    if (fiber->awaited) set_awaited(fiber, 0);
     fiber_ended(counters_);
     if (fiber->detached) free_fiber(fiber);
 }
@@ -661,48 +733,117 @@ void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
     uv_async_send(remote_wake_);
 }
 
-void Carrier::note_signal(bool restart) {
-    pending_signal_.store(restart ? 2 : 1);
+void Carrier::note_signal(int sig, bool restart) {
+    const uint64_t bit = sig > 0 && sig <= 64 ? uint64_t{1} << (sig - 1) : 0;
+    if (restart) restarting_signals_.fetch_or(bit);
+    pending_signals_.fetch_or(bit);
     if (loop_ready_) uv_async_send(remote_wake_);  // async-signal-safe, as libuv documents
 }
 
-void Carrier::note_handler_ran() {
+void Carrier::note_handler_ran(int sig) {
     if (!signal_waiters_.load(std::memory_order_relaxed)) return;
-    handler_ran_.store(true);
+    handlers_ran_.fetch_or(sig > 0 && sig <= 64 ? uint64_t{1} << (sig - 1) : 0);
     if (loop_ready_) uv_async_send(remote_wake_);
 }
 
-// On the loop, after a handler ran while every fiber was parked: interrupt one parked I/O
-// wait or sleep, as the kernel interrupts one blocked thread.
+// ---------------------------------------------------------------------------------------
+// Signal masks. The kernel delivers a signal only to a thread that does not block it, so the
+// carrier thread's kernel mask is the running fiber's mask, and while the scheduler waits it
+// is idle_mask(): a signal goes through if any live fiber accepts it, and deliver_signal()
+// then interrupts only a fiber that accepts it. A signal every fiber blocks stays pending in
+// the kernel until a mask change lets it in or a sigwait takes it (design.md, "Signal masks").
+
+void Carrier::set_kernel_mask(uint64_t mask) {
+    kernel_mask_ = mask;  // first: a handler run by the change restores what it finds here
+    kernel_sigmask(&mask, nullptr);
+}
+
+void Carrier::count_mask(uint64_t mask, int delta) {
+    masked_fibers_ += delta;
+    if (mask == 0) return;
+    blocking_any_ += delta;
+    for (uint64_t m = mask; m; m &= m - 1) blocking_[__builtin_ctzll(m)] += delta;
+}
+
+void Carrier::set_fiber_mask(Fiber* fiber, uint64_t mask) {
+    uint64_t was = fiber->sigmask;
+    if (was == mask) return;
+    fiber->sigmask = mask;
+    count_mask(was, -1);
+    count_mask(mask, 1);
+}
+
+void Carrier::set_awaited(Fiber* fiber, uint64_t set) {
+    for (uint64_t m = fiber->awaited; m; m &= m - 1) --awaited_[__builtin_ctzll(m)];
+    awaiting_any_ -= fiber->awaited != 0;
+    fiber->awaited = set;
+    for (uint64_t m = set; m; m &= m - 1) ++awaited_[__builtin_ctzll(m)];
+    awaiting_any_ += set != 0;
+}
+
+// Blocked while the scheduler waits: what every live fiber blocks, and what a sigwait waits
+// for (it stays pending for the waiter's signalfd instead of running a handler elsewhere).
+uint64_t Carrier::idle_mask() const {
+    uint64_t mask = 0;
+    if (blocking_any_ != 0 && blocking_any_ == masked_fibers_) {
+        for (int i = 0; i < 64; ++i)
+            if (blocking_[i] == masked_fibers_) mask |= uint64_t{1} << i;
+    }
+    if (awaiting_any_ != 0) {
+        for (int i = 0; i < 64; ++i)
+            if (awaited_[i] != 0) mask |= uint64_t{1} << i;
+    }
+    return mask;
+}
+
+// On the loop, after handlers ran while every fiber was parked: for each signal, interrupt one
+// parked I/O wait or sleep of a fiber that does not block it, as the kernel interrupts one
+// blocked thread.
 void Carrier::deliver_signal() {
-    uint8_t how = pending_signal_.exchange(0);
+    const uint64_t pending = pending_signals_.exchange(0);
+    const uint64_t restarting = restarting_signals_.exchange(0);
     Fiber* target = signal_target_.exchange(nullptr);
-    bool handler_ran = handler_ran_.exchange(false);
-    // pause and sigsuspend wait for any handler to run, wherever it ran: in a threaded program
-    // they are typically the one thread that does not block the signal. They take the signal
-    // when there are any; otherwise one other parked call is interrupted, as below.
-    if ((how || handler_ran) && signal_waiters_.load(std::memory_order_relaxed)) {
-        for (Fiber* f = all_fibers_; f; f = f->next_on_carrier)
-            if (f->state == FiberState::kParked && f->park_reason == ParkReason::kSignal)
-                unpark(f);
-        return;
+    const uint64_t ran = handlers_ran_.exchange(0);
+    auto accepts = [](const Fiber* f, uint64_t bit) { return (f->sigmask & bit) == 0; };
+    auto waiting = [](const Fiber* f) {
+        return f->state == FiberState::kParked && f->interruptible;
+    };
+    for (uint64_t all = pending | ran; all; all &= all - 1) {
+        const uint64_t bit = all & (~all + 1);
+        // pause and sigsuspend wait for any handler to run, wherever it ran: in a threaded
+        // program they are typically the one thread that does not block the signal. They take
+        // the signal when there are any that accept it; otherwise one other parked call is
+        // interrupted, as below.
+        bool taken = false;
+        if (signal_waiters_.load(std::memory_order_relaxed)) {
+            for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
+                if (f->state == FiberState::kParked && f->park_reason == ParkReason::kSignal &&
+                    accepts(f, bit)) {
+                    unpark(f);
+                    taken = true;
+                }
+            }
+        }
+        if (taken || !(pending & bit)) continue;
+        const uint8_t how = (restarting & bit) ? 2 : 1;
+        Fiber* victim = nullptr;
+        bool targeted = false;  // sent to a fiber of ours (pthread_kill, tgkill): only it may be
+        for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier) {
+            if (f != target) continue;
+            targeted = true;
+            if (waiting(f) && accepts(f, bit)) victim = f;
+        }
+        if (targeted) {
+            target = nullptr;       // it names the first signal only
+            if (!victim) continue;  // it was not waiting: the signal interrupts no one
+        }
+        if (!victim && waiting(root_) && accepts(root_, bit)) victim = root_;
+        for (Fiber* f = all_fibers_; f && !victim; f = f->next_on_carrier)
+            if (waiting(f) && accepts(f, bit)) victim = f;
+        if (!victim) continue;
+        victim->interrupted = how;
+        unpark(victim);
     }
-    if (!how) return;
-    auto waiting = [](Fiber* f) { return f->state == FiberState::kParked && f->interruptible; };
-    Fiber* victim = nullptr;
-    bool targeted = false;  // sent to a fiber of ours (pthread_kill, tgkill): only it may be
-    for (Fiber* f = all_fibers_; f && target; f = f->next_on_carrier) {
-        if (f != target) continue;
-        targeted = true;
-        if (waiting(f)) victim = f;
-    }
-    if (targeted && !victim) return;  // it was not waiting: the signal interrupts no one
-    if (!victim && waiting(root_)) victim = root_;
-    for (Fiber* f = all_fibers_; f && !victim; f = f->next_on_carrier)
-        if (waiting(f)) victim = f;
-    if (!victim) return;
-    victim->interrupted = how;
-    unpark(victim);
 }
 
 void Carrier::on_remote_wake(uv_async_t* handle) {
@@ -736,6 +877,7 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
 
 void Carrier::root_exited() {
     root_exited_ = true;
+    count_mask(root_->sigmask, -1);  // an exited thread takes no signal
     root_->state = FiberState::kParked;
     root_->park_reason = ParkReason::kExited;
     switch_to_scheduler(root_);

@@ -77,9 +77,18 @@ public:
     // caller has counted the wake-up in fiber->remote_wakes_pending.
     void unpark_remote(Fiber* fiber, uint64_t park_seq);
     // Async-signal-safe: records a signal for deliver_signal(), on the loop.
-    void note_signal(bool restart);
+    void note_signal(int sig, bool restart);
     // Async-signal-safe: a handler ran while a fiber ran; pause/sigsuspend waiters must see it.
-    void note_handler_ran();
+    void note_handler_ran(int sig);
+    // Signal masks (carrier.cpp). `fiber` (running on this carrier) now has `mask`, which is
+    // already the kernel's; keeps the count of who blocks what. Also from a signal handler.
+    void set_fiber_mask(Fiber* fiber, uint64_t mask);
+    // sigwait: the running fiber waits for `set` (0: no longer).
+    void set_awaited(Fiber* fiber, uint64_t set);
+    // What the kernel mask is now (a hook changed it, a handler's sigreturn restores it), or
+    // that it is not known (inside a handler, which adds its sa_mask).
+    void kernel_mask_is(uint64_t mask) { kernel_mask_ = mask; }
+    void handler_mask_unknown() { kernel_mask_ = kMaskUnknown; }
     void set_signal_target(Fiber* fiber) { signal_target_.store(fiber); }
     bool has_signal_target_other_than(Fiber* fiber) {
         Fiber* target = signal_target_.load();
@@ -200,9 +209,25 @@ private:
     std::atomic<bool> stale_fds_{false};  // an fd was closed by another thread
     uv_async_t* remote_wake_ = nullptr;
     std::vector<Fiber*> timers_;
-    std::atomic<uint8_t> pending_signal_{0};  // 0, or Fiber::interrupted's value to deliver
+    // Signals whose handler ran while every fiber was parked (bit n-1: signal n), and those
+    // of them whose handler has SA_RESTART; deliver_signal() interrupts a fiber for each.
+    std::atomic<uint64_t> pending_signals_{0};
+    std::atomic<uint64_t> restarting_signals_{0};
     std::atomic<Fiber*> signal_target_{nullptr};
-    std::atomic<bool> handler_ran_{false};
+    std::atomic<uint64_t> handlers_ran_{0};  // signals handled while a fiber ran
+    // Masks. While a fiber runs the kernel mask is its mask; while the scheduler waits it is
+    // idle_mask(): what every live fiber blocks and no sigwait waits for. blocking_[n-1]
+    // counts the live fibers that block signal n, awaited_[n-1] those that sigwait for it.
+    static constexpr uint64_t kMaskUnknown = ~uint64_t{0};  // no real mask (SIGKILL is never)
+    uint64_t idle_mask() const;
+    void count_mask(uint64_t mask, int delta);
+    void set_kernel_mask(uint64_t mask);
+    uint64_t kernel_mask_ = kMaskUnknown;
+    uint32_t blocking_[64] = {};
+    uint32_t awaited_[64] = {};
+    uint32_t masked_fibers_ = 0;               // live fibers counted in blocking_
+    uint32_t blocking_any_ = 0;                // of them, those with a non-empty mask
+    uint32_t awaiting_any_ = 0;                // fibers in sigwait
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
     std::atomic<int> epoll_fd_{-1};

@@ -129,6 +129,10 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->start = start;
     fiber->arg = arg;
     fiber->detached = options.detached;
+    // As pthread_create: the new thread starts with its creator's signal mask.
+    fiber->sigmask =
+        Carrier::current() == this && current_fiber() ? current_fiber()->sigmask : root_->sigmask;
+    count_mask(fiber->sigmask, 1);
 #ifdef GREEN_SANITIZE
     fiber->asan_stack_bottom = fiber->stack.limit;
     fiber->asan_stack_size = fiber->stack.usable();

@@ -91,6 +91,11 @@ struct Fiber {
     // interrupted it: 0 nothing, 1 a handler without SA_RESTART, 2 one with SA_RESTART.
     bool interruptible = false;
     uint8_t interrupted = 0;
+    // The fiber's signal mask, as the kernel's 64-bit sigset (bit n-1: signal n). While the
+    // fiber runs it is the carrier thread's kernel mask (Carrier::resume); pthread_create
+    // copies the creator's. `awaited`: the signals it waits for in sigwait, else 0.
+    uint64_t sigmask = 0;
+    uint64_t awaited = 0;
 
     void* exit_value = nullptr;  // pthread_exit's value, or what the start routine returned
 

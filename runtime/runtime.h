@@ -83,7 +83,18 @@ WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason);
 // the last target_signal(), else the root fiber, else the first such fiber. Its wait returns
 // kInterrupted. Async-signal-safe; a no-op off a carrier or while a fiber runs (the signal
 // was that fiber's, and it was not blocked).
-void signal_arrived(bool restart);
+void signal_arrived(int sig, bool restart);
+// Signal masks per fiber (the kernel's 64-bit sigset: bit n-1 is signal n). The running
+// fiber's mask is the carrier thread's kernel mask; the hooks change the kernel's, then call
+// set_fiber_sigmask. While every fiber is parked the kernel mask lets through what any of
+// them accepts, or waits for in sigwait (set_sigwait_set; 0 when the wait ends).
+void set_fiber_sigmask(uint64_t mask);
+uint64_t fiber_sigmask();
+void set_sigwait_set(uint64_t set);
+// Around a program's handler (the trampoline): the first returns the fiber's mask to give
+// back to the second with the mask sigreturn restores (the ucontext's).
+uint64_t signal_handler_starts();
+void signal_handler_ends(uint64_t restored, uint64_t mask_on_entry);
 void target_signal(Fiber* fiber);
 // After kInterrupted: whether the handler asked for SA_RESTART. Clears the interruption.
 bool interruption_restarts();

@@ -706,3 +706,276 @@ TEST(Sigtimedwait, ASigurgWaiterSeesOnlyTheProgramsOwn) {
     EXPECT_EQ(info.si_code, SI_QUEUE);
     EXPECT_EQ(info.si_value.sival_int, 7);
 }
+
+// Signal masks are per thread: one thread's pthread_sigmask never blocks a signal for another,
+// and the temporary masks of ppoll and pselect are the caller's alone.
+namespace {
+
+std::atomic<int> g_mask_handled{0};
+void count_mask_signal(int) {
+    ++g_mask_handled;
+}
+
+// Installs count_mask_signal (no SA_RESTART) for `sig` while it lives.
+class Handler {
+  public:
+    explicit Handler(int sig) : sig_(sig) {
+        g_mask_handled = 0;
+        struct sigaction act {};
+        act.sa_handler = count_mask_signal;
+        sigemptyset(&act.sa_mask);
+        sigaction(sig, &act, nullptr);
+    }
+    ~Handler() { signal(sig_, SIG_DFL); }
+
+  private:
+    int sig_;
+};
+
+sigset_t set_of(std::initializer_list<int> sigs) {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int sig : sigs) sigaddset(&s, sig);
+    return s;
+}
+
+sigset_t current_mask() {
+    sigset_t m;
+    pthread_sigmask(SIG_SETMASK, nullptr, &m);
+    return m;
+}
+
+bool wait_for(const std::atomic<bool>& flag, int ms = 5000) {
+    auto start = Clock::now();
+    while (!flag && ms_since(start) < ms) usleep(1000);
+    return flag;
+}
+
+// A thread that blocks every signal and then waits in read until the pair's other end writes.
+class BlockingEverything {
+  public:
+    BlockingEverything()
+        : p_(socket_pair()), thread_([this] {
+              sigset_t all;
+              sigfillset(&all);
+              pthread_sigmask(SIG_BLOCK, &all, nullptr);
+              ready_ = true;
+              char c;
+              (void)!read(p_.a, &c, 1);
+          }) {
+        EXPECT_TRUE(wait_for(ready_));
+    }
+    ~BlockingEverything() {
+        EXPECT_EQ(write(p_.b, "x", 1), 1);
+        thread_.join();
+    }
+
+  private:
+    Pair p_;
+    std::atomic<bool> ready_{false};
+    std::thread thread_;
+};
+
+}  // namespace
+
+// rsyslogd's shutdown: workers block every signal, main blocks SIGTERM except in pselect.
+TEST(SignalMask, PselectTakesSigtermItsMaskAllowsWhileAThreadBlocksEverySignal) {
+    Handler handler(SIGTERM);
+    BlockingEverything worker;
+    sigset_t term = set_of({SIGTERM}), orig;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, &orig), 0);
+    auto start = Clock::now();
+    int r, err;
+    {
+        After killer(500, [] { kill(getpid(), SIGTERM); });  // its thread blocks SIGTERM too
+        timespec limit{5, 0};
+        r = pselect(0, nullptr, nullptr, nullptr, &limit, &orig);
+        err = errno;
+    }
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(err, EINTR);
+    EXPECT_LT(ms_since(start), 4000);
+    EXPECT_EQ(g_mask_handled.load(), 1);
+    sigset_t after = current_mask();
+    EXPECT_EQ(sigismember(&after, SIGTERM), 1);  // pselect gave the caller's mask back
+    pthread_sigmask(SIG_SETMASK, &orig, nullptr);
+}
+
+// CPython's faulthandler watchdog blocks every signal; alarm() must still reach main.
+TEST(SignalMask, AlarmInterruptsMainsReadWhileAThreadBlocksEverySignal) {
+    Handler handler(SIGALRM);
+    BlockingEverything worker;
+    Pair p = socket_pair();
+    timeval bound{3, 0};  // without the signal the read ends here instead of hanging
+    setsockopt(p.a, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    auto start = Clock::now();
+    alarm(1);
+    char c;
+    ssize_t r = read(p.a, &c, 1);
+    int err = errno;
+    alarm(0);
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(err, EINTR);
+    EXPECT_LT(ms_since(start), 2500);
+    EXPECT_EQ(g_mask_handled.load(), 1);
+}
+
+TEST(SignalMask, AThreadsBlockedSignalsAreNotBlockedForMain) {
+    sigset_t before = current_mask();
+    std::atomic<bool> blocked{false}, done{false};
+    std::thread worker([&] {
+        sigset_t s = set_of({SIGUSR1, SIGUSR2});
+        pthread_sigmask(SIG_BLOCK, &s, nullptr);
+        blocked = true;
+        wait_for(done);
+    });
+    ASSERT_TRUE(wait_for(blocked));
+    sigset_t now = current_mask();
+    EXPECT_EQ(sigismember(&now, SIGUSR1), sigismember(&before, SIGUSR1));
+    EXPECT_EQ(sigismember(&now, SIGUSR2), sigismember(&before, SIGUSR2));
+    done = true;
+    worker.join();
+}
+
+TEST(SignalMask, ANewThreadStartsWithItsCreatorsMaskAndChangesOnlyItsOwn) {
+    sigset_t usr2 = set_of({SIGUSR2}), orig;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr2, &orig), 0);
+    int inherited = -1, after_unblock = -1;
+    std::thread child([&] {
+        sigset_t m = current_mask();
+        inherited = sigismember(&m, SIGUSR2);
+        sigprocmask(SIG_UNBLOCK, &usr2, nullptr);
+        m = current_mask();
+        after_unblock = sigismember(&m, SIGUSR2);
+    });
+    child.join();
+    EXPECT_EQ(inherited, 1);
+    EXPECT_EQ(after_unblock, 0);
+    sigset_t mine = current_mask();
+    EXPECT_EQ(sigismember(&mine, SIGUSR2), 1);
+    pthread_sigmask(SIG_SETMASK, &orig, nullptr);
+}
+
+TEST(SignalMask, PpollGivesEintrAtOnceForAPendingSignalItsMaskUnblocks) {
+    Handler handler(SIGUSR1);
+    sigset_t usr1 = set_of({SIGUSR1}), orig;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &orig), 0);
+    ASSERT_EQ(kill(getpid(), SIGUSR1), 0);  // pending: every thread blocks it
+    EXPECT_EQ(g_mask_handled.load(), 0);
+    Pair p = socket_pair();
+    pollfd fds{p.a, POLLIN, 0};
+    timespec limit{5, 0};
+    sigset_t open = orig;
+    sigdelset(&open, SIGUSR1);
+    auto start = Clock::now();
+    int r = ppoll(&fds, 1, &limit, &open);
+    int err = errno;
+    EXPECT_EQ(r, -1);
+    EXPECT_EQ(err, EINTR);
+    EXPECT_LT(ms_since(start), 1000);
+    EXPECT_EQ(g_mask_handled.load(), 1);
+    sigset_t after = current_mask();
+    EXPECT_EQ(sigismember(&after, SIGUSR1), 1);
+    pthread_sigmask(SIG_SETMASK, &orig, nullptr);
+}
+
+TEST(SignalMask, TwoThreadsInPpollWithOtherMasksEachGetTheirOwnMaskBack) {
+    Pair pa = socket_pair(), pb = socket_pair();
+    std::atomic<bool> a_set{false}, b_set{false}, a_go{false}, b_go{false}, a_in{false},
+        b_in{false};
+    int a_usr1 = -1, a_usr2 = -1, b_usr1 = -1, b_usr2 = -1, ra = 0, rb = 0;
+    // a blocks SIGUSR1 and waits with SIGUSR2 blocked instead; b the other way round. Both
+    // set their own masks before either waits.
+    auto run = [](Pair& p, int own, int temporary, std::atomic<bool>& set, std::atomic<bool>& go,
+                  std::atomic<bool>& in, int* r, int* usr1, int* usr2) {
+        sigset_t s = set_of({own});
+        pthread_sigmask(SIG_SETMASK, &s, nullptr);
+        set = true;
+        wait_for(go);
+        sigset_t during = set_of({temporary});
+        pollfd fds{p.a, POLLIN, 0};
+        timespec limit{5, 0};
+        in = true;
+        *r = ppoll(&fds, 1, &limit, &during);
+        sigset_t m = current_mask();
+        *usr1 = sigismember(&m, SIGUSR1);
+        *usr2 = sigismember(&m, SIGUSR2);
+    };
+    std::thread a([&] { run(pa, SIGUSR1, SIGUSR2, a_set, a_go, a_in, &ra, &a_usr1, &a_usr2); });
+    std::thread b([&] { run(pb, SIGUSR2, SIGUSR1, b_set, b_go, b_in, &rb, &b_usr1, &b_usr2); });
+    EXPECT_TRUE(wait_for(a_set));
+    EXPECT_TRUE(wait_for(b_set));
+    a_go = true;
+    EXPECT_TRUE(wait_for(a_in));
+    b_go = true;
+    EXPECT_TRUE(wait_for(b_in));
+    // The later one ends first.
+    EXPECT_EQ(write(pb.b, "x", 1), 1);
+    b.join();
+    EXPECT_EQ(write(pa.b, "x", 1), 1);
+    a.join();
+    EXPECT_EQ(ra, 1);
+    EXPECT_EQ(rb, 1);
+    EXPECT_EQ(a_usr1, 1);
+    EXPECT_EQ(a_usr2, 0);
+    EXPECT_EQ(b_usr1, 0);
+    EXPECT_EQ(b_usr2, 1);
+}
+
+namespace {
+std::atomic<int> g_usr2_blocked_in_handler{-1};
+void block_usr2_in_handler(int) {
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, nullptr);
+    sigset_t m;
+    pthread_sigmask(SIG_SETMASK, nullptr, &m);
+    g_usr2_blocked_in_handler = sigismember(&m, SIGUSR2);
+    ++g_mask_handled;
+}
+}  // namespace
+
+// sigreturn restores the mask of the interrupted code: a change made in a handler is undone.
+TEST(SignalMask, AMaskChangedInAHandlerIsUndoneWhenItReturns) {
+    g_mask_handled = 0;
+    struct sigaction act {};
+    act.sa_handler = block_usr2_in_handler;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGUSR1, &act, nullptr);
+    sigset_t before = current_mask();
+    ASSERT_EQ(sigismember(&before, SIGUSR2), 0);
+    ASSERT_EQ(kill(getpid(), SIGUSR1), 0);  // delivered before kill returns: main accepts it
+    EXPECT_EQ(g_mask_handled.load(), 1);
+    EXPECT_EQ(g_usr2_blocked_in_handler.load(), 1);
+    sigset_t after = current_mask();
+    EXPECT_EQ(sigismember(&after, SIGUSR2), 0);
+    signal(SIGUSR1, SIG_DFL);
+}
+
+// A thread that accepts the signal with a handler does not take it from one in sigwait: the
+// kernel gives a process signal to the thread waiting for it first.
+TEST(SignalMask, SigwaitTakesAProcessSignalAnotherThreadAccepts) {
+    Handler handler(SIGUSR1);
+    Pair p = socket_pair();
+    std::atomic<bool> parked{false};
+    std::thread accepting([&] {  // made before main blocks SIGUSR1: it accepts it
+        parked = true;
+        char c;
+        (void)!read(p.a, &c, 1);
+    });
+    ASSERT_TRUE(wait_for(parked));
+    sigset_t usr1 = set_of({SIGUSR1}), orig;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &orig), 0);
+    int sig = 0, err;
+    {
+        After sender(100, [] { kill(getpid(), SIGUSR1); });
+        err = sigwait(&usr1, &sig);
+    }
+    EXPECT_EQ(err, 0);
+    EXPECT_EQ(sig, SIGUSR1);
+    EXPECT_EQ(g_mask_handled.load(), 0);
+    EXPECT_EQ(write(p.b, "x", 1), 1);
+    accepting.join();
+    pthread_sigmask(SIG_SETMASK, &orig, nullptr);
+}
