@@ -111,6 +111,25 @@ Parked fiber_wait(Waiter& w, uint64_t deadline_ns, ParkReason reason, bool inter
     }
 }
 
+// While the parking lot works on a fiber, the fiber counts as inside a hook: the calls a
+// signal handler makes when it interrupts it (write, close, kill) pass straight through to
+// libc, so they neither park with a bucket locked nor wake fibers (close) while the carrier's
+// run queue is half changed.
+class InRuntime {
+public:
+    InRuntime() : fiber_(current_fiber()) {
+        if (fiber_) ++fiber_->hook_depth;
+    }
+    ~InRuntime() {
+        if (fiber_) --fiber_->hook_depth;
+    }
+    InRuntime(const InRuntime&) = delete;
+    InRuntime& operator=(const InRuntime&) = delete;
+
+private:
+    Fiber* fiber_;
+};
+
 // ---------------------------------------------------------------------------------------
 // Wake-ups deferred by signal handlers. A handler records (key, count) in a slot, one word
 // (key << 16 | count: user-space addresses fit in 48 bits), with compare-and-swap only, and
@@ -224,6 +243,7 @@ void unpark_everyone() {
 
 Parked park_erased(const void* key, ValidateRef validate, uint64_t deadline_ns, ParkReason reason,
                    bool interruptible) {
+    InRuntime in_runtime;
     if (!in_signal_handler()) run_deferred_unparks();
     Bucket& b = bucket_of(key);
     Waiter w;
@@ -268,6 +288,7 @@ void run_deferred_unparks() {
 
 size_t unpark(const void* key, size_t count) {
     if (in_signal_handler()) return unpark_in_handler(key, count);
+    InRuntime in_runtime;
     size_t woken = unpark_now(key, count);
     run_deferred_unparks();
     return woken;
