@@ -84,10 +84,12 @@ void trampoline(int sig, siginfo_t* info, void* context) {
         g_program[sig].sa_handler = SIG_DFL;
         g_program[sig].sa_flags &= ~(SA_SIGINFO | SA_RESETHAND);
     }
+    ++t_signal_handler_depth;  // the runtime defers what the handler asks of it (spinlock.h)
     if (a.sa_flags & SA_SIGINFO)
         a.sa_sigaction(sig, info, context);
     else if (is_handler(a))
         a.sa_handler(sig);
+    --t_signal_handler_depth;
     int saved = errno;
     ++tls::per_thread(t_handlers_run);
     signal_arrived(sig, (a.sa_flags & SA_RESTART) != 0);

@@ -350,7 +350,8 @@ int wrlock(pthread_rwlock_t* l, bool try_only, const timespec* abstime, clockid_
 // Semaphores: glibc's layout (value in the low 32 bits of the first word, glibc's waiter
 // count in the high 32). Private semaphores wait in the parking lot; a process-shared one
 // may be posted by another process, which only wakes futex waiters, so its waiters re-check
-// it every few milliseconds.
+// it every few milliseconds. sem_post is async-signal-safe (POSIX): in a handler its
+// increment is a compare-and-swap and its wake-up is deferred by the parking lot.
 
 struct SemWord {
     std::atomic<uint64_t> data;
@@ -383,9 +384,16 @@ int sem_wait_until(sem_t* sem, const timespec* abstime, clockid_t clock) {
         if (shared) until = std::min(deadline, deadline_after_ns(kSharedRecheckNs));
         Parked r = parking_lot::park(
             &s->data, [&] { return (s->data.load() & kSemValueMask) == 0; }, until,
-            ParkReason::kSemaphore);
+            ParkReason::kSemaphore, true);
         if (r == Parked::kTimedOut && until == deadline && deadline != kNoDeadline)
             return sem_take(s) ? 0 : ETIMEDOUT;
+        // A handler ran (glibc 2.36, checked natively): the untimed sem_wait restarts under
+        // SA_RESTART, as its futex wait does; the timed calls always fail with EINTR. An OS
+        // thread's futex wait got that answer from the kernel already.
+        if (r == Parked::kInterrupted) {
+            const bool restart = on_fiber() && interruption_restarts();
+            if (abstime || !restart) return EINTR;
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 
 #include "runtime/fork.h"
 #include "runtime/log.h"
+#include "runtime/parking_lot.h"
 #include "runtime/runtime_fds.h"
 #include "runtime/tls.h"
 
@@ -849,6 +850,7 @@ void Carrier::deliver_signal() {
 void Carrier::on_remote_wake(uv_async_t* handle) {
     auto* self = static_cast<Carrier*>(handle->data);
     self->deliver_signal();
+    parking_lot::run_deferred_unparks();  // asked for by signal handlers
     if (self->stale_fds_.exchange(false)) self->evict_stale_waiters();
     // The stack holds the newest first: reverse it, so wake-ups are delivered in order.
     RemoteWake* pending = self->inbox_.exchange(nullptr, std::memory_order_acquire);

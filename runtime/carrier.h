@@ -60,6 +60,14 @@ public:
     // never blocks never sees their fds. False (errno set) if they cannot be made.
     bool ensure_loop() { return loop_ready_ || make_loop(); }
     uv_loop_t* loop() { return &loop_; }
+    bool has_loop() const { return loop_ready_; }
+    // Async-signal-safe, from any thread: makes the loop run on_remote_wake soon, e.g. for the
+    // wake-ups a signal handler deferred (parking_lot.cpp). False if there is no loop yet.
+    bool nudge() {
+        if (!loop_ready_) return false;
+        uv_async_send(remote_wake_);
+        return true;
+    }
 
     Fiber* root() const { return root_; }
     unsigned long os_thread() const { return os_thread_; }

@@ -78,6 +78,14 @@ void fd_closing(int fd) {
     if (!slot) return;  // no fiber ever waited on this number
     slot->fetch_add(1, std::memory_order_acq_rel);
     Carrier* here = Carrier::current();
+    if (in_signal_handler()) {
+        // close() in a handler, which may have interrupted this carrier inside its fd records
+        // or its run queue: done as a close on another thread is (async-signal-safe), and the
+        // registry's lock only waited for when this thread cannot be the one holding it.
+        if (here) here->fd_closed_remotely(fd);
+        for_each_carrier(tell_carrier, &fd, spinlocks_held() != 0);
+        return;
+    }
     if (here) here->fd_closing(fd);
     if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &fd);
 }
@@ -96,8 +104,13 @@ void fds_closing(unsigned first, unsigned last) {
     }
     if (!any) return;
     Carrier* here = Carrier::current();
-    if (here) here->evict_stale_waiters();
     int none = -1;
+    if (in_signal_handler()) {  // as in fd_closing
+        if (here) here->fd_closed_remotely(-1);
+        for_each_carrier(tell_carrier, &none, spinlocks_held() != 0);
+        return;
+    }
+    if (here) here->evict_stale_waiters();
     if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &none);
 }
 

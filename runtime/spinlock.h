@@ -1,21 +1,29 @@
 // The runtime's own lock: a test-and-test-and-set spinlock for short critical sections.
 // The runtime never uses pthread mutexes, because libgreen interposes them: an internal lock
 // must never re-enter our own hooks. Never held across a park or a switch, and nothing
-// allocates while one is held (an allocator preloaded beside us may take locks that park);
-// the sanitizer build counts the locks each thread holds so that a unit test can check it.
+// allocates while one is held (an allocator preloaded beside us may take locks that park).
+// Each thread (each fiber, with per-fiber TLS: a lock is never held across a switch) counts
+// the locks it holds, so that a signal handler can tell whether the code it interrupted holds
+// one (it must then not take a runtime lock: see parking_lot.cpp), and a unit test can check
+// that nothing allocates under one.
 #pragma once
 
 #include <atomic>
 
 namespace green {
 
-#ifdef GREEN_SANITIZE
+// initial-exec: read in signal handlers, where __tls_get_addr (which may allocate) is not safe.
 inline __thread int t_spinlocks_held __attribute__((tls_model("initial-exec"))) = 0;
 inline int spinlocks_held() { return t_spinlocks_held; }
 #define GREEN_COUNT_SPINLOCK(delta) (t_spinlocks_held += (delta))
-#else
-#define GREEN_COUNT_SPINLOCK(delta) ((void)0)
-#endif
+
+// How many signal handlers run on this thread now (the trampoline in hooks/signal.cpp counts
+// them). In a handler the interrupted code may be anywhere in the runtime: inside a spinlock's
+// critical section, or half-way through changing its carrier's run queue. Runtime work asked
+// of a handler (an async-signal-safe call such as sem_post) is then deferred to the carrier's
+// loop instead of done in place.
+inline __thread int t_signal_handler_depth __attribute__((tls_model("initial-exec"))) = 0;
+inline bool in_signal_handler() { return t_signal_handler_depth != 0; }
 
 class SpinLock {
 public:

@@ -4,12 +4,14 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 #include <vector>
 
 #include "carrier_fixture.h"
 #include "hooks/hooks.h"
 #include "runtime/parking_lot.h"
+#include "runtime/spinlock.h"
 
 using namespace green;
 using parking_lot::Parked;
@@ -122,6 +124,117 @@ TEST(ParkingLot, AFiberWakesAnOsThread) {
         while (parking_lot::unpark(&word, 1) == 0) yield();
         other.join();
         EXPECT_EQ(seen, Parked::kWoken);
+    });
+}
+
+// What a signal handler's unpark() (sem_post's) meets: the code it interrupted may hold a
+// bucket's lock or be changing the carrier's run queue. These tests mark the thread as in a
+// handler, as the trampoline does, and as holding a runtime lock.
+class AsInAHandler {
+public:
+    explicit AsInAHandler(bool holding_a_lock) : holding_(holding_a_lock) {
+        ++t_signal_handler_depth;
+        if (holding_) ++t_spinlocks_held;
+    }
+    ~AsInAHandler() {
+        --t_signal_handler_depth;
+        if (holding_) --t_spinlocks_held;
+    }
+
+private:
+    bool holding_;
+};
+
+TEST(ParkingLot, AnUnparkInAHandlerOnTheCarrierIsDeferredToItsLoop) {
+    on_carrier([] {
+        int word = 0;
+        Parked seen = Parked::kInvalid;
+        auto waiter = [&] {
+            seen = parking_lot::park(&word, [] { return true; }, kNoDeadline, ParkReason::kFutex);
+        };
+        Fiber* f = go(&waiter);
+        yield();
+        {
+            AsInAHandler handler(true);
+            EXPECT_EQ(parking_lot::unpark(&word, 1), 0u);  // deferred, nothing touched
+        }
+        join(f, nullptr, kNoDeadline);  // the loop runs the wake-up
+        EXPECT_EQ(seen, Parked::kWoken);
+    });
+}
+
+TEST(ParkingLot, AnUnparkInAHandlerOnAnOsThreadHoldingALockReachesTheFibersCarrier) {
+    on_carrier([] {
+        int word = 0;
+        Parked seen = Parked::kInvalid;
+        auto waiter = [&] {
+            seen = parking_lot::park(&word, [] { return true; }, kNoDeadline, ParkReason::kFutex);
+        };
+        Fiber* f = go(&waiter);
+        yield();
+        std::thread other([&] {
+            AsInAHandler handler(true);
+            parking_lot::unpark(&word, 1);
+        });
+        join(f, nullptr, kNoDeadline);
+        other.join();
+        EXPECT_EQ(seen, Parked::kWoken);
+    });
+}
+
+TEST(ParkingLot, AnUnparkInAHandlerOnAnOsThreadWakesThreadsAndFibers) {
+    on_carrier([] {
+        std::atomic<int> word{0};
+        std::atomic<bool> parked{false};
+        Parked thread_seen = Parked::kInvalid, fiber_seen = Parked::kInvalid;
+        std::thread waiting_thread([&] {
+            thread_seen = parking_lot::park(&word, [&] {
+                parked = true;
+                return true;
+            }, kNoDeadline, ParkReason::kFutex);
+        });
+        while (!parked.load()) sleep_until(deadline_after_ns(1000000), ParkReason::kSleep);
+        auto waiter = [&] {
+            fiber_seen =
+                parking_lot::park(&word, [] { return true; }, kNoDeadline, ParkReason::kFutex);
+        };
+        Fiber* f = go(&waiter);
+        yield();
+        std::thread other([&] {
+            AsInAHandler handler(false);
+            EXPECT_EQ(parking_lot::unpark(&word, 2), 1u);  // the thread now, the fiber deferred
+        });
+        join(f, nullptr, kNoDeadline);
+        other.join();
+        waiting_thread.join();
+        EXPECT_EQ(thread_seen, Parked::kWoken);
+        EXPECT_EQ(fiber_seen, Parked::kWoken);
+    });
+}
+
+TEST(ParkingLot, MoreHandlerWakeupsThanSlotsWakeEveryone) {
+    on_carrier([] {
+        constexpr int n = 300;
+        static int words[n];
+        std::atomic<int> woken{0};
+        std::vector<std::function<void()>> bodies;
+        std::vector<Fiber*> fibers;
+        bodies.reserve(n);
+        for (int i = 0; i < n; ++i) {
+            bodies.emplace_back([&, i] {
+                if (parking_lot::park(&words[i], [] { return true; }, kNoDeadline,
+                                      ParkReason::kFutex) == Parked::kWoken)
+                    ++woken;
+            });
+        }
+        for (auto& body : bodies) fibers.push_back(go(&body));
+        yield();
+        {
+            AsInAHandler handler(true);
+            for (int i = 0; i < n; ++i) parking_lot::unpark(&words[i], 1);
+        }
+        for (Fiber* f : fibers) join(f, nullptr, kNoDeadline);
+        EXPECT_EQ(woken.load(), n);
     });
 }
 

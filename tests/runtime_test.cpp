@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "carrier_fixture.h"
+#include "runtime/spinlock.h"
 #include "runtime/stack_pool.h"
 
 using namespace green;
@@ -186,6 +187,28 @@ TEST(FdWait, ClosingTheFdWakesEveryWaiterWithClosed) {
         join(b, nullptr, kNoDeadline);
         EXPECT_EQ(seen[0], WaitResult::kClosed);
         EXPECT_EQ(seen[1], WaitResult::kClosed);
+        close(p[1]);
+    });
+}
+
+// close() in a signal handler (counted as the trampoline counts it) touches neither the
+// carrier's fd records nor its run queue, which the handler may have interrupted: the waiters
+// are woken by the carrier's loop, still with kClosed.
+TEST(FdWait, ClosingInAHandlerWakesTheWaitersFromTheLoop) {
+    on_carrier([] {
+        int p[2];
+        ASSERT_EQ(pipe(p), 0);
+        WaitResult seen = WaitResult::kReady;
+        auto waiter = [&] { seen = wait_fd(p[0], EPOLLIN, kNoDeadline, ParkReason::kRead); };
+        Fiber* a = go(&waiter);
+        yield();
+        ++t_signal_handler_depth;
+        fd_closing(p[0]);
+        --t_signal_handler_depth;
+        EXPECT_EQ(a->state, FiberState::kParked);  // not queued by the handler itself
+        close(p[0]);
+        join(a, nullptr, kNoDeadline);
+        EXPECT_EQ(seen, WaitResult::kClosed);
         close(p[1]);
     });
 }

@@ -6,6 +6,7 @@
 #include <semaphore.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <threads.h>
 
@@ -366,6 +367,136 @@ TEST(Semaphore, CountsExactlyUnderContention) {
     for (auto& t : takers) t.join();
     EXPECT_EQ(taken.load(), 1000);
     sem_destroy(&s);
+}
+
+// sem_post is async-signal-safe: posted from a 20 kHz timer's handler, which interrupts
+// threads inside sem_wait, mutexes and condition variables at any instruction (under the
+// shim: inside the parking lot's locks and the carrier's run queue), every post is taken and
+// nothing hangs.
+sem_t g_timer_sem;
+std::atomic<long> g_timer_posts{0};
+
+void post_from_handler(int) {
+    int saved = errno;
+    if (sem_post(&g_timer_sem) == 0) g_timer_posts.fetch_add(1, std::memory_order_relaxed);
+    errno = saved;
+}
+
+TEST(Semaphore, PostsFromAFastTimersHandlerAreAllTakenWhileLocksAreBusy) {
+    ASSERT_EQ(sem_init(&g_timer_sem, 0, 0), 0);
+    g_timer_posts = 0;
+    struct sigaction act {}, before{};
+    act.sa_handler = post_from_handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    ASSERT_EQ(sigaction(SIGALRM, &act, &before), 0);
+
+    std::atomic<bool> stop{false};
+    std::atomic<long> taken{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+        threads.emplace_back([&] {
+            while (!stop) {
+                if (sem_wait(&g_timer_sem) == 0) taken.fetch_add(1);
+                else ASSERT_EQ(errno, EINTR);
+            }
+        });
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    long shared_count = 0;
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&] {
+            // Each turn waits (a fiber that never waited would hold its carrier).
+            while (!stop) {
+                pthread_mutex_lock(&m);
+                ++shared_count;
+                pthread_cond_broadcast(&c);
+                timespec t = after_ms(CLOCK_REALTIME, 1);
+                pthread_cond_timedwait(&c, &m, &t);
+                pthread_mutex_unlock(&m);
+            }
+        });
+
+    itimerval every_50us{{0, 50}, {0, 50}};
+    ASSERT_EQ(setitimer(ITIMER_REAL, &every_50us, nullptr), 0);
+    auto start = Clock::now();
+    while (ms_since(start) < 1000) usleep(10000);
+    itimerval off{};
+    setitimer(ITIMER_REAL, &off, nullptr);
+
+    // A SIGALRM already pending when the timer stopped may still run its handler: the count
+    // is compared once every thread is gone.
+    start = Clock::now();
+    while (taken.load() < g_timer_posts.load() && ms_since(start) < 20000) usleep(1000);
+    EXPECT_GE(taken.load(), g_timer_posts.load())
+        << "posts not taken: a wake-up from the handler was lost";
+    stop = true;
+    for (int i = 0; i < 3; ++i) sem_post(&g_timer_sem);  // the takers' last sem_wait
+    for (auto& t : threads) t.join();
+    const long posted = g_timer_posts.load();
+    EXPECT_EQ(taken.load(), posted + 3);
+    EXPECT_GT(posted, 100);
+    sigaction(SIGALRM, &before, nullptr);
+    EXPECT_GT(shared_count, 0);
+    sem_destroy(&g_timer_sem);
+}
+
+// A handler that runs while a thread waits in sem_wait, sem_timedwait or sem_clockwait ends
+// the wait with EINTR, except that glibc restarts the untimed sem_wait under SA_RESTART (its
+// futex wait restarts; the timed ones use absolute timeouts, which never do).
+std::atomic<int> g_sem_handled{0};
+void count_sem_signal(int) { g_sem_handled.fetch_add(1); }
+
+TEST(Semaphore, AHandlerInterruptsTheWaitWithEintrUnlessAnUntimedWaitRestarts) {
+    for (int restart = 0; restart < 2; ++restart) {
+        for (int kind = 0; kind < 3; ++kind) {
+            struct sigaction act {}, before{};
+            act.sa_handler = count_sem_signal;
+            act.sa_flags = restart ? SA_RESTART : 0;
+            sigemptyset(&act.sa_mask);
+            ASSERT_EQ(sigaction(SIGUSR1, &act, &before), 0);
+            g_sem_handled = 0;
+            sem_t s;
+            ASSERT_EQ(sem_init(&s, 0, 0), 0);
+            std::atomic<bool> entered{false}, done{false};
+            int result = 0, err = 0;
+            std::thread waiter([&] {
+                entered = true;
+                if (kind == 0) {
+                    result = sem_wait(&s);
+                } else if (kind == 1) {
+                    timespec t = after_ms(CLOCK_REALTIME, 20000);
+                    result = sem_timedwait(&s, &t);
+                } else {
+                    timespec t = after_ms(CLOCK_MONOTONIC, 20000);
+                    result = sem_clockwait(&s, CLOCK_MONOTONIC, &t);
+                }
+                err = errno;
+                done = true;
+            });
+            const bool restarts = restart && kind == 0;
+            auto start = Clock::now();
+            while (!entered && ms_since(start) < 5000) usleep(1000);
+            // Until the wait ends, or (a restarting one) has outlived several handlers.
+            while (!done && (!restarts || g_sem_handled < 5) && ms_since(start) < 10000) {
+                pthread_kill(waiter.native_handle(), SIGUSR1);
+                usleep(5000);
+            }
+            if (restarts) {
+                EXPECT_FALSE(done.load()) << "sem_wait under SA_RESTART ended early";
+            }
+            sem_post(&s);  // ends a restarted wait; taken later by nobody otherwise
+            waiter.join();
+            if (restarts) {
+                EXPECT_EQ(result, 0);
+            } else {
+                EXPECT_EQ(result, -1) << "restart " << restart << " kind " << kind;
+                EXPECT_EQ(err, EINTR) << "restart " << restart << " kind " << kind;
+            }
+            sem_destroy(&s);
+            sigaction(SIGUSR1, &before, nullptr);
+        }
+    }
 }
 
 TEST(Barrier, ReleasesEveryoneAndNamesOneSerialThread) {
