@@ -8,6 +8,7 @@
 #include "runtime/carrier.h"
 #include "runtime/log.h"
 #include "runtime/parking_lot.h"
+#include "runtime/spinlock.h"
 
 namespace green {
 
@@ -68,6 +69,7 @@ void fork_parent() {
 
 void fork_child(bool prepared) {
     unlock_all();  // without a prepare, held by threads that do not exist here
+    t_spinlocks_held = 0;  // this thread forked from program code, holding none
     parking_lot::reset_after_fork();
     if (Carrier* carrier = Carrier::current()) carrier->reset_after_fork();
     for (int i = 0; i < g_child_hook_count; ++i) g_child_hooks[i]();
