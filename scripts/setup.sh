@@ -13,6 +13,7 @@ PACKAGES=(
   dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
   memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
   uwsgi-core uwsgi-plugin-python3 uwsgi-plugin-gevent-python3 python3-flask  # scripts/bench.sh
+  mariadb-server mariadb-client                   # integration.mariadb (its own data dir)
 )
 
 if [[ "${1:-}" != "--no-install" ]]; then
@@ -25,7 +26,17 @@ if [[ "${1:-}" != "--no-install" ]]; then
     [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     echo "setup: installing ${missing[*]}"
     $SUDO apt-get update -q
+    # Daemons the packages bring (mariadb, redis, memcached, nginx) are not started: the tests
+    # run their own instances. policy-rc.d is Debian's switch for that (invoke-rc.d asks it).
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+      $SUDO chmod 755 "$policy"
+      made_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if ((made_policy)); then $SUDO rm -f "$policy"; fi
   fi
 fi
 
