@@ -191,6 +191,62 @@ sighandler_t signal(int sig, sighandler_t handler) {
     return old.sa_handler;
 }
 
+// The System V calls. glibc builds them on its internal sigaction, which no hook sees: the
+// program's handler then reached the kernel directly and interrupted no parked call. Here
+// they are built on ours, with glibc's flags and checks.
+
+// sysv_signal: the handler is reset when the signal comes, the signal is not blocked while it
+// runs, and interrupted calls fail with EINTR.
+sighandler_t sysv_signal(int sig, sighandler_t handler) {
+    if (handler == SIG_ERR || sig <= 0 || sig >= NSIG) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    struct sigaction act {
+    }, old{};
+    act.sa_handler = handler;
+    sigemptyset(&act.sa_mask);
+    act.sa_flags = SA_RESETHAND | SA_NODEFER | SA_INTERRUPT;
+    if (hooks::sigaction(sig, &act, &old) < 0) return SIG_ERR;
+    return old.sa_handler;
+}
+
+// siginterrupt: calls interrupted by `sig` fail with EINTR (flag != 0) or restart.
+int siginterrupt(int sig, int flag) {
+    struct sigaction action;
+    if (hooks::sigaction(sig, nullptr, &action) < 0) return -1;
+    if (flag)
+        action.sa_flags &= ~SA_RESTART;
+    else
+        action.sa_flags |= SA_RESTART;
+    return hooks::sigaction(sig, &action, nullptr);
+}
+
+// sigset: a handler that stays installed (the signal is unblocked), or SIG_HOLD (blocked).
+// Returns the previous disposition, or SIG_HOLD if the signal was blocked.
+sighandler_t sigset(int sig, sighandler_t disp) {
+    if (disp == SIG_ERR || sig <= 0 || sig >= NSIG) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    sigset_t one, old_mask;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    struct sigaction old {};
+    if (disp == SIG_HOLD) {
+        if (hooks::pthread_sigmask(SIG_BLOCK, &one, &old_mask) != 0) return SIG_ERR;
+        if (sigismember(&old_mask, sig)) return SIG_HOLD;
+        if (hooks::sigaction(sig, nullptr, &old) < 0) return SIG_ERR;
+        return old.sa_handler;
+    }
+    struct sigaction act {};
+    act.sa_handler = disp;
+    sigemptyset(&act.sa_mask);
+    if (hooks::sigaction(sig, &act, &old) < 0) return SIG_ERR;
+    if (hooks::pthread_sigmask(SIG_UNBLOCK, &one, &old_mask) != 0) return SIG_ERR;
+    return sigismember(&old_mask, sig) ? SIG_HOLD : old.sa_handler;
+}
+
 // A blocking accept on a listener shared with other processes (pre-fork servers) may lose
 // the connection poll announced to another process, and then block the carrier until the
 // next one. No per-call flag makes accept non-blocking, and changing the listener's flags

@@ -979,3 +979,86 @@ TEST(SignalMask, SigwaitTakesAProcessSignalAnotherThreadAccepts) {
     accepting.join();
     pthread_sigmask(SIG_SETMASK, &orig, nullptr);
 }
+
+// ---------------------------------------------------------------------------------------
+// sysv_signal, sigset and siginterrupt set handlers as sigaction does: glibc builds them on
+// its internal sigaction, which once bypassed libgreen, so their handlers interrupted no
+// parked call (a read with a 2 s SO_RCVTIMEO then timed out instead of failing with EINTR).
+
+namespace {
+
+// read() on a socket nobody writes to, interrupted by SIGUSR1 sent to this thread after
+// 50 ms; or, with `data_after_ms`, data arrives then (for a read that restarts).
+struct InterruptedRead {
+    ssize_t n;
+    int err;
+    long ms;
+};
+
+InterruptedRead read_while_signalled(int data_after_ms = 0) {
+    Pair s = socket_pair();
+    // A bound on the wait when nothing comes (a socket timeout also makes a read fail with
+    // EINTR under SA_RESTART, signal(7): so not when the read is to restart).
+    timeval two_s{2, 0};
+    if (!data_after_ms) setsockopt(s.a, SOL_SOCKET, SO_RCVTIMEO, &two_s, sizeof two_s);
+    pthread_t self = pthread_self();
+    int writer = s.b;
+    After signal_later(50, [self] { pthread_kill(self, SIGUSR1); });
+    After data_later(data_after_ms ? data_after_ms : 1, [writer, data_after_ms] {
+        if (data_after_ms && write(writer, "d", 1) != 1) abort();
+    });
+    auto start = Clock::now();
+    char byte;
+    ssize_t n = read(s.a, &byte, 1);
+    return InterruptedRead{n, errno, ms_since(start)};
+}
+
+}  // namespace
+
+// Programs still call them (glibc marks sigset and siginterrupt deprecated).
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+TEST(SystemVSignals, SysvSignalHandlerInterruptsAReadAndIsResetAfterwards) {
+    g_handled = 0;
+    ASSERT_NE(sysv_signal(SIGUSR1, count_signal), SIG_ERR);
+    InterruptedRead r = read_while_signalled();
+    EXPECT_EQ(r.n, -1);
+    EXPECT_EQ(r.err, EINTR);
+    EXPECT_LT(r.ms, 1500);
+    EXPECT_EQ(g_handled, 1);
+    EXPECT_EQ(signal(SIGUSR1, SIG_DFL), SIG_DFL);  // SA_RESETHAND: the handler is gone
+}
+
+TEST(SystemVSignals, SigsetHandlerInterruptsAReadAndSigHoldBlocks) {
+    g_handled = 0;
+    ASSERT_NE(sigset(SIGUSR1, count_signal), SIG_ERR);
+    InterruptedRead r = read_while_signalled();
+    EXPECT_EQ(r.n, -1);
+    EXPECT_EQ(r.err, EINTR);
+    EXPECT_LT(r.ms, 1500);
+    EXPECT_EQ(g_handled, 1);
+    EXPECT_EQ(sigset(SIGUSR1, SIG_HOLD), count_signal);
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    EXPECT_TRUE(sigismember(&now, SIGUSR1));
+    EXPECT_EQ(sigset(SIGUSR1, SIG_DFL), SIG_HOLD);  // it was held; now unblocked
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    EXPECT_FALSE(sigismember(&now, SIGUSR1));
+}
+
+TEST(SystemVSignals, SiginterruptDecidesWhetherAReadRestarts) {
+    g_handled = 0;
+    ASSERT_NE(signal(SIGUSR1, count_signal), SIG_ERR);  // BSD semantics: SA_RESTART
+    ASSERT_EQ(siginterrupt(SIGUSR1, 1), 0);
+    // No socket timeout here (it alone would make the read fail): data comes after 1.5 s, so
+    // a read that wrongly restarts returns it instead of failing.
+    InterruptedRead r = read_while_signalled(1500);
+    EXPECT_EQ(r.n, -1);
+    EXPECT_EQ(r.err, EINTR);
+    EXPECT_LT(r.ms, 1500);
+    ASSERT_EQ(siginterrupt(SIGUSR1, 0), 0);
+    r = read_while_signalled(150);  // restarts after the handler, then gets the data
+    EXPECT_EQ(r.n, 1);
+    EXPECT_EQ(g_handled, 2);
+    signal(SIGUSR1, SIG_DFL);
+}
