@@ -67,11 +67,10 @@ run_load() {
     --port=0 --skip-networking --user=root --innodb-use-native-aio=0 \
     --log-error="$work/err-$tag.log" >"$work/out-$tag.log" 2>&1 &
   server_pid=$!
-  local waited=0
+  local give_up=$((SECONDS + 120))
   until timeout 5 mariadb-admin --no-defaults -uroot -S "$work/sock" ping >/dev/null 2>&1; do
     sleep 0.2
-    waited=$((waited + 1))
-    if ((waited > 300)) || ! kill -0 "$server_pid" 2>/dev/null; then
+    if ((SECONDS > give_up)) || ! kill -0 "$server_pid" 2>/dev/null; then
       echo "$tag: the server did not start"; tail -20 "$work/err-$tag.log"; return 1
     fi
   done
