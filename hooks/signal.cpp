@@ -176,7 +176,11 @@ int sigprocmask(int how, const sigset_t* set, sigset_t* old) {
 
 // glibc's signal() has BSD semantics: the handler stays installed, the signal is blocked
 // while it runs, and interrupted calls restart (SA_RESTART).
-sighandler_t signal(int sig, sighandler_t handler) {
+namespace {
+
+// signal() and sysv_signal(): `handler` with `flags`, the signal itself blocked while it runs
+// when `block_itself`; the previous handler, or SIG_ERR with EINVAL as glibc checks.
+sighandler_t set_handler(int sig, sighandler_t handler, int flags, bool block_itself) {
     if (handler == SIG_ERR || sig <= 0 || sig >= NSIG) {
         errno = EINVAL;
         return SIG_ERR;
@@ -185,10 +189,16 @@ sighandler_t signal(int sig, sighandler_t handler) {
     }, old{};
     act.sa_handler = handler;
     sigemptyset(&act.sa_mask);
-    sigaddset(&act.sa_mask, sig);
-    act.sa_flags = SA_RESTART;
+    if (block_itself) sigaddset(&act.sa_mask, sig);
+    act.sa_flags = flags;
     if (hooks::sigaction(sig, &act, &old) < 0) return SIG_ERR;
     return old.sa_handler;
+}
+
+}  // namespace
+
+sighandler_t signal(int sig, sighandler_t handler) {
+    return set_handler(sig, handler, SA_RESTART, true);
 }
 
 // The System V calls. glibc builds them on its internal sigaction, which no hook sees: the
@@ -198,17 +208,7 @@ sighandler_t signal(int sig, sighandler_t handler) {
 // sysv_signal: the handler is reset when the signal comes, the signal is not blocked while it
 // runs, and interrupted calls fail with EINTR.
 sighandler_t sysv_signal(int sig, sighandler_t handler) {
-    if (handler == SIG_ERR || sig <= 0 || sig >= NSIG) {
-        errno = EINVAL;
-        return SIG_ERR;
-    }
-    struct sigaction act {
-    }, old{};
-    act.sa_handler = handler;
-    sigemptyset(&act.sa_mask);
-    act.sa_flags = SA_RESETHAND | SA_NODEFER | SA_INTERRUPT;
-    if (hooks::sigaction(sig, &act, &old) < 0) return SIG_ERR;
-    return old.sa_handler;
+    return set_handler(sig, handler, SA_RESETHAND | SA_NODEFER | SA_INTERRUPT, false);
 }
 
 // siginterrupt: calls interrupted by `sig` fail with EINTR (flag != 0) or restart.
