@@ -132,7 +132,7 @@ void add_tid(Fiber* fiber, int32_t carrier_tid) {
     SpinGuard hold(g_tids_lock);
     TidEntry*& head = tid_chain(entry->tid);
     entry->next = head;
-    head = entry;
+    __atomic_store_n(&head, entry, __ATOMIC_RELEASE);  // see may_take_spinlocks()
 }
 
 void remove_tid(Fiber* fiber) {
@@ -142,7 +142,7 @@ void remove_tid(Fiber* fiber) {
         for (TidEntry** link = &tid_chain(fiber->tid); *link; link = &(*link)->next) {
             if ((*link)->fiber == fiber) {
                 gone = *link;
-                *link = gone->next;
+                __atomic_store_n(link, gone->next, __ATOMIC_RELEASE);
                 break;
             }
         }
@@ -154,13 +154,18 @@ void remove_tid(Fiber* fiber) {
 // should interrupt it) the fiber named as the one the signal is for, under the lock, so that
 // the fiber cannot end and be freed in between. 0 when no fiber has that id.
 int32_t fiber_carrier_tid(int32_t tid, int sig = 0) {
+    auto find = [tid, sig] {
+        for (TidEntry* e = __atomic_load_n(&tid_chain(tid), __ATOMIC_ACQUIRE); e;
+             e = __atomic_load_n(&e->next, __ATOMIC_ACQUIRE)) {
+            if (e->tid != tid) continue;
+            if (interrupts(e->fiber, sig)) target_signal(e->fiber);
+            return e->carrier_tid;
+        }
+        return 0;
+    };
+    if (!may_take_spinlocks()) return find();  // a handler's tgkill in the middle of a spawn
     SpinGuard hold(g_tids_lock);
-    for (TidEntry* e = tid_chain(tid); e; e = e->next) {
-        if (e->tid != tid) continue;
-        if (interrupts(e->fiber, sig)) target_signal(e->fiber);
-        return e->carrier_tid;
-    }
-    return 0;
+    return find();
 }
 
 // The real tid of the calling OS thread (a carrier's is its root fiber's tid).

@@ -56,7 +56,7 @@ void register_fiber(Fiber* fiber) {
     SpinGuard hold(g_registry_lock);
     Fiber*& head = registry_chain(fiber);
     fiber->next_in_registry = head;
-    head = fiber;
+    __atomic_store_n(&head, fiber, __ATOMIC_RELEASE);  // see may_take_spinlocks()
     g_registered.fetch_add(1, std::memory_order_release);
 }
 
@@ -64,7 +64,7 @@ void unregister_fiber(Fiber* fiber) {
     SpinGuard hold(g_registry_lock);
     for (Fiber** link = &registry_chain(fiber); *link; link = &(*link)->next_in_registry) {
         if (*link == fiber) {
-            *link = fiber->next_in_registry;
+            __atomic_store_n(link, fiber->next_in_registry, __ATOMIC_RELEASE);
             g_registered.fetch_sub(1, std::memory_order_release);
             return;
         }
@@ -77,10 +77,15 @@ void fiber_entry(ctx::transfer_t transfer);
 
 bool is_fiber(const void* handle) {
     if (g_registered.load(std::memory_order_acquire) == 0) return false;
+    auto find = [handle] {
+        for (const Fiber* f = __atomic_load_n(&registry_chain(handle), __ATOMIC_ACQUIRE); f;
+             f = __atomic_load_n(&f->next_in_registry, __ATOMIC_ACQUIRE))
+            if (f == handle) return true;
+        return false;
+    };
+    if (!may_take_spinlocks()) return find();  // a handler (pthread_kill) in the middle of a spawn
     SpinGuard hold(g_registry_lock);
-    for (const Fiber* f = registry_chain(handle); f; f = f->next_in_registry)
-        if (f == handle) return true;
-    return false;
+    return find();
 }
 
 // For fork (fork.cpp): no other thread may be inside the registry when the process forks.

@@ -24,29 +24,42 @@ inline int spinlocks_held() { return t_spinlocks_held; }
 // loop instead of done in place.
 inline __thread int t_signal_handler_depth __attribute__((tls_model("initial-exec"))) = 0;
 inline bool in_signal_handler() { return t_signal_handler_depth != 0; }
+// Whether this thread may take a runtime spinlock now: not from a signal handler that
+// interrupted code holding one (it may be the very lock wanted). Readers that must answer
+// anyway (is this a fiber's handle?) then read their lists without the lock: their writers
+// publish every link with a release store, and only this thread frees their nodes.
+inline bool may_take_spinlocks() { return !in_signal_handler() || t_spinlocks_held == 0; }
 
 class SpinLock {
 public:
+    // The count covers the whole of the holding, from before the attempt to after the
+    // release: a signal handler that interrupts this thread anywhere in between sees it (the
+    // signal fences keep the compiler from moving the count across the lock word).
     void lock() {
+        held(1);
         for (;;) {
-            if (!locked_.exchange(true, std::memory_order_acquire)) {
-                GREEN_COUNT_SPINLOCK(1);
-                return;
-            }
+            if (!locked_.exchange(true, std::memory_order_acquire)) return;
             while (locked_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
         }
     }
     bool try_lock() {
-        if (locked_.exchange(true, std::memory_order_acquire)) return false;
-        GREEN_COUNT_SPINLOCK(1);
-        return true;
+        held(1);
+        if (!locked_.exchange(true, std::memory_order_acquire)) return true;
+        held(-1);
+        return false;
     }
     void unlock() {
-        if (locked_.load(std::memory_order_relaxed)) GREEN_COUNT_SPINLOCK(-1);
+        const bool was_locked = locked_.load(std::memory_order_relaxed);
         locked_.store(false, std::memory_order_release);
+        if (was_locked) held(-1);  // (a fork's child unlocks what dead threads held: no count)
     }
 
 private:
+    static void held(int delta) {
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        GREEN_COUNT_SPINLOCK(delta);
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
     std::atomic<bool> locked_{false};
 };
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <threads.h>
 
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -831,4 +833,57 @@ TEST(ThreadId, ATimerAimedAtAThreadsIdSignals) {
     EXPECT_EQ(create_result, 0) << strerror(create_errno);
     EXPECT_EQ(g_timer_signals.load(), 1);
     sigaction(SIGUSR2, &before, nullptr);
+}
+
+// pthread_kill and tgkill are async-signal-safe: from a 20 kHz timer's handler, which
+// interrupts thread creation and exit at any instruction (under the shim: inside the
+// runtime's handle and id tables), they answer and nothing hangs.
+namespace {
+pthread_t g_probe_target;
+pid_t g_probe_tid;
+std::atomic<long> g_probes{0};
+std::atomic<long> g_probe_errors{0};
+
+void probe_from_handler(int) {
+    int saved = errno;
+    if (pthread_kill(g_probe_target, 0) != 0) g_probe_errors.fetch_add(1);
+    if (syscall(SYS_tgkill, getpid(), g_probe_tid, 0) != 0) g_probe_errors.fetch_add(1);
+    g_probes.fetch_add(1);
+    errno = saved;
+}
+}  // namespace
+
+TEST(AsyncSignalSafe, PthreadKillAndTgkillFromAHandlerWhileThreadsComeAndGo) {
+    std::atomic<bool> stop{false};
+    std::atomic<pid_t> target_tid{0};
+    std::thread target([&] {
+        target_tid = static_cast<pid_t>(syscall(SYS_gettid));
+        while (!stop) usleep(1000);
+    });
+    while (target_tid == 0) usleep(1000);
+    g_probe_target = target.native_handle();
+    g_probe_tid = target_tid;
+    struct sigaction act {}, before{};
+    act.sa_handler = probe_from_handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    ASSERT_EQ(sigaction(SIGALRM, &act, &before), 0);
+    itimerval every_50us{{0, 50}, {0, 50}};
+    ASSERT_EQ(setitimer(ITIMER_REAL, &every_50us, nullptr), 0);
+    auto start = Clock::now();
+    long made = 0;
+    while (ms_since(start) < 500) {
+        pthread_t t;
+        ASSERT_EQ(pthread_create(&t, nullptr, [](void*) -> void* { return nullptr; }, nullptr), 0);
+        ASSERT_EQ(pthread_join(t, nullptr), 0);
+        ++made;
+    }
+    itimerval off{};
+    setitimer(ITIMER_REAL, &off, nullptr);
+    sigaction(SIGALRM, &before, nullptr);
+    stop = true;
+    target.join();
+    EXPECT_GT(made, 10);
+    EXPECT_GT(g_probes.load(), 10);
+    EXPECT_EQ(g_probe_errors.load(), 0);
 }
