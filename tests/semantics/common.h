@@ -8,7 +8,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -122,6 +126,29 @@ inline int closed_fd() {
     int fd = dup(0);
     close(fd);
     return fd;
+}
+
+// Waits for child `pid`; a child still running after `ms` is killed (SIGKILL). Its status.
+inline int wait_child_within(pid_t pid, long ms) {
+    int status = -1;
+    auto start = Clock::now();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (ms_since(start) > ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    return status;
+}
+
+// Installs a seccomp filter on the calling process (after PR_SET_NO_NEW_PRIVS, so no
+// privilege is needed), as sandboxed programs do. False if the kernel refused it.
+inline bool install_seccomp_filter(sock_filter* filter, size_t count) {
+    sock_fprog program{static_cast<unsigned short>(count), filter};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
 }
 
 // Ignores SIGPIPE for the test program, as servers do, so EPIPE can be observed.

@@ -577,10 +577,7 @@ TEST(OwnSeccompFilter, PlainReadAndWriteKeepWorkingInASingleThreadedSandbox) {
             filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
         }
         filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-        sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
-            _exit(100);
+        if (!install_seccomp_filter(filter.data(), filter.size())) _exit(100);
         char byte = 0;
         if (write(sockets.a, "s", 1) != 1) _exit(1);
         if (read(sockets.a, &byte, 1) != 1 || byte != 'S') _exit(2);

@@ -291,22 +291,10 @@ int without_process_vm_readv(uint32_t action, int (*body)()) {
             BPF_STMT(BPF_RET | BPF_K, action),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         };
-        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
-            _exit(100);
+        if (!install_seccomp_filter(filter, sizeof filter / sizeof filter[0])) _exit(100);
         _exit(body());
     }
-    int status = -1;
-    auto start = Clock::now();
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (ms_since(start) > 10000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        usleep(2000);
-    }
+    int status = wait_child_within(pid, 10000);
     return status;
 }
 

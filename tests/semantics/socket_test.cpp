@@ -515,10 +515,7 @@ TEST(Connect, AWaitThatEndsEarlyLeavesOtherThreadsRunning) {
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
             BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         };
-        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
-            _exit(100);
+        if (!install_seccomp_filter(filter, sizeof filter / sizeof filter[0])) _exit(100);
         std::thread connector(
             [&] { connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr); });
         connector.detach();
@@ -528,16 +525,7 @@ TEST(Connect, AWaitThatEndsEarlyLeavesOtherThreadsRunning) {
         for (int i = 0; i < 20; ++i) usleep(10000);
         _exit(ms_since(start) < 2000 ? 0 : 1);
     }
-    int status = -1;
-    auto start = Clock::now();
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (ms_since(start) > 10000) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        usleep(2000);
-    }
+    int status = wait_child_within(pid, 10000);
     close(first);
     close(listener);
     ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
