@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "hooks/deadline.h"
 #include "hooks/hooks.h"
 #include "hooks/wait.h"
 
@@ -49,15 +50,11 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
     if (timeout) {
         timespec t;
         if (!copy_from_user(&t, timeout, sizeof t)) return -1;
-        if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L) {
+        if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
             errno = EINVAL;
             return -1;
         }
-        constexpr uint64_t kMaxSeconds = kNoDeadline / 1000000000ull - 1;  // then: for ever
-        const auto seconds = static_cast<uint64_t>(t.tv_sec);
-        deadline = seconds > kMaxSeconds
-                       ? kNoDeadline
-                       : deadline_after_ns(seconds * 1000000000ull + static_cast<uint64_t>(t.tv_nsec));
+        deadline = deadline_after(t);  // saturating: a far-future timeout is never reached
         poll_only = t.tv_sec == 0 && t.tv_nsec == 0;
     }
     int sig = take_pending(&wanted, info);

@@ -113,8 +113,7 @@ bool wait_on(const std::atomic<Word>* word, bool shared, Blocked still_blocked, 
     timespec at;
     if (deadline != kNoDeadline) {
         if (monotonic_now_ns() >= deadline) return false;
-        at = timespec{static_cast<time_t>(deadline / kNsPerSec),
-                      static_cast<long>(deadline % kNsPerSec)};
+        at = timespec_from_ns(deadline);
     }
     // An absolute CLOCK_MONOTONIC time, the runtime's deadline clock.
     long r = futex(word, FUTEX_WAIT_BITSET, seen, deadline == kNoDeadline ? nullptr : &at,

@@ -35,10 +35,6 @@ uint64_t park_for(uint64_t ns) {
     return sleep_to(deadline_in_ns(ns));
 }
 
-timespec to_timespec(uint64_t ns) {
-    return timespec{static_cast<time_t>(ns / kNsPerSec), static_cast<long>(ns % kNsPerSec)};
-}
-
 }  // namespace
 
 // Interrupted: the whole seconds not yet slept, as glibc's sleep reports them.
@@ -62,7 +58,7 @@ int nanosleep(const timespec* req, timespec* rem) {
     }
     uint64_t left = park_for(span_ns(ts.tv_sec, ts.tv_nsec));
     if (left == 0) return 0;
-    if (rem) *rem = to_timespec(left);
+    if (rem) *rem = timespec_from_ns(left);
     errno = EINTR;
     return -1;
 }
@@ -104,7 +100,7 @@ int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* r
     }
     errno = saved;
     if (left == 0) return 0;
-    if (rem && !(flags & TIMER_ABSTIME)) *rem = to_timespec(left);
+    if (rem && !(flags & TIMER_ABSTIME)) *rem = timespec_from_ns(left);
     return EINTR;
 }
 

@@ -214,8 +214,7 @@ static const timespec* sleep_limit(int libuv_ms, uint64_t deadline_ns, timespec*
         if (left < limit) limit = left;
     }
     if (limit == kNoDeadline) return nullptr;
-    out->tv_sec = static_cast<time_t>(limit / 1000000000ull);
-    out->tv_nsec = static_cast<long>(limit % 1000000000ull);
+    *out = timespec_from_ns(limit);
     return out;
 }
 

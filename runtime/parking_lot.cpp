@@ -82,9 +82,7 @@ Parked thread_wait(Waiter& w, uint64_t deadline_ns, bool interruptible) {
         if (deadline_ns != kNoDeadline) {
             uint64_t now = monotonic_now_ns();
             if (now >= deadline_ns) return Parked::kTimedOut;
-            uint64_t left = deadline_ns - now;
-            rel.tv_sec = static_cast<time_t>(left / 1000000000ull);
-            rel.tv_nsec = static_cast<long>(left % 1000000000ull);
+            rel = timespec_from_ns(deadline_ns - now);
         }
         const int saved = errno;
         long r = futex(&w.woken, FUTEX_WAIT_PRIVATE, 0,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
 #include <cstddef>
@@ -16,6 +17,10 @@ namespace green {
 // Deadlines are CLOCK_MONOTONIC nanoseconds; kNoDeadline waits forever.
 constexpr uint64_t kNoDeadline = UINT64_MAX;
 uint64_t monotonic_now_ns();
+// `ns` nanoseconds as a timespec (a span, or a CLOCK_MONOTONIC time).
+inline timespec timespec_from_ns(uint64_t ns) {
+    return timespec{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+}
 // now + ns, saturating at kNoDeadline.
 uint64_t deadline_after_ns(uint64_t ns);
 
