@@ -55,6 +55,27 @@ void tell_carrier(Carrier* carrier, void* context) {
     if (carrier != Carrier::current()) carrier->fd_closed_remotely(fd);
 }
 
+// After the generation of `fd` (-1: of a whole range) moved on: its waiters wake as closed,
+// on every carrier, and it leaves every epoll set.
+void wake_closed_waiters(int fd) {
+    Carrier* here = Carrier::current();
+    if (in_signal_handler()) {
+        // A close in a handler, which may have interrupted this carrier inside its fd records
+        // or its run queue: done as a close on another thread is (async-signal-safe), and the
+        // registry's lock only waited for when this thread cannot be the one holding it.
+        if (here) here->fd_closed_remotely(fd);
+        for_each_carrier(tell_carrier, &fd, spinlocks_held() != 0);
+        return;
+    }
+    if (here) {
+        if (fd >= 0)
+            here->fd_closing(fd);
+        else
+            here->evict_stale_waiters();
+    }
+    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &fd);
+}
+
 }  // namespace
 
 uint32_t fd_generation(int fd) {
@@ -77,17 +98,7 @@ void fd_closing(int fd) {
     std::atomic<uint32_t>* slot = generation_slot(fd, false);
     if (!slot) return;  // no fiber ever waited on this number
     slot->fetch_add(1, std::memory_order_acq_rel);
-    Carrier* here = Carrier::current();
-    if (in_signal_handler()) {
-        // close() in a handler, which may have interrupted this carrier inside its fd records
-        // or its run queue: done as a close on another thread is (async-signal-safe), and the
-        // registry's lock only waited for when this thread cannot be the one holding it.
-        if (here) here->fd_closed_remotely(fd);
-        for_each_carrier(tell_carrier, &fd, spinlocks_held() != 0);
-        return;
-    }
-    if (here) here->fd_closing(fd);
-    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &fd);
+    wake_closed_waiters(fd);
 }
 
 void fds_closing(unsigned first, unsigned last) {
@@ -102,16 +113,7 @@ void fds_closing(unsigned first, unsigned last) {
         for (size_t fd = lo; fd <= hi; ++fd)
             slots[fd & (kChunkSize - 1)].fetch_add(1, std::memory_order_acq_rel);
     }
-    if (!any) return;
-    Carrier* here = Carrier::current();
-    int none = -1;
-    if (in_signal_handler()) {  // as in fd_closing
-        if (here) here->fd_closed_remotely(-1);
-        for_each_carrier(tell_carrier, &none, spinlocks_held() != 0);
-        return;
-    }
-    if (here) here->evict_stale_waiters();
-    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &none);
+    if (any) wake_closed_waiters(-1);
 }
 
 FdRecord& Carrier::record(int fd) {
