@@ -18,6 +18,7 @@
 #include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/parking_lot.h"
+#include "runtime/raw_syscall.h"
 #include "runtime/runtime_fds.h"
 #include "runtime/tls.h"
 
@@ -93,14 +94,8 @@ void install_overflow_handler() {
 // rt_sigprocmask without libc: our own pthread_sigmask is interposed, and this runs on the
 // switch path. `set` null: only reads. Async-signal-safe.
 inline void kernel_sigmask(const uint64_t* set, uint64_t* old) {
-    long ret;
-    register long r10 asm("r10") = 8;  // the kernel's sigset size
-    asm volatile("syscall"
-                 : "=a"(ret)
-                 : "0"(static_cast<long>(SYS_rt_sigprocmask)), "D"(static_cast<long>(SIG_SETMASK)),
-                   "S"(set), "d"(old), "r"(r10)
-                 : "rcx", "r11", "memory");
-    (void)ret;
+    raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(set),
+                reinterpret_cast<long>(old), 8 /* the kernel's sigset size */);
 }
 
 size_t glibc_default_stack_size() {
@@ -190,7 +185,13 @@ void signal_arrived(int sig, bool restart) {
     if (!carrier) return;
     // While a fiber runs, a signal is that fiber's (it was not blocked), unless it was sent
     // to another one with pthread_kill: the carrier thread runs the sender at that moment.
-    if (t_fiber && !carrier->has_signal_target_other_than(t_fiber)) {
+    // A fiber that has parked but not yet reached the scheduler (which may be making the
+    // loop: a first wait) is waiting already: the signal interrupts that wait.
+    Fiber* self = t_fiber;
+    if (self && self->state != FiberState::kParked &&
+        !carrier->has_signal_target_other_than(self)) {
+        ++self->handlers_ran;
+        self->handlers_ran_no_restart += !restart;
         carrier->note_handler_ran(sig);  // still ends pause and sigsuspend waits
         return;
     }
@@ -326,8 +327,16 @@ bool Carrier::make_loop() {
     remote_wake_ = new uv_async_t;
     uv_async_init(&loop_, remote_wake_, on_remote_wake);
     remote_wake_->data = this;
-    loop_ready_ = true;
+    loop_made();
     return true;
+}
+
+// From here on a handler sends its signal's wake-up itself; one noted while the loop was
+// being made (a first wait's, or a forked child's before its loop was remade) is sent now.
+void Carrier::loop_made() {
+    loop_ready_ = true;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (pending_signals_.load() || handlers_ran_.load()) uv_async_send(remote_wake_);
 }
 
 void Carrier::retire() {
@@ -459,9 +468,7 @@ bool Carrier::remake_loop_after_fork() {
     shut_down_resolver(this);
     close_runtime_fd(epoll_fd_.exchange(-1));  // the child's reference only
     if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
-    loop_ready_ = true;
-    // A signal noted before the loop was remade is delivered now.
-    if (pending_signals_.load() || handlers_ran_.load()) uv_async_send(remote_wake_);
+    loop_made();
     return true;
 }
 
@@ -600,9 +607,10 @@ Fiber* Carrier::pop_runnable() {
 
 void Carrier::park(ParkReason reason) {
     Fiber* self = t_fiber;
-    self->state = FiberState::kParked;
     self->park_reason = reason;
     ++self->park_seq;
+    self->state = FiberState::kParked;
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // seen so by a handler (signal_arrived)
     bump(counters_.parks[static_cast<int>(reason)]);
     switch_to_scheduler(self);
 }

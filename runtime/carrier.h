@@ -160,6 +160,7 @@ private:
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
     bool make_loop();
+    void loop_made();
     bool remake_loop_after_fork();
     bool make_epoll_set();
     // Fibers parked with a deadline, in a binary min-heap on Fiber::deadline_ns (timers at the

@@ -173,8 +173,12 @@ void Carrier::arm(int fd) {
 
 WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
                              ParkReason reason) {
-    if (!ensure_loop()) return WaitResult::kReady;  // no epoll set: the retry decides
+    // The call has begun: a handler that runs before the park (the first wait makes the loop,
+    // which takes a while) interrupts it as the kernel's would, just as one during the park.
     Fiber* self = current_fiber();
+    const uint32_t ran_before = self->handlers_ran;
+    const uint32_t no_restart_before = self->handlers_ran_no_restart;
+    if (!ensure_loop()) return WaitResult::kReady;  // no epoll set: the retry decides
     for (size_t i = 0; i < count; ++i) {
         FdWaiter* w = &waiters[i];
         w->fiber = self;
@@ -187,7 +191,13 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
 
     bool woken_early = false;
     for (size_t i = 0; i < count; ++i) woken_early |= waiters[i].revents != 0;
-    bool timed_out = woken_early ? false : park_until(deadline_ns, reason, true);
+    bool timed_out = false;
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // handlers_ran: written by handlers
+    if (self->handlers_ran != ran_before) {
+        self->interrupted = self->handlers_ran_no_restart != no_restart_before ? 1 : 2;
+        woken_early = true;
+    }
+    if (!woken_early) timed_out = park_until(deadline_ns, reason, true);
 
     bool ready = false, closed = false;
     for (size_t i = 0; i < count; ++i) {

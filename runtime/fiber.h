@@ -91,6 +91,10 @@ struct Fiber {
     // interrupted it: 0 nothing, 1 a handler without SA_RESTART, 2 one with SA_RESTART.
     bool interruptible = false;
     uint8_t interrupted = 0;
+    // Handlers that ran while the fiber ran (all of them; those without SA_RESTART): a wait
+    // that saw one run between its start and its park is interrupted by it (wait_fds).
+    uint32_t handlers_ran = 0;
+    uint32_t handlers_ran_no_restart = 0;
     // The fiber's signal mask, as the kernel's 64-bit sigset (bit n-1: signal n). While the
     // fiber runs it is the carrier thread's kernel mask (Carrier::resume); pthread_create
     // copies the creator's. `awaited`: the signals it waits for in sigwait, else 0.

@@ -8,6 +8,7 @@
 // The monitor only reads the running fiber's identity, and only while the carrier's switch
 // counter shows that the fiber is still the one running (so it cannot have been freed).
 #include <execinfo.h>
+#include <linux/futex.h>
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
@@ -18,12 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
 #include "runtime/carrier.h"
 #include "runtime/log.h"
+#include "runtime/raw_syscall.h"
 #include "runtime/symbolize.h"
 
 namespace green {
@@ -300,9 +303,14 @@ void leave_fd_table() {
     if (pidfd >= 0) log::use_program_stderr_via(pidfd);
 }
 
+// Set once the monitor has its own fd table (create_monitor_thread waits for it).
+std::atomic<uint32_t> g_table_left{0};
+
 void* monitor_main(void*) {
     mark_internal_thread();
     leave_fd_table();
+    g_table_left.store(1, std::memory_order_release);
+    raw_syscall(SYS_futex, reinterpret_cast<long>(&g_table_left), FUTEX_WAKE_PRIVATE, 1);
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);  // program signals go to program threads
@@ -336,9 +344,15 @@ bool create_monitor_thread() {
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &saved);
+    g_table_left.store(0);
     int rc = g_config.create_thread(&thread, &attr, monitor_main, nullptr);
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     pthread_attr_destroy(&attr);
+    // While the monitor shares the fd table, the kernel waits for an RCU grace period (10 to
+    // 30 ms) each time the table grows, as it does for the runtime's first high fd: so the
+    // program goes on once the monitor has a table of its own (a few tens of microseconds).
+    while (rc == 0 && g_table_left.load(std::memory_order_acquire) == 0)
+        raw_syscall(SYS_futex, reinterpret_cast<long>(&g_table_left), FUTEX_WAIT_PRIVATE, 0);
     return rc == 0;
 }
 

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "runtime/log.h"
+#include "runtime/raw_syscall.h"
 #include "runtime/stack_pool.h"
 
 namespace green::tls {
@@ -246,11 +247,7 @@ bool enabled() {
 void set_thread_pointer_slow(void* tp) {
     // A raw system call: syscall() is interposed, and no libc code may run on a half-switched
     // thread.
-    long ret;
-    asm volatile("syscall"
-                 : "=a"(ret)
-                 : "0"(SYS_arch_prctl), "D"(ARCH_SET_FS), "S"(tp)
-                 : "rcx", "r11", "memory");
+    long ret = raw_syscall(SYS_arch_prctl, ARCH_SET_FS, reinterpret_cast<long>(tp));
     if (ret != 0) log::fatal("arch_prctl(ARCH_SET_FS) failed: %ld", -ret);
 }
 
