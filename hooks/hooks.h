@@ -47,6 +47,9 @@ bool runtime_signal(const siginfo_t& info);
 // For the watchdog (runtime's MonitorConfig::sample_thread): carrier thread `tid` fills
 // `sample` in a signal handler. Waits up to 200 ms for it.
 bool sample_thread(int tid, StallSample* sample);
+// For time slices (MonitorConfig::preempt_thread): carrier thread `tid` runs
+// preempt_in_handler in the handler of this signal.
+void preempt_thread(int tid);
 
 // Who holds the lock a fiber waits on, for the deadlock report (hooks/sync.cpp).
 int32_t lock_holder(ParkReason reason, const void* object);

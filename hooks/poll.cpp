@@ -23,8 +23,6 @@ extern "C" void __chk_fail(void) __attribute__((noreturn));
 
 namespace green::hooks {
 
-extern thread_local unsigned t_handlers_run;  // hooks/signal.cpp
-
 namespace {
 
 uint32_t epoll_events_of(short events) {
@@ -173,7 +171,10 @@ int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
                const sigset_t* sigmask) {
     SigmaskDuringWait mask(sigmask);
     if (mask.failed()) return -1;
-    int r = real::get().poll(fds, nfds, 0);
+    auto look = [&] {
+        return unless_ours_interrupted([&] { return real::get().poll(fds, nfds, 0); });
+    };
+    int r = look();
     if (r != 0) return r;
     if (mask.interrupted() || immediate) return nothing_ready(mask);
     // fds was read by the kernel just now: it is valid memory.
@@ -186,7 +187,7 @@ int poll_until(pollfd* fds, nfds_t nfds, uint64_t deadline, bool immediate,
         w.events = events;
         waiters.push_back(w);
     }
-    return wait_and_look(waiters, deadline, [&] { return real::get().poll(fds, nfds, 0); });
+    return wait_and_look(waiters, deadline, look);
 }
 
 // select and pselect. `report`, when set, receives the time not slept before `end` (select's
@@ -211,7 +212,8 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
     SigmaskDuringWait mask(sigmask);
     if (mask.failed()) return -1;
     // The kernel validates nfds, the sets and the fds now, exactly as for a blocking call.
-    int r = real::get().select(nfds, readfds, writefds, exceptfds, &zero);
+    int r = unless_ours_interrupted(
+        [&] { return real::get().select(nfds, readfds, writefds, exceptfds, &zero); });
     if (r == 0 && mask.interrupted()) r = nothing_ready(mask);
     if (r == 0 && may_wait && !immediate) {
         std::vector<FdWaiter> waiters;
@@ -229,7 +231,8 @@ int select_until(int nfds, fd_set* readfds, fd_set* writefds, fd_set* exceptfds,
         r = wait_and_look(waiters, deadline, [&] {
             for (int k = 0; k < 3; ++k)
                 if (sets[k]) std::memcpy(sets[k], want[k].data(), set_bytes);
-            return real::get().select(nfds, readfds, writefds, exceptfds, &zero);
+            return unless_ours_interrupted(
+                [&] { return real::get().select(nfds, readfds, writefds, exceptfds, &zero); });
         });
     }
     if (report && end && (r >= 0 || errno == EINTR)) *report = select_time_left(*end);
@@ -240,14 +243,17 @@ int epoll_until(int epfd, epoll_event* events, int maxevents, uint64_t deadline,
                 const sigset_t* sigmask) {
     SigmaskDuringWait mask(sigmask);
     if (mask.failed()) return -1;
-    int r = real::get().epoll_wait(epfd, events, maxevents, 0);
+    auto look = [&] {
+        return unless_ours_interrupted(
+            [&] { return real::get().epoll_wait(epfd, events, maxevents, 0); });
+    };
+    int r = look();
     if (r != 0) return r;
     if (mask.interrupted() || immediate) return nothing_ready(mask);
     std::vector<FdWaiter> waiters(1);
     waiters[0].fd = epfd;
     waiters[0].events = EPOLLIN;  // an epoll fd is readable when it has events to report
-    return wait_and_look(waiters, deadline,
-                         [&] { return real::get().epoll_wait(epfd, events, maxevents, 0); });
+    return wait_and_look(waiters, deadline, look);
 }
 
 }  // namespace

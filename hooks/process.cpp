@@ -29,7 +29,6 @@ extern char** environ;
 namespace green::hooks {
 
 // Bumped by every program signal handler that runs on this OS thread (hooks/signal.cpp).
-extern thread_local unsigned t_handlers_run;
 
 namespace {
 

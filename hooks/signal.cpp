@@ -53,6 +53,27 @@ thread_local pid_t t_guard_timer_pid = 0;  // timers do not survive fork: remade
 // rt_tgsigqueueinfo, si_code SI_QUEUE and this tag's address: nothing else sends that.
 const char g_sample_tag = 0;
 std::atomic<StallSample*> g_sample_request{nullptr};
+// The monitor's preemption request (preempt_thread): the same signal, with this tag.
+const char g_preempt_tag = 0;
+
+bool tagged(const siginfo_t* info, const char* tag) {
+    return info && info->si_code == SI_QUEUE && info->si_value.sival_ptr == tag;
+}
+
+// The kernel restarts an accept the guard's signal interrupted (the trampoline has SA_RESTART
+// for the sake of the monitor's signals, which must not make a call fail): it has put the
+// thread back on the system call instruction with the call's number in rax. The guard wants
+// EINTR instead, which is what accept then returns.
+void fail_restarted_accept(void* context) {
+    if (!context) return;
+    greg_t* regs = static_cast<ucontext_t*>(context)->uc_mcontext.gregs;
+    const auto* insn = reinterpret_cast<const unsigned char*>(regs[REG_RIP]);
+    if ((regs[REG_RAX] == SYS_accept || regs[REG_RAX] == SYS_accept4) && insn[0] == 0x0f &&
+        insn[1] == 0x05) {
+        regs[REG_RAX] = -EINTR;
+        regs[REG_RIP] += 2;
+    }
+}
 
 // GREEN_STATS_SIGNAL: the runtime owns that signal (install_stats_signal).
 int g_stats_signal = 0;
@@ -61,13 +82,19 @@ const char* g_stats_path = nullptr;
 void trampoline(int sig, siginfo_t* info, void* context) {
     if (sig == kGuardSignal && info && info->si_code == SI_TIMER && t_guard_armed) {
         t_guard_fired = true;  // ours: it only ends the accept it guards
+        fail_restarted_accept(context);
         return;
     }
-    if (sig == kGuardSignal && info && info->si_code == SI_QUEUE &&
-        info->si_value.sival_ptr == &g_sample_tag) {
+    if (sig == kGuardSignal && tagged(info, &g_sample_tag)) {
         int saved = errno;
         if (StallSample* sample = g_sample_request.load(std::memory_order_acquire))
             take_stall_sample(sample, context);
+        errno = saved;
+        return;
+    }
+    if (sig == kGuardSignal && tagged(info, &g_preempt_tag)) {
+        int saved = errno;
+        preempt_in_handler(context);
         errno = saved;
         return;
     }
@@ -100,9 +127,10 @@ void trampoline(int sig, siginfo_t* info, void* context) {
 }
 
 // What the kernel gets for `sig` when the program wants `wanted`: the trampoline for the
-// program's handlers and for the signals the runtime owns (the accept guard's, the stats
-// signal). The guard's never restarts (it must end accept); a stats signal the program has no
-// handler for always does (a dump interrupts nothing). `taking`: the runtime takes `sig` now.
+// program's handlers and for the signals the runtime owns (the accept guard's, which the
+// monitor also sends, and the stats signal). Those restart the interrupted call unless the
+// program's own handler says otherwise: a dump or a preemption interrupts nothing (the guard
+// makes its accept fail itself: fail_restarted_accept). `taking`: the runtime takes `sig` now.
 struct sigaction kernel_action(int sig, const struct sigaction& wanted, bool taking = false) {
     struct sigaction install = wanted;
     bool guard = sig == kGuardSignal && (g_guard_installed || taking);
@@ -111,8 +139,7 @@ struct sigaction kernel_action(int sig, const struct sigaction& wanted, bool tak
         install.sa_sigaction = trampoline;
         install.sa_flags |= SA_SIGINFO;
     }
-    if (stats && !is_handler(wanted)) install.sa_flags |= SA_RESTART;
-    if (guard) install.sa_flags &= ~SA_RESTART;
+    if ((stats || guard) && !is_handler(wanted)) install.sa_flags |= SA_RESTART;
     return install;
 }
 
@@ -281,19 +308,28 @@ bool install_stats_signal(int sig, const char* path) {
     return false;
 }
 
-// On the monitor thread: the carrier thread `tid` takes the sample in its handler. Up to
-// 200 ms: a thread that blocks SIGURG (or is stopped) does not answer.
-bool sample_thread(int tid, StallSample* sample) {
+namespace {
+
+// From the monitor thread: kGuardSignal to carrier thread `tid`, tagged with `tag`.
+bool send_tagged(int tid, const char* tag) {
     if (!install_guard_trampoline()) return false;
-    g_sample_request.store(sample, std::memory_order_release);
     siginfo_t info{};
     info.si_signo = kGuardSignal;
     info.si_code = SI_QUEUE;
     info.si_pid = getpid();
     info.si_uid = getuid();
-    info.si_value.sival_ptr = const_cast<char*>(&g_sample_tag);
+    info.si_value.sival_ptr = const_cast<char*>(tag);
+    return syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, kGuardSignal, &info) == 0;
+}
+
+}  // namespace
+
+// On the monitor thread: the carrier thread `tid` takes the sample in its handler. Up to
+// 200 ms: a thread that blocks SIGURG (or is stopped) does not answer.
+bool sample_thread(int tid, StallSample* sample) {
+    g_sample_request.store(sample, std::memory_order_release);
     bool taken = false;
-    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, kGuardSignal, &info) == 0) {
+    if (send_tagged(tid, &g_sample_tag)) {
         for (int i = 0; i < 200 && !taken; ++i) {
             taken = sample->taken.load(std::memory_order_acquire);
             if (!taken) {
@@ -304,6 +340,10 @@ bool sample_thread(int tid, StallSample* sample) {
     }
     g_sample_request.store(nullptr, std::memory_order_release);
     return taken;
+}
+
+void preempt_thread(int tid) {
+    send_tagged(tid, &g_preempt_tag);
 }
 
 bool accept_guard_arm() {
@@ -342,7 +382,8 @@ bool accept_guard_disarm() {
 // SIGURG and waits for it.
 bool runtime_signal(const siginfo_t& info) {
     if (info.si_signo != kGuardSignal) return false;
-    if (info.si_code == SI_QUEUE) return info.si_value.sival_ptr == &g_sample_tag;
+    if (info.si_code == SI_QUEUE)
+        return tagged(&info, &g_sample_tag) || tagged(&info, &g_preempt_tag);
     return info.si_code == SI_TIMER && t_guard_timer_pid == own_pid() &&
            info.si_timerid == static_cast<int>(reinterpret_cast<intptr_t>(t_guard_timer));
 }

@@ -272,6 +272,10 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
             if (size != glibc_default) options.stack_size = size;
         }
     }
+    // Two fibers: one can now starve the other. The monitor thread first, while glibc still
+    // believes the process single-threaded: its pthread_create then installs the SIGSETXID
+    // handler that setuid's round of signals needs once there is a second OS thread.
+    monitor_needed();
     __libc_single_threaded = 0;
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);

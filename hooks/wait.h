@@ -16,6 +16,7 @@
 #include "hooks/deadline.h"
 #include "hooks/real.h"
 #include "runtime/runtime.h"
+#include "runtime/tls.h"
 
 namespace green::hooks {
 
@@ -46,11 +47,6 @@ inline uint64_t socket_deadline(int fd, int option) {
     return deadline_in_ns(span_ns(tv.tv_sec, static_cast<int64_t>(tv.tv_usec) * 1000));
 }
 
-// Readiness now, without waiting: what a real call would find.
-inline bool ready_now(int fd, short events) {
-    pollfd p{fd, events, 0};
-    return real::get().poll(&p, 1, 0) != 0;  // ready, or an error/POLLNVAL the call reports
-}
 
 // getpid() without the system call (it is one each time in glibc): the pid, cached, and
 // forgotten in a fork's child.
@@ -60,6 +56,27 @@ pid_t own_pid();
 // memory is not readable, where a real syscall would fail with EFAULT instead of crashing.
 // Needs no fd and no process_vm_readv (which seccomp policies deny); see wait.cpp.
 bool copy_from_user(void* dst, const void* src, size_t len);
+
+extern thread_local unsigned t_handlers_run;  // the program's handlers run (signal.cpp)
+
+// A call that cannot block (a zero timeout) still fails with EINTR when a signal arrives
+// during it, even one of the runtime's own (the monitor's preemption signal), which the
+// program must never see. Repeats it then, unless a handler of the program ran.
+template <typename Call>
+int unless_ours_interrupted(Call call) {
+    for (;;) {
+        const unsigned before = tls::per_thread(t_handlers_run);
+        int r = call();
+        if (r >= 0 || errno != EINTR || tls::per_thread(t_handlers_run) != before) return r;
+    }
+}
+
+// Readiness now, without waiting: what a real call would find.
+inline bool ready_now(int fd, short events) {
+    pollfd p{fd, events, 0};
+    // Ready, or an error/POLLNVAL the call reports.
+    return unless_ours_interrupted([&] { return real::get().poll(&p, 1, 0); }) != 0;
+}
 
 // The result of a wait, as the call that asked for it must report it.
 enum class Waited { kReady, kTimedOut, kClosed, kInterrupted };

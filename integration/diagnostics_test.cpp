@@ -127,7 +127,7 @@ TEST_CASE("GREEN_STATS after legacy_echo_server: one fiber per connection, all o
     CHECK(s["total.passthrough_calls"] == 0);
     CHECK(s["total.blocked_calls"] == 0);
     CHECK(s["carrier0.fibers_created"] == s["total.fibers_created"]);
-    CHECK(server.threads() == 1);  // no monitor thread without GREEN_MONITOR_MS
+    CHECK(server.threads() == 2);  // the carrier and the monitor thread (time slices)
 }
 
 TEST_CASE("GREEN_STATS after legacy_http_server: 300 requests, 300 fibers that slept",
@@ -160,7 +160,7 @@ TEST_CASE("GREEN_STATS=1 prints the counters at exit, readable and as key=value 
     Run r = run({{tool("scenarios"), "thread_count"}, {"GREEN_STATS=1"}, true}, 10000);
     INFO(r.err);
     CHECK(exited_with(r.status, 0));
-    CHECK(r.out == "threads 1\n");
+    CHECK(r.out == "threads 2\n");
     CHECK(r.err.find("green.stats.reason=exit\n") != std::string::npos);
     CHECK(r.err.find("green: stats at exit: 11 fibers created") != std::string::npos);
     Stats s = last_dump(r.err);
@@ -196,9 +196,13 @@ TEST_CASE("GREEN_STATS in a forked child names the child's own carrier thread", 
     for (Stats& s : dumps) CHECK(s["carrier0.tid"] == s["pid"]);
 }
 
+// A fiber that spins is pre-empted after its time slice and holds its carrier no longer: the
+// watchdog is for what cannot be pre-empted (a system call, code that blocks the signal) and
+// for GREEN_PREEMPT=0, which the first two cases use to make a spinning fiber stall.
 TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, with its frame",
           "[diagnostics]") {
-    Process spin({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100"}, true, true});
+    Process spin({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100", "GREEN_PREEMPT=0"},
+                  true, true});
     ThreadSampler sampler(spin);
     std::string out = spin.read_all_stdout(10000);
     std::string err = spin.read_all_stderr(10000);
@@ -213,11 +217,26 @@ TEST_CASE("the watchdog reports a thread that spins for 500 ms exactly once, wit
     CHECK(sampler.max() == 2);  // the carrier and the monitor
 }
 
+TEST_CASE("with time slices a thread that spins for 500 ms gives way: counted, not reported",
+          "[diagnostics]") {
+    Run r = run({{tool("diagnostics"), "spin"}, {"GREEN_MONITOR_MS=100", "GREEN_STATS=1"}, true},
+                10000);
+    INFO(r.err);
+    CHECK(exited_with(r.status, 0));
+    CHECK(r.out == "spun\n");
+    CHECK(count_of(r.err, "green: watchdog:") == 0);
+    Stats s = last_dump(r.err);
+    CHECK(s["total.preempted_by_signal"] >= 10);  // 5 ms slices: about 100 in 500 ms
+    CHECK(s["total.switches"] >= 20);
+}
+
 TEST_CASE("the watchdog does not unwind a thread it stopped inside libc, but names where it is",
           "[diagnostics]") {
     // An unwinder started in libc (or ld.so, libgcc_s, libgreen) may need a lock the
     // interrupted code holds. A thread that stays in memset for 500 ms is reported by its pc.
-    Run r = run({{tool("diagnostics"), "in_libc"}, {"GREEN_MONITOR_MS=100"}, true}, 10000);
+    Run r = run({{tool("diagnostics"), "in_libc"}, {"GREEN_MONITOR_MS=100", "GREEN_PREEMPT=0"},
+                 true},
+                10000);
     INFO(r.err);
     CHECK(exited_with(r.status, 0));
     CHECK(r.out == "filled\n");
@@ -288,7 +307,7 @@ TEST_CASE("by default a deadlocked process reports once (to GREEN_LOG_FILE) and 
     INFO(text);
     CHECK(count_of(text, "green: deadlock: every thread") == 1);
     CHECK(count_of(text, "waits in mutex on lock_") == 2);
-    CHECK(p.threads() == 1);  // still there, hanging as a threaded process would
+    CHECK(p.threads() == 2);  // still there (with the monitor), hanging as threads would
     p.kill_now();
     CHECK(p.read_all_stderr(5000).empty());  // the log went to the file
 }

@@ -173,8 +173,11 @@ TEST_CASE("a fiber stack overflow ends in one clear line and SIGSEGV", "[stack]"
 }
 
 TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE=1", "[settings]") {
+    // The carrier and the monitor thread (time slices); without preemption the carrier alone.
     Run shim = run({{tool("scenarios"), "thread_count"}, {}, true}, 10000);
-    CHECK(shim.out == "threads 1\n");
+    CHECK(shim.out == "threads 2\n");
+    Run no_slices = run({{tool("scenarios"), "thread_count"}, {"GREEN_PREEMPT=0"}, true}, 10000);
+    CHECK(no_slices.out == "threads 1\n");
     Run disabled = run({{tool("scenarios"), "thread_count"}, {"GREEN_DISABLE=1"}, true}, 10000);
     CHECK(disabled.out == "threads 11\n");
     CHECK(disabled.err.empty());
@@ -197,13 +200,16 @@ TEST_CASE("a bad GREEN_* setting prints one line and the program still runs", "[
                  {"GREEN_MONITOR_MS=-5", "GREEN_MONITOR_MS='-5'"},
                  {"GREEN_MONITOR_MS=10s", "GREEN_MONITOR_MS='10s'"},
                  {"GREEN_DEADLOCK=maybe", "GREEN_DEADLOCK='maybe'"},
+                 {"GREEN_PREEMPT=sometimes", "GREEN_PREEMPT='sometimes'"},
+                 {"GREEN_TIMESLICE_US=100", "GREEN_TIMESLICE_US='100'"},
+                 {"GREEN_TIMESLICE_US=5ms", "GREEN_TIMESLICE_US='5ms'"},
                  {"GREEN_LOG_FILE=/nonexistent/dir/log", "GREEN_LOG_FILE='/nonexistent/dir/log'"},
                  {"GREEN_STAK_SIZE=1M", "unknown setting GREEN_STAK_SIZE"}};
     for (const Case& c : cases) {
         Run r = run({{tool("scenarios"), "thread_count"}, {c.env}, true}, 10000);
         INFO(c.env << " -> " << r.err);
         CHECK(exited_with(r.status, 0));
-        CHECK(r.out == "threads 1\n");
+        CHECK(r.out == "threads 2\n");
         CHECK(r.err.find(c.mentions) != std::string::npos);
         // One line, besides the stats a bad GREEN_STATS path still prints (on stderr).
         std::istringstream lines(r.err);

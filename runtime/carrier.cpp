@@ -275,6 +275,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     root_->id = g_next_root_id.fetch_add(1);
     root_->tid = tid_;
     root_->carrier = this;
+    root_->preempt_flag = &preempt_requested_;
     root_->is_root = true;
     root_->state = FiberState::kRunning;
 #ifdef GREEN_TSAN
@@ -286,6 +287,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     count_mask(root_->sigmask, 1);
     track(root_);
     fiber_started(counters_);
+    running_.store(root_, std::memory_order_relaxed);  // main runs until its first switch
 
     install_overflow_handler();
     thread_tp_ = tls::thread_pointer();
@@ -422,6 +424,8 @@ void Carrier::reset_after_fork() {
     timers_.clear();
     run_head_ = run_tail_ = nullptr;
     run_count_ = 0;
+    preempted_head_ = preempted_tail_ = nullptr;
+    preempt_requested_.store(false);
     // Wake-ups sent by the parent's other threads: their fibers are gone in the child.
     for (RemoteWake* w = inbox_.exchange(nullptr); w;) {
         RemoteWake* next = w->next;
@@ -493,17 +497,25 @@ void Carrier::scheduler_loop() {
         // Run the fibers that are runnable now, then poll the loop; a fiber that yields in a
         // loop is re-queued behind this batch, so I/O is always polled between batches.
         for (size_t batch = run_count_; batch > 0 && run_head_; --batch) resume(pop_runnable());
+        // Then one slice for the fiber preempted longest ago; a fiber woken meanwhile (the
+        // poll below) runs before the next one: within a slice of becoming ready.
+        if (preempted_head_) {
+            Fiber* next = preempted_head_;
+            preempted_head_ = next->next_runnable;
+            if (!preempted_head_) preempted_tail_ = nullptr;
+            resume(next);
+        }
         if (root_exited_ && live_fibers_ == 0) {
             // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
             exit(0);
         }
-        if (!run_head_ && waiting_on_peers_ != 0 &&
+        if (!anything_runnable() && waiting_on_peers_ != 0 &&
             waiting_on_peers_ == live_fibers_ + (root_exited_ ? 0 : 1))
             check_deadlock();
         // Every fiber is parked or queued: let in what any of them accepts (see idle_mask).
         uint64_t idle = idle_mask();
         if (idle != kernel_mask_) set_kernel_mask(idle);
-        poll_once(run_head_ == nullptr);
+        poll_once(!anything_runnable());
     }
 }
 
@@ -626,6 +638,19 @@ void Carrier::yield() {
     bump(counters_.parks[static_cast<int>(ParkReason::kYield)]);
     self->park_reason = ParkReason::kYield;
     push_runnable(self);
+    switch_to_scheduler(self);
+}
+
+void Carrier::preempt() {
+    Fiber* self = t_fiber;
+    self->state = FiberState::kRunnable;
+    self->park_reason = ParkReason::kYield;
+    self->next_runnable = nullptr;
+    if (preempted_tail_)
+        preempted_tail_->next_runnable = self;
+    else
+        preempted_head_ = self;
+    preempted_tail_ = self;
     switch_to_scheduler(self);
 }
 

@@ -104,6 +104,13 @@ public:
         return target != nullptr && target != fiber;
     }
     void yield();
+    // Time slices (preempt.cpp). Set by the monitor thread when the running fiber has had its
+    // slice; each hooked call checks it (Fiber::preempt_flag points here).
+    std::atomic<bool> preempt_requested_{false};
+    // Switches the running fiber out for having used its slice (at a hooked call, or from the
+    // preemption signal's handler): it runs again after the fibers that are ready now and
+    // those that become ready at the next poll, and after the fibers preempted before it.
+    void preempt();
 
     Fiber* spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options, int* err);
     [[noreturn]] void finish(Fiber* fiber);
@@ -144,7 +151,12 @@ public:
         uint64_t last_report_ns = 0;
         uint64_t suppressed = 0;
         bool reported = false;
+        uint64_t slice_switches = 0;  // time slices: the run being timed and since when
+        uint64_t slice_since_ns = 0;
     } monitor_view_;
+    // True while the scheduler waits in the kernel with nothing to run (poll_once): the
+    // monitor sleeps once every carrier is so, and the first to wake wakes it.
+    bool idle() const { return idle_.load(std::memory_order_seq_cst); }
 
 private:
     static void scheduler_entry(void* transfer_context, void* data);
@@ -156,6 +168,7 @@ private:
     void switch_to_scheduler(Fiber* self);
     void push_runnable(Fiber* fiber);
     Fiber* pop_runnable();
+    bool anything_runnable() const { return run_head_ || preempted_head_; }
 
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
@@ -193,6 +206,10 @@ private:
     Fiber* run_head_ = nullptr;
     Fiber* run_tail_ = nullptr;
     size_t run_count_ = 0;
+    // Fibers switched out for using their slice, in the order they were (Fiber::next_runnable):
+    // one runs per turn of the scheduler, after the others that are ready.
+    Fiber* preempted_head_ = nullptr;
+    Fiber* preempted_tail_ = nullptr;
     size_t live_fibers_ = 0;  // non-root fibers not yet finished
     bool root_exited_ = false;
     size_t default_stack_size_ = 0;
@@ -201,6 +218,7 @@ private:
     int index_ = 0;
     CarrierCounters counters_;
     std::atomic<const Fiber*> running_{nullptr};
+    std::atomic<bool> idle_{false};
     // Fibers parked with no deadline on something only another fiber or thread can end (a
     // lock, a join): when they are all the live fibers, the carrier may be deadlocked.
     size_t waiting_on_peers_ = 0;

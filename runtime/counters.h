@@ -16,6 +16,11 @@ struct CarrierCounters {
     std::atomic<uint64_t> fibers_peak{0};
     std::atomic<uint64_t> switches{0};
     std::atomic<uint64_t> blocked_calls{0};  // calls on a fiber that held the whole carrier
+    // Time slices (preempt.cpp): fibers switched out at a hooked call, by the preemption
+    // signal, and requests not carried out (the fiber was in libc or a libc callback).
+    std::atomic<uint64_t> preempted_at_call{0};
+    std::atomic<uint64_t> preempted_by_signal{0};
+    std::atomic<uint64_t> preempt_declined{0};
     std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)]{};
 };
 

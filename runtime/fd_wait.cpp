@@ -264,7 +264,12 @@ void Carrier::poll_once(bool block) {
     const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
     int n;
     do {
+        if (timeout != &zero) idle_.store(true, std::memory_order_relaxed);
         n = wait_epoll(epoll_fd, events, kBatch, timeout);
+        if (timeout != &zero) {
+            idle_.store(false, std::memory_order_seq_cst);  // then look whether the monitor
+            carrier_busy_again();                           // sleeps (its check is the mirror)
+        }
         if (n < 0) {
             run_libuv = true;  // EINTR: a signal's async wake-up may be waiting in libuv
             break;

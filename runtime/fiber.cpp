@@ -131,6 +131,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->id = g_next_fiber_id.fetch_add(1, std::memory_order_relaxed);
     fiber->tid = next_fiber_tid();
     fiber->carrier = this;
+    fiber->preempt_flag = &preempt_requested_;
     fiber->start = start;
     fiber->arg = arg;
     fiber->detached = options.detached;

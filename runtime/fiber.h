@@ -66,6 +66,9 @@ struct Fiber {
     int saved_errno = 0;
     // > 0 while the fiber is inside one of our hooks: nested libc calls pass straight through.
     int hook_depth = 0;
+    // The carrier's preemption request (Carrier::preempt_requested_), read by every hooked
+    // call: there because the shim knows fibers, not carriers.
+    const std::atomic<bool>* preempt_flag = nullptr;
 
     void* (*start)(void*) = nullptr;
     void* arg = nullptr;

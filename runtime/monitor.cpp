@@ -20,11 +20,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
 #include "runtime/carrier.h"
+#include "runtime/code_ranges.h"
 #include "runtime/log.h"
 #include "runtime/raw_syscall.h"
 #include "runtime/symbolize.h"
@@ -35,67 +37,6 @@ namespace {
 MonitorConfig g_config;
 constexpr uint64_t kMinReportGapNs = 1000ull * 1000 * 1000;
 constexpr int kMaxStalls = 64;
-
-// Code an unwinder must not start from in a signal handler. The unwinder finds each frame's
-// unwind table through dl_iterate_phdr, which takes the dynamic loader's lock, and libgcc_s
-// keeps locks of its own; malloc and stdio hold locks of libc. A handler that interrupted
-// code holding one of them would wait for itself. So the handler takes a backtrace only when
-// the interrupted pc is outside libc, the dynamic loader, libgcc_s, libgreen and the
-// libraries libgreen uses (the program's own code, other libraries, the vDSO); otherwise it
-// records the pc alone. The executable segments of those modules are found once when the
-// monitor starts (outside any handler) and only read afterwards, without a lock.
-struct CodeRange {
-    uintptr_t begin, end;
-    const char* module;  // the loader's name for it (lives as long as the module)
-};
-constexpr int kMaxCodeRanges = 64;
-CodeRange g_unsafe_code[kMaxCodeRanges];
-int g_unsafe_code_count = 0;
-
-// Module names (up to the version) whose code holds locks an unwinder may need: libgreen's
-// dependencies (ldd libgreen.so) and the libraries of glibc.
-constexpr const char* kUnsafeModules[] = {
-    "libc.so",  "ld-linux-x86-64.so",  "libgcc_s.so",   "libstdc++.so", "libm.so",
-    "libuv.so", "libboost_context.so", "libpthread.so", "libdl.so",     "librt.so",
-};
-
-bool is_unsafe_module(const dl_phdr_info* info) {
-    const char* name = info->dlpi_name ? info->dlpi_name : "";
-    const char* base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    for (const char* prefix : kUnsafeModules)
-        if (!strncmp(base, prefix, strlen(prefix))) return true;
-    // libgreen itself: the module whose code holds this function.
-    auto self = reinterpret_cast<uintptr_t>(&take_stall_sample);
-    for (int i = 0; i < info->dlpi_phnum; ++i) {
-        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-        uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
-        if (ph.p_type == PT_LOAD && self >= begin && self < begin + ph.p_memsz) return true;
-    }
-    return false;
-}
-
-int add_unsafe_code(dl_phdr_info* info, size_t, void*) {
-    if (!is_unsafe_module(info)) return 0;
-    for (int i = 0; i < info->dlpi_phnum && g_unsafe_code_count < kMaxCodeRanges; ++i) {
-        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-        if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
-        uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
-        const char* name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "libgreen";
-        g_unsafe_code[g_unsafe_code_count++] = CodeRange{begin, begin + ph.p_memsz, name};
-    }
-    return 0;
-}
-
-// The module `pc` is in when an unwinder must not start there, else nullptr. Lock-free: may
-// run in a signal handler.
-const char* unsafe_module_of(const void* pc) {
-    auto at = reinterpret_cast<uintptr_t>(pc);
-    for (int i = 0; i < g_unsafe_code_count; ++i)
-        if (at >= g_unsafe_code[i].begin && at < g_unsafe_code[i].end)
-            return g_unsafe_code[i].module;
-    return nullptr;
-}
 
 struct Stall {
     int index;
@@ -306,6 +247,59 @@ void leave_fd_table() {
 // Set once the monitor has its own fd table (create_monitor_thread waits for it).
 std::atomic<uint32_t> g_table_left{0};
 
+// Time slices: a carrier whose fiber has run a whole slice without a switch, while another
+// fiber lives (which a poll might find ready), is asked to give way at its next hooked call
+// and, if the thread runs user code, by the preemption signal; again at every look until it
+// does. Threads to signal are collected here, under the registry's lock, and signalled after.
+struct SliceScan {
+    uint64_t now_ns;
+    uint64_t slice_ns;
+    bool all_idle;
+    int32_t to_signal[kMaxStalls];
+    int count;
+};
+
+void look_for_slice(Carrier* c, void* context) {
+    auto* scan = static_cast<SliceScan*>(context);
+    if (!c->idle()) scan->all_idle = false;
+    Carrier::MonitorView& v = c->monitor_view_;
+    uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
+    if (switches != v.slice_switches || !c->running_fiber()) {
+        v.slice_switches = switches;
+        v.slice_since_ns = scan->now_ns;
+        return;
+    }
+    if (scan->now_ns - v.slice_since_ns < scan->slice_ns) return;
+    if (c->counters().fibers_live.load(std::memory_order_relaxed) < 2) return;
+    // The signal goes with the request: a fiber that makes a hooked call first gives way
+    // there, and the handler then finds no request and returns at once.
+    c->preempt_requested_.store(true, std::memory_order_relaxed);
+    if (preemption().by_signal && scan->count < kMaxStalls) scan->to_signal[scan->count++] = c->tid();
+}
+
+// Every carrier waits in the kernel: nothing can stall or need pre-empting until one wakes,
+// and the first that does wakes the monitor (carrier_busy_again). 0 awake, 1 asleep.
+std::atomic<uint32_t> g_asleep{0};
+
+bool all_idle(uint64_t now_ns) {
+    SliceScan scan{};
+    scan.now_ns = now_ns;
+    scan.slice_ns = UINT64_MAX;
+    scan.all_idle = true;
+    for_each_carrier(look_for_slice, &scan);
+    return scan.all_idle;
+}
+
+void sleep_while_idle() {
+    g_asleep.store(1, std::memory_order_seq_cst);
+    if (!all_idle(monotonic_now_ns())) {  // one woke before it could see the flag
+        g_asleep.store(0, std::memory_order_relaxed);
+        return;
+    }
+    while (g_asleep.load(std::memory_order_acquire) == 1)
+        raw_syscall(SYS_futex, reinterpret_cast<long>(&g_asleep), FUTEX_WAIT_PRIVATE, 1);
+}
+
 void* monitor_main(void*) {
     mark_internal_thread();
     leave_fd_table();
@@ -316,19 +310,39 @@ void* monitor_main(void*) {
     pthread_sigmask(SIG_BLOCK, &all, nullptr);  // program signals go to program threads
     pthread_setname_np(pthread_self(), "green-monitor");
     const uint64_t threshold_ns = g_config.threshold_ms * 1000000;
-    // Several looks per threshold: a stall is reported between 1 and 1.25 thresholds in.
-    uint64_t period_ns = threshold_ns / 4;
-    if (period_ns < 1000000) period_ns = 1000000;
-    timespec period{static_cast<time_t>(period_ns / 1000000000),
-                    static_cast<long>(period_ns % 1000000000)};
+    const uint64_t slice_ns = preemption().slice_ns;
+    // Four looks per threshold: a stall is reported between 1 and 1.25 thresholds in; and per
+    // slice: a fiber is asked to give way between 1 and 1.25 slices in.
+    uint64_t period_ns = UINT64_MAX;
+    if (threshold_ns) period_ns = std::max<uint64_t>(threshold_ns / 4, 1000000);
+    if (slice_ns) period_ns = std::min(period_ns, std::max<uint64_t>(slice_ns / 4, 125000));
+    const timespec period = timespec_from_ns(period_ns);
     static Scan scan;
+    static SliceScan slices;
+    int idle_looks = 0;
     for (;;) {
         clock_nanosleep(CLOCK_MONOTONIC, 0, &period, nullptr);
-        scan.now_ns = monotonic_now_ns();
-        scan.threshold_ns = threshold_ns;
-        scan.count = 0;
-        for_each_carrier(look_at, &scan);
-        for (int i = 0; i < scan.count; ++i) report(scan.stalls[i]);
+        const uint64_t now = monotonic_now_ns();
+        if (threshold_ns) {
+            scan.now_ns = now;
+            scan.threshold_ns = threshold_ns;
+            scan.count = 0;
+            for_each_carrier(look_at, &scan);
+            for (int i = 0; i < scan.count; ++i) report(scan.stalls[i]);
+        }
+        slices.now_ns = now;
+        slices.slice_ns = slice_ns ? slice_ns : UINT64_MAX;
+        slices.all_idle = true;
+        slices.count = 0;
+        for_each_carrier(look_for_slice, &slices);
+        for (int i = 0; i < slices.count; ++i)
+            if (thread_state(slices.to_signal[i]) == 'R')  // not in a system call: see report()
+                g_config.preempt_thread(slices.to_signal[i]);
+        idle_looks = slices.all_idle ? idle_looks + 1 : 0;
+        if (idle_looks >= 2) {
+            sleep_while_idle();
+            idle_looks = 0;
+        }
     }
     return nullptr;
 }
@@ -345,6 +359,7 @@ bool create_monitor_thread() {
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &saved);
     g_table_left.store(0);
+    g_asleep.store(0);
     int rc = g_config.create_thread(&thread, &attr, monitor_main, nullptr);
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     pthread_attr_destroy(&attr);
@@ -377,21 +392,47 @@ void take_stall_sample(StallSample* sample, const void* ucontext) {
     sample->taken.store(true, std::memory_order_release);
 }
 
+namespace {
+
+std::atomic<bool> g_running{false};  // the monitor thread was started (in this process)
+
+bool run_monitor() {
+    if (g_running.exchange(true)) return true;
+    if (create_monitor_thread()) return true;
+    g_running.store(false);
+    return false;
+}
+
+}  // namespace
+
 bool start_monitor(const MonitorConfig& config) {
     g_config = config;
     // backtrace() loads libgcc_s on its first call: do that here, not in a signal handler;
     // then note where the code is that a handler must not unwind from (libgcc_s included).
     void* warm[2];
     backtrace(warm, 2);
-    static pthread_once_t ranges_once = PTHREAD_ONCE_INIT;
-    pthread_once(&ranges_once, [] { dl_iterate_phdr(add_unsafe_code, nullptr); });
+    note_code_ranges();
     static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
     pthread_once(&atfork_once, [] {
         pthread_atfork(nullptr, nullptr, [] {
-            if (!create_monitor_thread()) log::warn("cannot restart the watchdog in the child");
+            if (g_running.load() && !create_monitor_thread())
+                log::warn("cannot restart the monitor thread in the child");
         });
     });
-    return create_monitor_thread();
+    if (!config.threshold_ms) return true;  // time slices start it at the first spawn
+    return run_monitor();
+}
+
+void monitor_needed() {
+    if (!preemption().slice_ns || !g_config.create_thread ||
+        g_running.load(std::memory_order_relaxed))
+        return;
+    if (!run_monitor()) log::warn("cannot start the monitor thread; fibers are not pre-empted");
+}
+
+void carrier_busy_again() {
+    if (g_asleep.load(std::memory_order_seq_cst) == 1 && g_asleep.exchange(0) == 1)
+        raw_syscall(SYS_futex, reinterpret_cast<long>(&g_asleep), FUTEX_WAKE_PRIVATE, 1);
 }
 
 }  // namespace green

@@ -79,6 +79,25 @@ void yield();
 
 enum class WaitResult { kReady, kTimedOut, kClosed, kInterrupted };
 
+// Time slices (preempt.cpp; design.md, "Preemption"). slice_ns 0: fibers are never
+// pre-empted. `by_signal`: a fiber that makes no hooked call is interrupted by a signal too.
+struct PreemptConfig {
+    uint64_t slice_ns = 0;
+    bool by_signal = false;
+};
+void configure_preemption(const PreemptConfig& config);
+const PreemptConfig& preemption();
+// At every hooked call on a fiber (the shim's wrappers): a fiber that has had its slice gives
+// way here. One relaxed load when it has not.
+void preempt_at_call(Fiber* fiber);
+inline void preempt_point(Fiber* fiber) {
+    if (__builtin_expect(fiber->preempt_flag->load(std::memory_order_relaxed), false))
+        preempt_at_call(fiber);
+}
+// In the handler of the monitor's preemption signal, with the handler's ucontext: switches
+// the interrupted fiber out if it stands at a safe point.
+void preempt_in_handler(const void* ucontext);
+
 // Parks the current fiber until the deadline: kTimedOut when it was reached, kInterrupted
 // when a signal handler ran while it slept (see below), kReady when woken early by unpark().
 WaitResult sleep_until(uint64_t deadline_ns, ParkReason reason);
@@ -136,6 +155,7 @@ struct RuntimeStats {
     uint64_t parks[static_cast<int>(ParkReason::kCount)];
     uint64_t blocked_calls;      // calls on a fiber that held the whole carrier
     uint64_t passthrough_calls;  // hooked calls made on threads that are not carriers
+    uint64_t preempted_at_call, preempted_by_signal, preempt_declined;  // time slices
 };
 RuntimeStats stats();
 
@@ -188,13 +208,23 @@ struct StallSample {
 void take_stall_sample(StallSample* sample, const void* ucontext);
 
 struct MonitorConfig {
-    uint64_t threshold_ms = 0;
+    uint64_t threshold_ms = 0;  // the watchdog's; 0: no watchdog (the monitor may still run
+                                // for time slices: preemption())
     // The real pthread_create: the monitor must be an OS thread, not a fiber.
     int (*create_thread)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*) = nullptr;
     // Makes OS thread `tid` run take_stall_sample(sample) (a signal); true once it has.
     bool (*sample_thread)(int tid, StallSample* sample) = nullptr;
+    // Sends OS thread `tid` the preemption signal (its handler calls preempt_in_handler).
+    void (*preempt_thread)(int tid) = nullptr;
 };
-// Starts the monitor thread (and again in each forked child). False if it cannot be created.
+// Keeps `config` and starts the monitor thread now if the watchdog is on; with time slices
+// and no watchdog it starts at the first spawn, when a fiber can first starve another. In a
+// forked child it starts again if it ran in the parent. False if it cannot be created.
 bool start_monitor(const MonitorConfig& config);
+// A fiber is about to be spawned: the monitor must run if time slices are on.
+void monitor_needed();
+// After a wait in the kernel that may have been long (the carrier's idle poll): wakes the
+// monitor if it sleeps because every carrier was idle.
+void carrier_busy_again();
 
 }  // namespace green

@@ -40,6 +40,7 @@ constexpr int kReasons = static_cast<int>(ParkReason::kCount);
 struct Snapshot {
     uint64_t created = 0, live = 0, peak = 0, switches = 0, blocked = 0;
     uint64_t parks[kReasons] = {};
+    uint64_t preempted_at_call = 0, preempted_by_signal = 0, preempt_declined = 0;
 
     void add(const CarrierCounters& c) {
         auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
@@ -49,6 +50,9 @@ struct Snapshot {
         switches += get(c.switches);
         blocked += get(c.blocked_calls);
         for (int i = 0; i < kReasons; ++i) parks[i] += get(c.parks[i]);
+        preempted_at_call += get(c.preempted_at_call);
+        preempted_by_signal += get(c.preempted_by_signal);
+        preempt_declined += get(c.preempt_declined);
     }
 };
 
@@ -61,6 +65,9 @@ void fold_into_retired(const CarrierCounters& c) {
     add(g_retired.switches, c.switches);
     add(g_retired.blocked_calls, c.blocked_calls);
     for (int i = 0; i < kReasons; ++i) add(g_retired.parks[i], c.parks[i]);
+    add(g_retired.preempted_at_call, c.preempted_at_call);
+    add(g_retired.preempted_by_signal, c.preempted_by_signal);
+    add(g_retired.preempt_declined, c.preempt_declined);
 }
 
 // Appends formatted text to a fixed buffer; what does not fit is dropped whole lines first.
@@ -96,6 +103,11 @@ void counters_lines(Text& out, const char* scope, const Snapshot& s) {
                  park_reason_name(static_cast<ParkReason>(i)), (unsigned long long)s.parks[i]);
     }
     out.line("green.stats.%s.blocked_calls=%llu", scope, (unsigned long long)s.blocked);
+    out.line("green.stats.%s.preempted_at_call=%llu", scope,
+             (unsigned long long)s.preempted_at_call);
+    out.line("green.stats.%s.preempted_by_signal=%llu", scope,
+             (unsigned long long)s.preempted_by_signal);
+    out.line("green.stats.%s.preempt_declined=%llu", scope, (unsigned long long)s.preempt_declined);
 }
 
 // The same totals in one sentence, for a person reading stderr.
@@ -112,10 +124,12 @@ void summary_line(Text& out, const Snapshot& s, const char* reason) {
     }
     out.line(
         "green: stats at %s: %llu fibers created (peak %llu live, %llu live now), %llu "
-        "switches; parks: %s; %llu calls held a carrier, %llu passed through off-fiber",
+        "switches; parks: %s; %llu pre-emptions (%llu by signal); %llu calls held a carrier, "
+        "%llu passed through off-fiber",
         reason, (unsigned long long)s.created, (unsigned long long)s.peak,
         (unsigned long long)s.live, (unsigned long long)s.switches, len ? parks : "none",
-        (unsigned long long)s.blocked,
+        (unsigned long long)(s.preempted_at_call + s.preempted_by_signal),
+        (unsigned long long)s.preempted_by_signal, (unsigned long long)s.blocked,
         (unsigned long long)g_passthrough.load(std::memory_order_relaxed));
 }
 
@@ -196,6 +210,9 @@ RuntimeStats stats() {
     for (int i = 0; i < kReasons; ++i) s.parks[i] = total.parks[i];
     s.blocked_calls = total.blocked;
     s.passthrough_calls = g_passthrough.load(std::memory_order_relaxed);
+    s.preempted_at_call = total.preempted_at_call;
+    s.preempted_by_signal = total.preempted_by_signal;
+    s.preempt_declined = total.preempt_declined;
     return s;
 }
 

@@ -218,3 +218,27 @@ for setting in none GREEN_STATS=/dev/null GREEN_MONITOR_MS=100 GREEN_DEADLOCK=of
     [[ $setting == none ]] && { base_y=$y; base_e=$e; }
     echo "| $setting | $y | $e | yield $(ratio "$y" "$base_y"), echo $(ratio "$e" "$base_e") |"
 done
+echo
+
+echo "## 9. Time slices: what pre-emption costs and what it buys"
+echo "| setting | yield ns | pipe ns | cpu_threads 4 (s) | sleeper late mean / p99 / max µs, 2 threads computing | spin-wait on a 50 ms sleeper (ms) |"
+echo "|---|---|---|---|---|---|"
+n=$([[ $quick ]] && echo 20000 || echo 200000)
+iters=$([[ $quick ]] && echo 20000000 || echo 200000000)
+secs=$([[ $quick ]] && echo 1 || echo 3)
+slice_row() {  # label, then the command prefix (empty: native)
+    local label=$1
+    shift
+    local y p c w
+    y=$(field ns_per_round_trip "$("$@" "$B/bench/switch" yield "$n")")
+    p=$(field ns_per_round_trip "$("$@" "$B/bench/switch" pipe "$n")")
+    c=$(field seconds "$("$@" "$B/bench/cpu_threads" 4 "$iters")")
+    # Without slices the computing threads never let the sleeper run: the run is cut off.
+    w=$("$@" timeout $((secs + 10)) "$B/bench/wakeup_latency" 2 "$secs" || echo "spin_wait_ms=hung")
+    echo "| $label | $y | $p | $c | $(field mean_us "$w") / $(field p99_us "$w") / $(field max_us "$w") | $(grep -o 'spin_wait_ms=[0-9a-z.]*' <<<"$w" | cut -d= -f2) |"
+}
+slice_row "native threads" env
+for setting in GREEN_PREEMPT=0 GREEN_PREEMPT=calls GREEN_TIMESLICE_US=10000 \
+               "GREEN_TIMESLICE_US=5000 (default)" GREEN_TIMESLICE_US=2000; do
+    slice_row "$setting" env "${setting%% *}" LD_PRELOAD="$G"
+done

@@ -62,6 +62,14 @@ Fn passed_through(Fn real) {
     return real;
 }
 
+// Every hooked call is a point where a fiber that has had its time slice gives way
+// (runtime.h, preempt_point): the ones that never block too (a trylock, a zero-timeout poll,
+// an EAGAIN), which is how a spin-wait lets the fiber it waits for run.
+inline void preemption_point() {
+    green::Fiber* fiber = green::current_fiber();
+    if (fiber && fiber->hook_depth == 0) green::preempt_point(fiber);
+}
+
 }  // namespace
 
 extern "C" {
@@ -72,6 +80,7 @@ extern "C" {
         if (!fiber) return passed_through(green::real::get().name) args;     \
         if (fiber->hook_depth != 0 || green::hooks::filtered_and_alone())    \
             return green::real::get().name args;                             \
+        green::preempt_point(fiber);                                         \
         InHook in_hook(fiber);                                               \
         return keep_errno_unless_failed([&] { return green::hooks::name args; }); \
     }
@@ -80,11 +89,13 @@ extern "C" {
         green::Fiber* fiber = green::current_fiber();                        \
         if (!fiber) return passed_through(green::real::get().name) args;     \
         if (fiber->hook_depth != 0) return green::real::get().name args;     \
+        green::preempt_point(fiber);                                         \
         InHook in_hook(fiber);                                               \
         return green::hooks::name args;                                      \
     }
 #define GREEN_HOOK_ALWAYS(ret, name, params, args)                                    \
     GREEN_EXPORT ret name params {                                                    \
+        preemption_point();                                                           \
         return keep_errno_unless_failed([&] { return green::hooks::name args; });      \
     }
 #define GREEN_HOOK_MANUAL(ret, name, params)
@@ -106,6 +117,7 @@ GREEN_EXPORT long syscall(long number, ...) {
     long a[6];
     for (long& v : a) v = va_arg(ap, long);
     va_end(ap);
+    preemption_point();
     return green::hooks::syscall6(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 

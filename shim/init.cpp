@@ -27,20 +27,30 @@ void start_diagnostics(const green::shim::Settings& settings) {
             !green::hooks::install_stats_signal(settings.stats_signal, settings.stats_path))
             green::log::write_line("cannot catch GREEN_STATS_SIGNAL (%m); no stats on a signal");
     }
-    if (settings.monitor_ms) {
-        green::MonitorConfig monitor;
-        monitor.threshold_ms = settings.monitor_ms;
-        monitor.create_thread = green::real::get().pthread_create;
-        monitor.sample_thread = green::hooks::sample_thread;
-        if (!green::start_monitor(monitor))
-            green::log::write_line("cannot start the GREEN_MONITOR_MS watchdog; running without");
+    green::PreemptConfig preempt;
+    if (settings.preempt != green::shim::Preempt::kOff) {
+        preempt.slice_ns = settings.timeslice_us * 1000;
+        preempt.by_signal = settings.preempt == green::shim::Preempt::kFull;
     }
+    green::configure_preemption(preempt);
+    // The monitor thread: the watchdog's, and the one that times slices (started at the
+    // first pthread_create when there is no watchdog).
+    green::MonitorConfig monitor;
+    monitor.threshold_ms = settings.monitor_ms;
+    monitor.create_thread = green::real::get().pthread_create;
+    monitor.sample_thread = green::hooks::sample_thread;
+    monitor.preempt_thread = green::hooks::preempt_thread;
+    if (!green::start_monitor(monitor))
+        green::log::write_line("cannot start the GREEN_MONITOR_MS watchdog; running without");
     char watchdog[32] = "off";
     if (settings.monitor_ms) snprintf(watchdog, sizeof watchdog, "%u ms", settings.monitor_ms);
     static const char* const deadlock[] = {"off", "report", "abort"};
-    green::log::info("active: pid %ld, GREEN_STATS %s, watchdog %s, deadlock %s",
+    static const char* const preemption[] = {"off", "at calls", "at calls and by signal"};
+    green::log::info("active: pid %ld, GREEN_STATS %s, watchdog %s, deadlock %s, time slices "
+                     "of %lu us, preemption %s",
                      static_cast<long>(getpid()), settings.stats ? "on" : "off", watchdog,
-                     deadlock[settings.deadlock]);
+                     deadlock[settings.deadlock], settings.timeslice_us,
+                     preemption[static_cast<int>(settings.preempt)]);
 }
 
 __attribute__((constructor(101))) void green_start() {

@@ -20,9 +20,10 @@ namespace {
 constexpr size_t kMinStack = 16 * 1024;              // PTHREAD_STACK_MIN
 constexpr size_t kMaxStack = 1024ull * 1024 * 1024;  // 1 GiB
 
-const char* const kKnown[] = {"GREEN_DISABLE",     "GREEN_STACK_SIZE", "GREEN_LOG",
-                              "GREEN_LOG_FILE",    "GREEN_DNS_SERVERS", "GREEN_STATS",
-                              "GREEN_STATS_SIGNAL", "GREEN_MONITOR_MS", "GREEN_DEADLOCK"};
+const char* const kKnown[] = {"GREEN_DISABLE",      "GREEN_STACK_SIZE", "GREEN_LOG",
+                              "GREEN_LOG_FILE",     "GREEN_DNS_SERVERS", "GREEN_STATS",
+                              "GREEN_STATS_SIGNAL", "GREEN_MONITOR_MS", "GREEN_DEADLOCK",
+                              "GREEN_PREEMPT",      "GREEN_TIMESLICE_US"};
 
 char g_stats_path[PATH_MAX];  // copies: the program may change its environment later
 
@@ -36,6 +37,16 @@ bool parse_bool(const char* name, const char* value, bool fallback) {
     if (is_no(value)) return false;
     log::write_line("%s='%s' is not 0 or 1; using %d", name, value, fallback ? 1 : 0);
     return fallback;
+}
+
+// A whole number from `min` to `max`, nothing else.
+bool parse_number(const char* value, unsigned long min, unsigned long max, unsigned long* out) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long n = strtoul(value, &end, 10);
+    if (errno || end == value || *end || *value == '-' || n < min || n > max) return false;
+    *out = n;
+    return true;
 }
 
 // Bytes, or a number with a K, M or G suffix (powers of 1024).
@@ -175,10 +186,8 @@ void read_diagnostics(Settings& s) {
             s.stats = true;  // a signal alone asks for the stats, on stderr
     }
     if (const char* v = getenv("GREEN_MONITOR_MS")) {
-        char* end = nullptr;
-        errno = 0;
-        unsigned long ms = strtoul(v, &end, 10);
-        if (errno || end == v || *end || *v == '-' || ms > 3600000)
+        unsigned long ms;
+        if (!parse_number(v, 0, 3600000, &ms))
             log::write_line("GREEN_MONITOR_MS='%s' is not a number of milliseconds from 0 to "
                             "3600000; no watchdog", v);
         else
@@ -221,6 +230,23 @@ Settings read_settings() {
                 "GREEN_DNS_SERVERS='%s' is not a comma-separated list of IPV4[:PORT], "
                 "IPV6 or [IPV6]:PORT; using the nameservers of /etc/resolv.conf",
                 v);
+    }
+    if (const char* v = getenv("GREEN_PREEMPT")) {
+        static const char* const modes[] = {"0", "1", "calls", "off", "on"};
+        int mode = 1;
+        if (!pick(v, modes, 5, &mode))
+            log::write_line("GREEN_PREEMPT='%s' is not 0, 1 or calls; using 1", v);
+        s.preempt = mode == 0 || mode == 3 ? Preempt::kOff
+                    : mode == 2            ? Preempt::kAtCalls
+                                           : Preempt::kFull;
+    }
+    if (const char* v = getenv("GREEN_TIMESLICE_US")) {
+        unsigned long us;
+        if (!parse_number(v, kMinSliceUs, kMaxSliceUs, &us))
+            log::write_line("GREEN_TIMESLICE_US='%s' is not a number of microseconds from %lu "
+                            "to %lu; using %lu", v, kMinSliceUs, kMaxSliceUs, s.timeslice_us);
+        else
+            s.timeslice_us = us;
     }
     read_diagnostics(s);
     // A misspelt setting would otherwise be ignored silently.

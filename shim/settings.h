@@ -6,6 +6,11 @@
 
 namespace green::shim {
 
+// GREEN_PREEMPT: time slices off (0), at hooked calls only (calls), or also by signal (1).
+enum class Preempt { kOff, kAtCalls, kFull };
+constexpr unsigned long kMinSliceUs = 500;
+constexpr unsigned long kMaxSliceUs = 1000000;
+
 struct Settings {
     bool disable = false;   // GREEN_DISABLE=1: every hook passes through
     size_t stack_size = 0;  // GREEN_STACK_SIZE; 0: glibc's default thread stack size
@@ -16,6 +21,8 @@ struct Settings {
     int stats_signal = 0;               // GREEN_STATS_SIGNAL: also dump on this signal
     unsigned monitor_ms = 0;            // GREEN_MONITOR_MS: the watchdog's threshold; 0: none
     int deadlock = 1;                   // GREEN_DEADLOCK: 0 off, 1 report, 2 abort
+    Preempt preempt = Preempt::kFull;   // GREEN_PREEMPT
+    unsigned long timeslice_us = 5000;   // GREEN_TIMESLICE_US
 };
 
 // Reads the environment; never allocates (runs in our constructor, before main).

@@ -46,9 +46,12 @@ TEST(Shim, ThreadsAreFibersExactlyWhenPreloaded) {
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, nullptr, nap_ms, reinterpret_cast<void*>(100)), 0);
     usleep(20000);
-    // Under the shim: the carrier, plus the watchdog's thread when GREEN_MONITOR_MS asks for it.
+    // Under the shim: the carrier, plus the monitor thread, which times slices (unless
+    // GREEN_PREEMPT=0) and runs the watchdog (GREEN_MONITOR_MS).
     const char* monitor = getenv("GREEN_MONITOR_MS");
-    int runtime_threads = 1 + (monitor && atoi(monitor) > 0 ? 1 : 0);
+    const char* preempt = getenv("GREEN_PREEMPT");
+    bool slices = !preempt || (strcmp(preempt, "0") && strcmp(preempt, "off"));
+    int runtime_threads = 1 + ((monitor && atoi(monitor) > 0) || slices ? 1 : 0);
     EXPECT_EQ(os_threads(), preloaded ? runtime_threads : 2);
     pthread_join(t, nullptr);
 }
