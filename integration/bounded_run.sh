@@ -1,6 +1,7 @@
+# shellcheck shell=bash disable=SC2034  # run_* are read by the script that sources this
 # Sourced by the integration scripts that run one program natively and then under the shim:
 # runs a command with a deadline, times it and samples its OS thread count. Never leaves a
-# process behind: the EXIT trap it sets kills whatever run is still going.
+# process behind: the sourcing script's EXIT trap calls kill_bounded_run.
 
 # bounded_run TAG SECONDS COMMAND...
 #   Runs COMMAND (usually `env ... PROGRAM ARGS`; env execs, so the program keeps its pid) under
@@ -14,14 +15,15 @@
 bounded_run() {
   local tag=$1 seconds=$2 begin=${EPOCHREALTIME//[.,]/} n
   shift 2
+  : "${work:?bounded_run needs \$work, a scratch directory}"
   timeout -s USR2 -k 5 "$seconds" "$@" >"$work/$tag.out" 2>"$work/$tag.err" &
   run_timeout_pid=$!
   run_program_pid=""
   run_threads=0
   while kill -0 "$run_timeout_pid" 2>/dev/null; do
     if [[ -z $run_program_pid ]]; then  # timeout's child, once it has forked it
-      run_program_pid=$(cat "/proc/$run_timeout_pid/task/$run_timeout_pid/children" \
-        2>/dev/null | awk '{print $1}' || true)
+      local children=/proc/$run_timeout_pid/task/$run_timeout_pid/children
+      run_program_pid=$(awk '{print $1}' "$children" 2>/dev/null || true)
     fi
     if [[ -n $run_program_pid ]]; then
       n=$(awk '/^Threads:/ {print $2}' "/proc/$run_program_pid/status" 2>/dev/null || true)
@@ -35,6 +37,7 @@ bounded_run() {
   run_ms=$(((${EPOCHREALTIME//[.,]/} - begin) / 1000))
 }
 
+# Kills the run still going, if any (the program first: timeout would only forward a signal).
 kill_bounded_run() {
   [[ -n ${run_program_pid:-} ]] && kill -KILL "$run_program_pid" 2>/dev/null
   [[ -n ${run_timeout_pid:-} ]] && kill -KILL "$run_timeout_pid" 2>/dev/null

@@ -15,6 +15,7 @@ if [[ ! -x $node ]]; then
 fi
 script=$(dirname "$0")/node_mix.js
 work=$(mktemp -d)
+# shellcheck source=integration/bounded_run.sh
 source "$(dirname "$0")/bounded_run.sh"
 trap 'kill_bounded_run; rm -rf "$work"' EXIT
 
@@ -34,7 +35,7 @@ max_green_threads=3
 
 status=0
 bounded_run native 60 env "$node" "$script"
-echo "native: $((run_ms)) ms, at most $run_threads OS threads"
+echo "native: $run_ms ms, at most $run_threads OS threads"
 check_run native "$expected" || status=1
 native_threads=$run_threads
 
@@ -42,7 +43,7 @@ native_threads=$run_threads
 # GREEN_STATS says how many fibers ran and where they parked.
 bounded_run green 60 env "LD_PRELOAD=$lib" GREEN_MONITOR_MS=1000 GREEN_STATS=1 \
   GREEN_STATS_SIGNAL=USR2 "$node" "$script"
-echo "green: $((run_ms)) ms, at most $run_threads OS threads"
+echo "green: $run_ms ms, at most $run_threads OS threads"
 grep -h '^green: stats at' "$work/green.err" | tail -1 || true
 check_run green "$expected" || status=1
 if ((run_threads > max_green_threads)); then
