@@ -34,14 +34,15 @@ dns: localhost is IPv4"
 max_green_threads=3
 
 status=0
-bounded_run native 60 env "$node" "$script"
+# Node's temporary files go to $work: a run that gives up cannot remove its own.
+bounded_run native 60 env "TMPDIR=$work" "$node" "$script"
 echo "native: $run_ms ms, at most $run_threads OS threads"
 check_run native "$expected" || status=1
 native_threads=$run_threads
 
 # The watchdog (one more OS thread) names the fiber that holds the carrier when this fails;
 # GREEN_STATS says how many fibers ran and where they parked.
-bounded_run green 60 env "LD_PRELOAD=$lib" GREEN_MONITOR_MS=1000 GREEN_STATS=1 \
+bounded_run green 60 env "TMPDIR=$work" "LD_PRELOAD=$lib" GREEN_MONITOR_MS=1000 GREEN_STATS=1 \
   GREEN_STATS_SIGNAL=USR2 "$node" "$script"
 echo "green: $run_ms ms, at most $run_threads OS threads"
 grep -h '^green: stats at' "$work/green.err" | tail -1 || true
