@@ -33,15 +33,15 @@ bounded_run() {
   done
   run_status=0
   wait "$run_timeout_pid" || run_status=$?
-  run_timeout_pid=""
+  run_timeout_pid="" run_program_pid=""  # both reaped: their pids may be reused
   run_ms=$(((${EPOCHREALTIME//[.,]/} - begin) / 1000))
 }
 
 # Kills the run still going, if any (the program first: timeout would only forward a signal).
+# Safe in an EXIT trap under `set -e`: it never fails.
 kill_bounded_run() {
-  [[ -n ${run_program_pid:-} ]] && kill -KILL "$run_program_pid" 2>/dev/null
-  [[ -n ${run_timeout_pid:-} ]] && kill -KILL "$run_timeout_pid" 2>/dev/null
-  return 0
+  if [[ -n ${run_program_pid:-} ]]; then kill -KILL "$run_program_pid" 2>/dev/null || true; fi
+  if [[ -n ${run_timeout_pid:-} ]]; then kill -KILL "$run_timeout_pid" 2>/dev/null || true; fi
 }
 
 # check_run TAG EXPECTED: the run must have ended by itself with status 0 and printed exactly
