@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Node.js (Debian's nodejs) runs node_mix.js natively and under the shim: HTTP on 127.0.0.1,
+# 200 concurrent fetches, fs.promises, crypto.pbkdf2 and dns.lookup, all at once. Both runs
+# must print the expected lines before their deadline, and under the shim Node's threads
+# (V8's platform workers, libuv's thread pool, the inspector's I/O thread) must be fibers.
+# Node's work is spread over threads that never park for long (pbkdf2, V8's concurrent
+# sweeping and compiling), so this passes under the shim only once fibers are pre-empted.
+# Usage: node_mix.sh LIBGREEN.so      Exit 77 (skipped) when /usr/bin/node is not installed.
+set -euo pipefail
+lib=$1
+node=/usr/bin/node
+if [[ ! -x $node ]]; then
+  echo "nodejs is not installed (apt-get install nodejs): skipped"
+  exit 77
+fi
+script=$(dirname "$0")/node_mix.js
+work=$(mktemp -d)
+# shellcheck source=integration/bounded_run.sh
+source "$(dirname "$0")/bounded_run.sh"
+trap 'kill_bounded_run; rm -rf "$work"' EXIT
+
+# The digest covers the 200 bodies; the key is PBKDF2-HMAC-SHA256("libgreen", "salt0",
+# 300000 iterations, 32 bytes); localhost is the first localhost line of /etc/hosts.
+expected="fetch: 200 of 200 bodies of 262144 bytes intact, sha256 of all c56948f4183bb4d380d3b7d0d8c0d57b3c1bafa372da72d692f75197e437eebd
+fs: 8 of 8 files of 1048576 bytes read back the same
+pbkdf2: 4 keys, salt0 gives 6126de3ce96778362c903e7ce3dce75eac31f6b03fa7c10bb9b405455476f508
+dns: localhost is IPv4"
+
+# Natively Node runs 11 OS threads here (main, 4 V8 platform workers, V8's delayed-task
+# scheduler, the inspector's I/O thread, 4 libuv pool threads once the pool is used). Under
+# the shim all but main are fibers on one carrier: today 2 are seen, main and the watchdog
+# asked for below. The bound leaves room for one more of libgreen's own (libuv's pool behind
+# its resolver, a pre-emption timer), never for Node's ten.
+max_green_threads=3
+
+status=0
+# Node's temporary files go to $work: a run that gives up cannot remove its own.
+bounded_run native 60 env "TMPDIR=$work" "$node" "$script"
+echo "native: $run_ms ms, at most $run_threads OS threads"
+check_run native "$expected" || status=1
+native_threads=$run_threads
+
+# The watchdog (one more OS thread) names the fiber that holds the carrier when this fails;
+# GREEN_STATS says how many fibers ran and where they parked.
+bounded_run green 60 env "TMPDIR=$work" "LD_PRELOAD=$lib" GREEN_MONITOR_MS=1000 GREEN_STATS=1 \
+  GREEN_STATS_SIGNAL=USR2 "$node" "$script"
+echo "green: $run_ms ms, at most $run_threads OS threads"
+grep -h '^green: stats at' "$work/green.err" | tail -1 || true
+check_run green "$expected" || status=1
+if ((run_threads > max_green_threads)); then
+  echo "green: $run_threads OS threads (natively $native_threads), more than $max_green_threads:" \
+    "Node's threads did not become fibers"
+  status=1
+fi
+((status == 0)) && echo "node mix: the same natively and under the shim"
+exit $status
