@@ -422,8 +422,10 @@ void Carrier::reset_after_fork() {
         f->timer_index = SIZE_MAX;
     }
     timers_.clear();
+    note_next_deadline();
     run_head_ = run_tail_ = nullptr;
     run_count_ = 0;
+    run_next_ = nullptr;
     preempted_head_ = preempted_tail_ = nullptr;
     preempt_requested_.store(false);
     // Wake-ups sent by the parent's other threads: their fibers are gone in the child.
@@ -496,7 +498,11 @@ void Carrier::scheduler_loop() {
     for (;;) {
         // Run the fibers that are runnable now, then poll the loop; a fiber that yields in a
         // loop is re-queued behind this batch, so I/O is always polled between batches.
-        for (size_t batch = run_count_; batch > 0 && run_head_; --batch) resume(pop_runnable());
+        for (size_t batch = run_count_; batch > 0 && run_head_; --batch) {
+            resume(pop_runnable());
+            resume_handed_off();
+        }
+        resume_handed_off();
         // Then one slice for the fiber preempted longest ago; a fiber woken meanwhile (the
         // poll below) runs before the next one: within a slice of becoming ready.
         if (preempted_head_) {
@@ -504,6 +510,7 @@ void Carrier::scheduler_loop() {
             preempted_head_ = next->next_runnable;
             if (!preempted_head_) preempted_tail_ = nullptr;
             resume(next);
+            resume_handed_off();
         }
         if (root_exited_ && live_fibers_ == 0) {
             // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
@@ -519,7 +526,19 @@ void Carrier::scheduler_loop() {
     }
 }
 
-void Carrier::resume(Fiber* fiber) {
+// Fibers handed off to run next, one after another: they share the slice of the fiber that
+// woke the first (slices_begun_ is not bumped), so a pair that keeps waking each other is
+// pre-empted like one fiber and cannot keep the queue waiting.
+void Carrier::resume_handed_off() {
+    while (run_next_) {
+        Fiber* next = run_next_;
+        run_next_ = nullptr;
+        resume(next, true);
+    }
+}
+
+void Carrier::resume(Fiber* fiber, bool handed_off) {
+    if (!handed_off) bump(slices_begun_);
     fiber->state = FiberState::kRunning;
     t_fiber = fiber;
     bump(counters_.switches);
@@ -633,6 +652,18 @@ void Carrier::unpark(Fiber* fiber) {
         push_runnable(fiber);
 }
 
+void Carrier::hand_off(Fiber* fiber) {
+    if (fiber->state != FiberState::kParked || fiber->park_reason == ParkReason::kExited) return;
+    Fiber* waker = t_fiber;
+    if (!waker || waker->carrier != this) {
+        push_runnable(fiber);
+        return;
+    }
+    if (run_next_) push_runnable(run_next_);  // the earlier one keeps its turn in the queue
+    fiber->state = FiberState::kRunnable;
+    run_next_ = fiber;
+}
+
 void Carrier::yield() {
     Fiber* self = t_fiber;
     bump(counters_.parks[static_cast<int>(ParkReason::kYield)]);
@@ -701,6 +732,7 @@ void Carrier::add_timer(Fiber* fiber) {
     fiber->timer_index = timers_.size();
     timers_.push_back(fiber);
     sift_up(fiber->timer_index);
+    note_next_deadline();
 }
 
 void Carrier::remove_timer(Fiber* fiber) {
@@ -708,11 +740,13 @@ void Carrier::remove_timer(Fiber* fiber) {
     fiber->timer_index = SIZE_MAX;
     Fiber* last = timers_.back();
     timers_.pop_back();
-    if (last == fiber) return;
-    timers_[i] = last;
-    last->timer_index = i;
-    sift_up(i);
-    sift_down(last->timer_index);
+    if (last != fiber) {
+        timers_[i] = last;
+        last->timer_index = i;
+        sift_up(i);
+        sift_down(last->timer_index);
+    }
+    note_next_deadline();
 }
 
 void Carrier::sift_up(size_t i) {

@@ -81,6 +81,11 @@ public:
     bool park_until(uint64_t deadline_ns, ParkReason reason, bool interruptible = false,
                     const void* object = nullptr);
     void unpark(Fiber* fiber);
+    // unpark() by the running fiber of this carrier (an unlock, a condition signal, a post):
+    // the woken fiber runs next, before those already queued, and within the waker's time
+    // slice (the monitor does not count that switch), as Go's runnext. The kernel likewise
+    // soon runs a thread the running one wakes.
+    void hand_off(Fiber* fiber);
     // From any thread: wakes `fiber` if it is still in the park numbered `park_seq`. The
     // caller has counted the wake-up in fiber->remote_wakes_pending.
     void unpark_remote(Fiber* fiber, uint64_t park_seq);
@@ -157,18 +162,27 @@ public:
     // True while the scheduler waits in the kernel with nothing to run (poll_once): the
     // monitor sleeps once every carrier is so, and the first to wake wakes it.
     bool idle() const { return idle_.load(std::memory_order_seq_cst); }
+    // The earliest fiber deadline (kNoDeadline: none), for the monitor: a fiber whose timer
+    // is due should not wait for the running one's whole slice.
+    uint64_t next_deadline() const { return next_deadline_.load(std::memory_order_relaxed); }
+    // The epoll set the scheduler sleeps in (-1: not made yet), for the monitor to poll: it
+    // is readable when a parked fiber's fd is ready.
+    int epoll_fd() const { return epoll_fd_.load(std::memory_order_relaxed); }
+    // Resumes that began a new time slice: every one but hand_off()'s.
+    uint64_t slices_begun() const { return slices_begun_.load(std::memory_order_relaxed); }
 
 private:
     static void scheduler_entry(void* transfer_context, void* data);
     void scheduler_loop();
-    void resume(Fiber* fiber);
+    void resume(Fiber* fiber, bool handed_off = false);
+    void resume_handed_off();
     // Gives a new fiber its own glibc descriptor and TLS block (tls.h); false if out of memory.
     bool give_own_tls(Fiber* fiber);
     void after_switch_back(Fiber* fiber);
     void switch_to_scheduler(Fiber* self);
     void push_runnable(Fiber* fiber);
     Fiber* pop_runnable();
-    bool anything_runnable() const { return run_head_ || preempted_head_; }
+    bool anything_runnable() const { return run_next_ || run_head_ || preempted_head_; }
 
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
@@ -206,6 +220,8 @@ private:
     Fiber* run_head_ = nullptr;
     Fiber* run_tail_ = nullptr;
     size_t run_count_ = 0;
+    Fiber* run_next_ = nullptr;  // hand_off()'s fiber, resumed before the queue
+    std::atomic<uint64_t> slices_begun_{0};
     // Fibers switched out for using their slice, in the order they were (Fiber::next_runnable):
     // one runs per turn of the scheduler, after the others that are ready.
     Fiber* preempted_head_ = nullptr;
@@ -219,6 +235,11 @@ private:
     CarrierCounters counters_;
     std::atomic<const Fiber*> running_{nullptr};
     std::atomic<bool> idle_{false};
+    std::atomic<uint64_t> next_deadline_{kNoDeadline};
+    void note_next_deadline() {
+        next_deadline_.store(timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns,
+                             std::memory_order_relaxed);
+    }
     // Fibers parked with no deadline on something only another fiber or thread can end (a
     // lock, a join): when they are all the live fibers, the carrier may be deadlocked.
     size_t waiting_on_peers_ = 0;

@@ -1,15 +1,19 @@
-// The watchdog (GREEN_MONITOR_MS). One real OS thread, started only when asked for, wakes a
-// few times per threshold and looks at every carrier's switch counter. A carrier whose fiber
-// has held the thread past the threshold is reported once per incident, and at most once per
-// second: the fiber, what it last parked on, and where the thread is: a backtrace taken on
-// the carrier thread by a signal handler when it runs the program's own code (the monitor
-// cannot unwind another thread's stack; inside libc, ld.so or libgreen the handler must not
-// unwind either, and the pc alone is reported), or the system call the kernel says it waits in.
+// The monitor thread: time slices (preempt.cpp) and the watchdog (GREEN_MONITOR_MS). One real
+// OS thread, started with the second fiber (or at start for the watchdog), wakes a few times
+// per slice and per threshold and looks at every carrier's switch counter; it sleeps while
+// every carrier waits in the kernel. A carrier whose fiber has run a whole slice is asked to
+// give way. One whose fiber has held the thread past the watchdog's threshold is reported
+// once per incident, and at most once per second: the fiber, what it last parked on, and where
+// the thread is: a backtrace taken on the carrier thread by a signal handler when it runs the
+// program's own code (the monitor cannot unwind another thread's stack; inside libc, ld.so or
+// libgreen the handler must not unwind either, and the pc alone is reported), or the system
+// call the kernel says it waits in.
 // The monitor only reads the running fiber's identity, and only while the carrier's switch
 // counter shows that the fiber is still the one running (so it cannot have been freed).
 #include <execinfo.h>
 #include <linux/futex.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
@@ -72,7 +76,7 @@ void look_at(Carrier* c, void* context) {
     auto* scan = static_cast<Scan*>(context);
     Carrier::MonitorView& v = c->monitor_view_;
     uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
-    if (switches != v.switches || !c->running_fiber()) {
+    if (switches != v.switches || !c->running_fiber() || v.since_ns == 0) {  // 0: a first look
         v.switches = switches;
         v.since_ns = scan->now_ns;
         v.reported = false;  // a new incident may begin
@@ -230,6 +234,10 @@ void report(Stall& stall) {
 // gone), 10% of a switch-bound loop as measured. So the monitor leaves the shared table for
 // an empty one of its own, and reaches the program's stderr through a pidfd when it reports.
 // A close() by the program in the instant between the two steps takes effect when we let go.
+// The program's fd table as the monitor reaches it: through this pidfd once it has left it.
+int g_program_pidfd = -1;
+bool g_own_table = false;
+
 void leave_fd_table() {
     // First make sure stderr can be had that way (seccomp or an LSM may refuse pidfd_getfd).
     int probe = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
@@ -239,9 +247,66 @@ void leave_fd_table() {
     if (fd < 0) return;
     syscall(SYS_close, fd);
     if (unshare(CLONE_FILES) != 0) return;
+    g_own_table = true;
     syscall(SYS_close_range, 0, ~0U, 0);
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
-    if (pidfd >= 0) log::use_program_stderr_via(pidfd);
+    g_program_pidfd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+    if (g_program_pidfd >= 0) log::use_program_stderr_via(g_program_pidfd);
+}
+
+// Whether a parked fiber of carrier `c` has a ready fd: its epoll set is readable (poll()
+// on an epoll fd reports that it has events without taking them). The sets are copied into
+// the monitor's own table (pidfd_getfd) and kept while their carrier lives.
+struct EpollCopy {
+    const Carrier* carrier;
+    int index;   // the carrier's, against a new carrier at a freed one's address
+    int source;  // the fd number in the program's table
+    int fd;      // the copy in ours
+    bool seen;   // at this look
+};
+EpollCopy g_epoll_copies[kMaxStalls];
+
+int epoll_set_of(const Carrier* c, int source) {
+    if (!g_own_table) return source;
+    EpollCopy* copy = nullptr;
+    EpollCopy* unused = nullptr;
+    for (EpollCopy& e : g_epoll_copies) {
+        if (e.carrier == c && e.index == c->index()) copy = &e;
+        if (!e.carrier && !unused) unused = &e;
+    }
+    if (copy && copy->source != source) {
+        raw_syscall(SYS_close, copy->fd);
+        copy->fd = -1;
+    }
+    if (!copy) {
+        if (!unused || g_program_pidfd < 0) return -1;
+        copy = unused;
+        *copy = EpollCopy{c, c->index(), source, -1, false};
+    }
+    if (copy->fd < 0) {
+        copy->source = source;
+        copy->fd = static_cast<int>(raw_syscall(SYS_pidfd_getfd, g_program_pidfd, source, 0));
+    }
+    copy->seen = true;
+    return copy->fd;
+}
+
+bool has_ready_fds(const Carrier* c) {
+    const int source = c->epoll_fd();
+    const int fd = source < 0 ? -1 : epoll_set_of(c, source);
+    if (fd < 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    return raw_syscall(SYS_poll, reinterpret_cast<long>(&p), 1, 0) > 0;
+}
+
+// After a look: the copies of carriers that were not looked at (they are gone) are closed.
+void forget_gone_carriers() {
+    for (EpollCopy& e : g_epoll_copies) {
+        if (e.carrier && !e.seen) {
+            if (e.fd >= 0) raw_syscall(SYS_close, e.fd);
+            e = EpollCopy{};
+        }
+        e.seen = false;
+    }
 }
 
 // Set once the monitor has its own fd table (create_monitor_thread waits for it).
@@ -254,6 +319,7 @@ std::atomic<uint32_t> g_table_left{0};
 struct SliceScan {
     uint64_t now_ns;
     uint64_t slice_ns;
+    uint64_t look_ns;  // the monitor's period
     bool all_idle;
     int32_t to_signal[kMaxStalls];
     int count;
@@ -263,13 +329,21 @@ void look_for_slice(Carrier* c, void* context) {
     auto* scan = static_cast<SliceScan*>(context);
     if (!c->idle()) scan->all_idle = false;
     Carrier::MonitorView& v = c->monitor_view_;
-    uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
-    if (switches != v.slice_switches || !c->running_fiber()) {
+    uint64_t switches = c->slices_begun();
+    if (switches != v.slice_switches || !c->running_fiber() || v.slice_since_ns == 0) {
         v.slice_switches = switches;
         v.slice_since_ns = scan->now_ns;
         return;
     }
-    if (scan->now_ns - v.slice_since_ns < scan->slice_ns) return;
+    // The slice is over; or, while this fiber has run for a look at least, a parked one's
+    // deadline has come or its fd is ready: that one then waits a look, not a whole slice, as
+    // a thread woken by a timer or by I/O is soon scheduled (CPython's GIL waiters, which time
+    // out every 5 ms, and its socket threads depend on it).
+    const uint64_t ran = scan->now_ns - v.slice_since_ns;
+    const bool waited = ran >= scan->look_ns;
+    if (ran < scan->slice_ns && !(waited && (c->next_deadline() <= scan->now_ns ||
+                                             has_ready_fds(c))))
+        return;
     if (c->counters().fibers_live.load(std::memory_order_relaxed) < 2) return;
     // The signal goes with the request: a fiber that makes a hooked call first gives way
     // there, and the handler then finds no request and returns at once.
@@ -285,6 +359,7 @@ bool all_idle(uint64_t now_ns) {
     SliceScan scan{};
     scan.now_ns = now_ns;
     scan.slice_ns = UINT64_MAX;
+    scan.look_ns = UINT64_MAX;
     scan.all_idle = true;
     for_each_carrier(look_for_slice, &scan);
     return scan.all_idle;
@@ -332,9 +407,11 @@ void* monitor_main(void*) {
         }
         slices.now_ns = now;
         slices.slice_ns = slice_ns ? slice_ns : UINT64_MAX;
+        slices.look_ns = slice_ns ? period_ns : UINT64_MAX;
         slices.all_idle = true;
         slices.count = 0;
         for_each_carrier(look_for_slice, &slices);
+        forget_gone_carriers();
         for (int i = 0; i < slices.count; ++i)
             if (thread_state(slices.to_signal[i]) == 'R')  // not in a system call: see report()
                 g_config.preempt_thread(slices.to_signal[i]);

@@ -329,7 +329,7 @@ size_t unpark_now(const void* key, size_t count) {
         for (size_t i = 0; i < n; ++i) {
             Carrier* owner = batch[i].fiber->carrier;
             if (owner == here)
-                owner->unpark(batch[i].fiber);
+                owner->hand_off(batch[i].fiber);
             else
                 owner->unpark_remote(batch[i].fiber, batch[i].park_seq);
         }

@@ -100,9 +100,10 @@ const PreemptConfig& preemption() {
 }
 
 void preempt_at_call(Fiber* fiber) {
+    // Where the fiber may not switch (a hooked call made by a handler), the request waits.
+    if (fiber != current_fiber() || !fiber_may_switch(fiber)) return;
     Carrier* carrier = fiber->carrier;
     carrier->preempt_requested_.store(false, std::memory_order_relaxed);
-    if (fiber != current_fiber() || !fiber_may_switch(fiber)) return;
     if (!safe_at_call()) {
         bump(carrier->counters().preempt_declined);
         return;
@@ -120,7 +121,12 @@ void preempt_in_handler(const void* ucontext) {
     if (!fiber_may_switch(self)) return;
     const auto* uc = static_cast<const ucontext_t*>(ucontext);
     const auto* pc = reinterpret_cast<const void*>(uc->uc_mcontext.gregs[REG_RIP]);
-    if (code_kind(pc) != CodeKind::kProgram || on_alternate_stack(uc) || !safe_in_handler(pc)) {
+    // The unwinder calls hooked functions (pthread_once): as a handler's, they never switch.
+    ++t_signal_handler_depth;
+    bool safe = code_kind(pc) == CodeKind::kProgram && !on_alternate_stack(uc) &&
+                safe_in_handler(pc);
+    --t_signal_handler_depth;
+    if (!safe) {
         bump(carrier->counters().preempt_declined);
         return;
     }
