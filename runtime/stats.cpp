@@ -139,11 +139,14 @@ char g_dump[64 * 1024];
 }  // namespace
 
 void register_carrier(Carrier* carrier) {
-    SpinGuard hold(g_lock);
-    carrier->next_carrier_ = g_carriers;
-    g_carriers = carrier;
-    g_carrier_count.fetch_add(1, std::memory_order_release);
-    g_started.store(true, std::memory_order_relaxed);
+    {
+        SpinGuard hold(g_lock);
+        carrier->next_carrier_ = g_carriers;
+        g_carriers = carrier;
+        g_carrier_count.fetch_add(1, std::memory_order_release);
+        g_started.store(true, std::memory_order_relaxed);
+    }
+    carrier_busy_again();  // a monitor asleep for want of busy carriers has one now
 }
 
 void unregister_carrier(Carrier* carrier) {
