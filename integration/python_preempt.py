@@ -4,7 +4,7 @@ python_preempt.sh natively and under the shim; the outputs must be the same).
 A thread spins in pure Python for 1.5 s. Natively the GIL's switch interval (5 ms) lets every
 other thread in; on fibers that only works if the spinning fiber is pre-empted, since it makes
 no call that parks. Meanwhile a sleeper, a TCP ping-pong and a lock handed between two threads
-each measure their longest wait; stdout says "never more than 200 ms late" or the worst figure,
+each measure their longest wait; stdout says "never more than 500 ms late" or the worst figure,
 so it is the same in every good run. Then a thread must reach main with _thread.interrupt_main()
 while main spins in `while True: n += 1`; SIGALRM ends the wait after 10 s if it never does.
 Details (the figures themselves) go to stderr. SIGUSR2 dumps every thread's stack."""
@@ -17,7 +17,8 @@ import threading
 import time
 
 BUSY_SECONDS = 1.5
-LATE_LIMIT = 0.2  # generous: natively the worst is a few GIL switch intervals
+LATE_LIMIT = 0.5  # generous: natively the worst is a few GIL switch intervals, 205 ms seen
+# on a loaded machine; a thread starved by the busy loop waits for all of its 1.5 s
 SLEEPS, SLEEP_SECONDS = 10, 0.05
 CHUNKS, CHUNK_BYTES = 100, 4096
 PASSES = 100
