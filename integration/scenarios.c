@@ -27,6 +27,30 @@ static int os_threads(void) {
     return n;
 }
 
+static pthread_mutex_t g_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gate = PTHREAD_COND_INITIALIZER;
+static int g_waiting, g_gate_open;
+
+/* Sleeps a little (a real park), then waits at the gate until main opens it. */
+static void* wait_at_gate(void* arg) {
+    (void)arg;
+    usleep(1000);
+    pthread_mutex_lock(&g_gate_lock);
+    ++g_waiting;
+    while (!g_gate_open) pthread_cond_wait(&g_gate, &g_gate_lock);
+    pthread_mutex_unlock(&g_gate_lock);
+    return NULL;
+}
+
+static int mappings(void) {
+    char line[512];
+    int n = 0;
+    FILE* f = fopen("/proc/self/maps", "r");
+    while (f && fgets(line, sizeof line, f)) ++n;
+    if (f) fclose(f);
+    return n;
+}
+
 static void* block_on_fd(void* arg) {
     char c;
     ssize_t n = read((int)(long)arg, &c, 1);
@@ -119,6 +143,27 @@ int main(int argc, char** argv) {
         pthread_t t;
         pthread_create(&t, &attr, overflow, NULL);
         pthread_join(t, NULL);
+        return 0;
+    }
+    if (!strcmp(name, "many_waiting")) {
+        /* argv[2] threads alive at once, each waiting: how many were made, the mappings and
+         * OS threads meanwhile, then whether all were joined. */
+        int n = argc > 2 ? atoi(argv[2]) : 100000, made = 0;
+        pthread_t* t = malloc(sizeof(pthread_t) * (size_t)n);
+        while (made < n && pthread_create(&t[made], NULL, wait_at_gate, NULL) == 0) ++made;
+        for (int waiting = 0; waiting < made; usleep(1000)) {
+            pthread_mutex_lock(&g_gate_lock);
+            waiting = g_waiting;
+            pthread_mutex_unlock(&g_gate_lock);
+        }
+        printf("waiting %d\nmappings %d\nthreads %d\n", made, mappings(), os_threads());
+        pthread_mutex_lock(&g_gate_lock);
+        g_gate_open = 1;
+        pthread_cond_broadcast(&g_gate);
+        pthread_mutex_unlock(&g_gate_lock);
+        for (int i = 0; i < made; i++) pthread_join(t[i], NULL);
+        printf("joined %d\n", made);
+        free(t);
         return 0;
     }
     if (!strcmp(name, "thread_count")) {

@@ -1,6 +1,9 @@
-// Stack pool. Guard pages cost one VMA each, so vm.max_map_count (65530 by default) caps the
-// number of live guarded stacks near 32k; see docs/design.md. Pools only a bounded number of
-// stacks per size so that a burst of fibers does not pin address space forever.
+// Stack pool. A guard page made with mprotect is a mapping of its own, and splits the stack's
+// from its neighbours': vm.max_map_count (65530 by default) then caps the live stacks near
+// 32k. Where the kernel has lightweight guards (MADV_GUARD_INSTALL, Linux 6.13), the guard is
+// a mark in the page table instead, adjacent stacks merge into a few mappings, and 100,000
+// fibers fit; see docs/design.md. Pools only a bounded number of stacks per size so that a
+// burst of fibers does not pin address space forever.
 #include "runtime/stack_pool.h"
 
 #include "runtime/spinlock.h"
@@ -8,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #ifdef GREEN_SANITIZE
@@ -71,6 +75,27 @@ void push(Node*& list, size_t& count, Node* node) {
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
+constexpr int kMadvGuardInstall = 102;  // <linux/mman.h> of Linux 6.13; glibc 2.36 lacks it
+std::atomic<bool> g_light_guards{true};  // until the kernel says EINVAL
+
+// Makes the first page of the mapping the stack's guard. A lightweight guard keeps the whole
+// mapping one kind (the page-table mark faults like a PROT_NONE page: SIGSEGV at the address),
+// so the hint against huge pages covers it all too: mappings that differ do not merge.
+bool make_guard(char* base, size_t mapped) {
+    const size_t page = StackPool::page_size();
+    if (g_light_guards.load(std::memory_order_relaxed)) {
+        if (madvise(base, page, kMadvGuardInstall) == 0) {
+            madvise(base, mapped, MADV_NOHUGEPAGE);
+            return true;
+        }
+        if (errno != EINVAL) return false;
+        g_light_guards.store(false, std::memory_order_relaxed);  // an older kernel
+    }
+    if (mprotect(base, page, PROT_NONE) != 0) return false;
+    madvise(base + page, mapped - page, MADV_NOHUGEPAGE);
+    return true;
+}
+
 }  // namespace
 
 size_t StackPool::page_size() {
@@ -104,13 +129,12 @@ bool StackPool::acquire(size_t size, Stack* out) {
         return false;
     }
     char* base = static_cast<char*>(mem);
-    if (mprotect(base, page, PROT_NONE) != 0) {
+    if (!make_guard(base, mapped)) {
         int saved = errno;
         munmap(mem, mapped);
         errno = saved == ENOMEM ? EAGAIN : saved;
         return false;
     }
-    madvise(base + page, usable, MADV_NOHUGEPAGE);
     *out = Stack{base, mapped, base + page, base + mapped};
     return true;
 }
