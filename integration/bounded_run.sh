@@ -64,3 +64,23 @@ check_run() {
   grep -v '^green\.stats\.' "$work/$tag.err" | tail -25 | sed 's/^/  /'
   return 1
 }
+
+# green_run WHAT MAX_THREADS NATIVE_THREADS EXPECTED COMMAND...: COMMAND under the shim with
+# the watchdog (one more OS thread: it names the fiber that holds the carrier when this
+# fails) and GREEN_STATS (how many fibers ran and where they parked), checked as check_run
+# does; it must also have stayed at MAX_THREADS OS threads at most, or WHAT's threads did not
+# become fibers. Returns 1 if anything failed.
+green_run() {
+  local what=$1 max=$2 native=$3 expected=$4 ok=0
+  shift 4
+  bounded_run green 60 env GREEN_MONITOR_MS=1000 GREEN_STATS=1 GREEN_STATS_SIGNAL=USR2 "$@"
+  echo "green: $run_ms ms, at most $run_threads OS threads"
+  grep -h '^green: stats at' "$work/green.err" | tail -1 || true
+  check_run green "$expected" || ok=1
+  if ((run_threads > max)); then
+    echo "green: $run_threads OS threads (natively $native), more than $max: $what's threads" \
+      "did not become fibers"
+    ok=1
+  fi
+  return $ok
+}

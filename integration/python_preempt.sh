@@ -31,17 +31,7 @@ echo "native: $run_ms ms, at most $run_threads OS threads"
 check_run native "$expected" || status=1
 native_threads=$run_threads
 
-# The watchdog (one more OS thread) names the fiber that holds the carrier when this fails;
-# GREEN_STATS says how many fibers ran and where they parked.
-bounded_run green 60 env "LD_PRELOAD=$lib" GREEN_MONITOR_MS=1000 GREEN_STATS=1 \
-  GREEN_STATS_SIGNAL=USR2 "$python" "$script"
-echo "green: $run_ms ms, at most $run_threads OS threads"
-grep -h '^green: stats at' "$work/green.err" | tail -1 || true
-check_run green "$expected" || status=1
-if ((run_threads > max_green_threads)); then
-  echo "green: $run_threads OS threads (natively $native_threads), more than $max_green_threads:" \
-    "the script's threads did not become fibers"
-  status=1
-fi
+green_run "the script" "$max_green_threads" "$native_threads" "$expected" \
+  "LD_PRELOAD=$lib" "$python" "$script" || status=1
 ((status == 0)) && echo "python preempt: the same natively and under the shim"
 exit $status

@@ -613,14 +613,19 @@ void Carrier::switch_to_scheduler(Fiber* self) {
     errno = self->saved_errno;
 }
 
-void Carrier::push_runnable(Fiber* fiber) {
+// Appends a fiber that is about to be runnable to a queue linked through next_runnable.
+static void enqueue(Fiber*& head, Fiber*& tail, Fiber* fiber) {
     fiber->state = FiberState::kRunnable;
     fiber->next_runnable = nullptr;
-    if (run_tail_)
-        run_tail_->next_runnable = fiber;
+    if (tail)
+        tail->next_runnable = fiber;
     else
-        run_head_ = fiber;
-    run_tail_ = fiber;
+        head = fiber;
+    tail = fiber;
+}
+
+void Carrier::push_runnable(Fiber* fiber) {
+    enqueue(run_head_, run_tail_, fiber);
     ++run_count_;
     // libuv's loop only ever runs with UV_RUN_NOWAIT (poll_once), so a fiber made runnable
     // by one of its callbacks is resumed before the carrier blocks again. (With
@@ -674,14 +679,8 @@ void Carrier::yield() {
 
 void Carrier::preempt() {
     Fiber* self = t_fiber;
-    self->state = FiberState::kRunnable;
     self->park_reason = ParkReason::kYield;
-    self->next_runnable = nullptr;
-    if (preempted_tail_)
-        preempted_tail_->next_runnable = self;
-    else
-        preempted_head_ = self;
-    preempted_tail_ = self;
+    enqueue(preempted_head_, preempted_tail_, self);
     switch_to_scheduler(self);
 }
 

@@ -32,6 +32,18 @@ void spin_until(const std::atomic<bool>& flag) {
 std::atomic<bool> g_alarm{false};
 void on_alarm(int) { g_alarm = true; }
 
+// SIGALRM sets g_alarm in `us` microseconds.
+void alarm_in(long us) {
+    g_alarm = false;
+    struct sigaction act {};
+    act.sa_handler = on_alarm;
+    sigemptyset(&act.sa_mask);
+    ASSERT_EQ(sigaction(SIGALRM, &act, nullptr), 0);
+    itimerval t{};
+    t.it_value.tv_usec = us;
+    ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+}
+
 }  // namespace
 
 TEST(Preempt, ASpinOnAnAtomicFlagEndsWhenAnotherThreadSetsIt) {
@@ -67,12 +79,7 @@ TEST(Preempt, ASleeperWakesWithinASliceWhileTwoThreadsComputeWithoutBlocking) {
 }
 
 TEST(Preempt, AHandlerRunsOnTheThreadThatTakesTheSignalWhileAnotherLoops) {
-    g_alarm = false;
-    struct sigaction act {};
-    act.sa_handler = on_alarm;
-    sigemptyset(&act.sa_mask);
-    ASSERT_EQ(sigaction(SIGALRM, &act, nullptr), 0);
-    std::atomic<bool> done{false};
+    std::atomic<bool> done{false}, blocked{false};
     // The loop blocks SIGALRM, so only main (waiting in join) can take it: the kernel must be
     // let to deliver it while the loop runs.
     std::thread loop([&] {
@@ -80,14 +87,14 @@ TEST(Preempt, AHandlerRunsOnTheThreadThatTakesTheSignalWhileAnotherLoops) {
         sigemptyset(&alarm);
         sigaddset(&alarm, SIGALRM);
         pthread_sigmask(SIG_BLOCK, &alarm, nullptr);
+        blocked = true;
         while (!g_alarm.load()) {
         }
         done = true;
     });
-    itimerval t{};
-    t.it_value.tv_usec = 50000;
+    while (!blocked.load()) sched_yield();
     auto start = Clock::now();
-    ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+    alarm_in(50000);
     loop.join();
     EXPECT_TRUE(done.load());
     EXPECT_LT(ms_since(start), 400);
@@ -95,16 +102,9 @@ TEST(Preempt, AHandlerRunsOnTheThreadThatTakesTheSignalWhileAnotherLoops) {
 }
 
 TEST(Preempt, AHandlerInterruptsATightLoopOnItsOwnThread) {
-    g_alarm = false;
-    struct sigaction act {};
-    act.sa_handler = on_alarm;
-    sigemptyset(&act.sa_mask);
-    ASSERT_EQ(sigaction(SIGALRM, &act, nullptr), 0);
     std::atomic<bool> stop{false};
     std::thread other([&] { spin_until(stop); });
-    itimerval t{};
-    t.it_value.tv_usec = 30000;
-    ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+    alarm_in(30000);
     auto start = Clock::now();
     while (!g_alarm.load()) {
     }
