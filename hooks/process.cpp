@@ -28,8 +28,6 @@ extern char** environ;
 
 namespace green::hooks {
 
-// Bumped by every program signal handler that runs on this OS thread (hooks/signal.cpp).
-
 namespace {
 
 // A parked wait looks again after a while, for what no pidfd reports: children forked by

@@ -42,7 +42,8 @@ bool is_handler(const struct sigaction& a) {
 // The accept guard's timer signal (see accept_guard_arm): SIGURG, which Go's runtime also
 // borrows for the same reason — ignored by default and rarely used by programs.
 constexpr int kGuardSignal = SIGURG;
-bool g_guard_installed = false;  // the kernel's SIGURG handler is our trampoline
+// The kernel's SIGURG handler is our trampoline (the monitor's thread reads it too).
+std::atomic<bool> g_guard_installed{false};
 thread_local bool t_guard_armed = false;
 thread_local bool t_guard_fired = false;
 // One timer per carrier thread (tls::per_thread), not one per fiber that ever accepts.
@@ -293,7 +294,7 @@ bool take_signal(int sig) {
 bool install_guard_trampoline() {
     if (g_guard_installed) return true;
     SpinGuard hold(g_lock);
-    if (!g_guard_installed) g_guard_installed = take_signal(kGuardSignal);
+    if (!g_guard_installed) g_guard_installed.store(take_signal(kGuardSignal));
     return g_guard_installed;
 }
 

@@ -817,6 +817,19 @@ int pthread_spin_unlock(pthread_spinlock_t* lock) {
     return 0;
 }
 
+// FILE locks stay glibc's, per OS thread (all fibers of a carrier are one owner to them); the
+// wrappers count them as held locks, so that no fiber is pre-empted between flockfile and
+// funlockfile, where another fiber of its carrier would walk into the stream (exports.cpp).
+void flockfile(FILE* stream) {
+    real::get().flockfile(stream);
+}
+int ftrylockfile(FILE* stream) {
+    return real::get().ftrylockfile(stream);
+}
+void funlockfile(FILE* stream) {
+    real::get().funlockfile(stream);
+}
+
 // The deadlock report's question (runtime's set_lock_holder_probe): who holds this mutex?
 // glibc's layout keeps the owner's tid, which for a fiber is its Fiber::tid.
 int32_t lock_holder(ParkReason reason, const void* object) {

@@ -47,7 +47,6 @@ inline uint64_t socket_deadline(int fd, int option) {
     return deadline_in_ns(span_ns(tv.tv_sec, static_cast<int64_t>(tv.tv_usec) * 1000));
 }
 
-
 // getpid() without the system call (it is one each time in glibc): the pid, cached, and
 // forgotten in a fork's child.
 pid_t own_pid();

@@ -183,6 +183,15 @@ TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE
     CHECK(disabled.err.empty());
 }
 
+TEST_CASE("a program with its own malloc runs on when a fiber is pre-empted in it", "[scale]") {
+    Run native = run({{tool("own_malloc")}, {}, false}, 60000);
+    Run green = run({{tool("own_malloc")}, {}, true}, 60000);
+    INFO(green.err);
+    CHECK(native.out == "done\n");
+    CHECK(green.out == "done\n");  // not a scheduler that waits for a lock on its carrier
+    CHECK(exited_with(green.status, 0));
+}
+
 // vm.max_map_count (65,530 by default) stops native threads near 32,700: each stack and its
 // guard page are two mappings. Lightweight guards (MADV_GUARD_INSTALL, Linux 6.13) are marks
 // in the page table, so the fibers' stacks merge into a few mappings. On an older kernel the

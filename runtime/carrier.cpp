@@ -343,6 +343,7 @@ void Carrier::loop_made() {
 
 void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
+    free_dead_tls();
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
     unregister_carrier(this);
     shut_down_resolver(this);
@@ -435,6 +436,7 @@ void Carrier::reset_after_fork() {
         w = next;
     }
     stale_fds_.store(false);
+    monitor_view_ = MonitorView{};
     live_fibers_ = root_survives ? 0 : 1;
     root_exited_ = !root_survives;  // the forking thread is the child's last one
     counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
@@ -498,6 +500,9 @@ void Carrier::scheduler_loop() {
     for (;;) {
         // Run the fibers that are runnable now, then poll the loop; a fiber that yields in a
         // loop is re-queued behind this batch, so I/O is always polled between batches.
+        // Pre-empted before this turn's poll: a fiber pre-empted in the batch below waits
+        // until the fibers that poll wakes have run.
+        const bool preempted_before = preempted_head_ != nullptr;
         for (size_t batch = run_count_; batch > 0 && run_head_; --batch) {
             resume(pop_runnable());
             resume_handed_off();
@@ -505,7 +510,7 @@ void Carrier::scheduler_loop() {
         resume_handed_off();
         // Then one slice for the fiber preempted longest ago; a fiber woken meanwhile (the
         // poll below) runs before the next one: within a slice of becoming ready.
-        if (preempted_head_) {
+        if (preempted_before) {
             Fiber* next = preempted_head_;
             preempted_head_ = next->next_runnable;
             if (!preempted_head_) preempted_tail_ = nullptr;
@@ -530,15 +535,24 @@ void Carrier::scheduler_loop() {
 // woke the first (slices_begun_ is not bumped), so a pair that keeps waking each other is
 // pre-empted like one fiber and cannot keep the queue waiting.
 void Carrier::resume_handed_off() {
-    while (run_next_) {
+    // A bound besides the slice: a monitor that could not start never ends a chain.
+    for (int chain = 0; run_next_; ++chain) {
         Fiber* next = run_next_;
         run_next_ = nullptr;
+        if (chain == kMaxHandOffs) {
+            push_runnable(next);
+            return;
+        }
         resume(next, true);
     }
 }
 
 void Carrier::resume(Fiber* fiber, bool handed_off) {
-    if (!handed_off) bump(slices_begun_);
+    if (!handed_off) {
+        bump(slices_begun_);
+        // A request that came after its fiber had already switched is not this one's.
+        preempt_requested_.store(false, std::memory_order_relaxed);
+    }
     fiber->state = FiberState::kRunning;
     t_fiber = fiber;
     bump(counters_.switches);
@@ -585,13 +599,24 @@ void Carrier::after_switch_back(Fiber* fiber) {
     // The fiber ran its last instruction on its stack: only now may the stack be reused.
     StackPool::release(fiber->stack);
     fiber->stack = Stack{};
-    if (fiber->tls) tls::free_block(fiber->tls);
+    if (fiber->tls) {
+        // glibc frees TLS blocks through malloc, which may be the program's: the next spawn,
+        // on a fiber, does it (runtime_alloc.h says why never the scheduler).
+        if (dead_tls_count_ < kMaxDeadTls)
+            dead_tls_[dead_tls_count_++] = fiber->tls;
+        else
+            tls::free_block(fiber->tls);
+    }
     fiber->tls = nullptr;
     --live_fibers_;
     count_mask(fiber->sigmask, -1);
     if (fiber->awaited) set_awaited(fiber, 0);
     fiber_ended(counters_);
     if (fiber->detached) free_fiber(fiber);
+}
+
+void Carrier::free_dead_tls() {
+    while (dead_tls_count_ > 0) tls::free_block(dead_tls_[--dead_tls_count_]);
 }
 
 void Carrier::switch_to_scheduler(Fiber* self) {
@@ -660,7 +685,8 @@ void Carrier::unpark(Fiber* fiber) {
 void Carrier::hand_off(Fiber* fiber) {
     if (fiber->state != FiberState::kParked || fiber->park_reason == ParkReason::kExited) return;
     Fiber* waker = t_fiber;
-    if (!waker || waker->carrier != this) {
+    // Without time slices nothing would end a chain of hand-offs: the old order, then.
+    if (!waker || waker->carrier != this || !preemption().slice_ns) {
         push_runnable(fiber);
         return;
     }
@@ -793,7 +819,7 @@ void Carrier::expire_timers() {
 // Wake-ups from other threads: pushed on the inbox (no lock: the sender allocated the node),
 // delivered on this carrier's thread.
 void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
-    auto* wake = new RemoteWake{fiber, park_seq, inbox_.load(std::memory_order_relaxed)};
+    auto* wake = new RemoteWake{{}, fiber, park_seq, inbox_.load(std::memory_order_relaxed)};
     while (!inbox_.compare_exchange_weak(wake->next, wake, std::memory_order_release,
                                          std::memory_order_relaxed)) {
     }

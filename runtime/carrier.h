@@ -221,6 +221,7 @@ private:
     Fiber* run_tail_ = nullptr;
     size_t run_count_ = 0;
     Fiber* run_next_ = nullptr;  // hand_off()'s fiber, resumed before the queue
+    static constexpr int kMaxHandOffs = 64;  // in a row, before the queue has its turn
     std::atomic<uint64_t> slices_begun_{0};
     // Fibers switched out for using their slice, in the order they were (Fiber::next_runnable):
     // one runs per turn of the scheduler, after the others that are ready.
@@ -248,7 +249,7 @@ private:
     Fiber* all_fibers_ = nullptr;  // linked through Fiber::next_on_carrier
 
     // Wake-ups sent by other threads: a lock-free stack, each node allocated by its sender.
-    struct RemoteWake {
+    struct RemoteWake : RuntimeAllocated {
         Fiber* fiber;
         uint64_t park_seq;
         RemoteWake* next;
@@ -282,6 +283,16 @@ private:
     std::vector<FdRecord> fds_;
 
     char* thread_tp_ = nullptr;  // the carrier thread's own thread pointer (glibc descriptor)
+    // TLS blocks of finished fibers, freed by the next spawn (after_switch_back).
+    static constexpr int kMaxDeadTls = 64;
+    char* dead_tls_[kMaxDeadTls];
+    int dead_tls_count_ = 0;
+
+public:
+    // On a fiber: frees the TLS blocks finished fibers left (spawn_fiber, retire).
+    void free_dead_tls();
+
+private:
     bool fiber_tls_ = false;     // fibers get their own TLS (tls::enabled())
 
 #ifdef GREEN_SANITIZE

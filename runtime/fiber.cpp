@@ -106,6 +106,7 @@ int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber**
 
 Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options,
                             int* err) {
+    free_dead_tls();
     if (!ensure_loop()) {
         *err = EAGAIN;
         return nullptr;

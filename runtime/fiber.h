@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/runtime_alloc.h"
 #include "runtime/stack_pool.h"
 
 namespace green {
@@ -44,7 +45,7 @@ enum class ParkReason : uint8_t {
 
 const char* park_reason_name(ParkReason reason);
 
-struct Fiber {
+struct Fiber : RuntimeAllocated {
     uint64_t id = 0;
     // A 32-bit identity in the space of kernel thread ids, for lock owners (glibc stores a
     // TID in a mutex's __owner): the root fiber's is its real TID, others' lie above any TID.
@@ -66,6 +67,9 @@ struct Fiber {
     int saved_errno = 0;
     // > 0 while the fiber is inside one of our hooks: nested libc calls pass straight through.
     int hook_depth = 0;
+    // FILE locks it holds (flockfile): it is not pre-empted meanwhile. glibc's are per OS
+    // thread, so another fiber of the carrier would walk into the middle of its lines.
+    int file_locks = 0;
     // The carrier's preemption request (Carrier::preempt_requested_), read by every hooked
     // call: there because the shim knows fibers, not carriers.
     const std::atomic<bool>* preempt_flag = nullptr;

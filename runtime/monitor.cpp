@@ -14,7 +14,6 @@
 #include <linux/futex.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -41,6 +40,7 @@ namespace {
 MonitorConfig g_config;
 constexpr uint64_t kMinReportGapNs = 1000ull * 1000 * 1000;
 constexpr int kMaxStalls = 64;
+constexpr int kMaxLooked = 64;  // carriers whose epoll sets and signals the monitor keeps
 
 struct Stall {
     int index;
@@ -263,16 +263,20 @@ struct EpollCopy {
     int fd;      // the copy in ours
     bool seen;   // at this look
 };
-EpollCopy g_epoll_copies[kMaxStalls];
+EpollCopy g_epoll_copies[kMaxLooked];
+
+EpollCopy* copy_of(const Carrier* c) {
+    for (EpollCopy& e : g_epoll_copies)
+        if (e.carrier == c && e.index == c->index()) return &e;
+    return nullptr;
+}
 
 int epoll_set_of(const Carrier* c, int source) {
     if (!g_own_table) return source;
-    EpollCopy* copy = nullptr;
+    EpollCopy* copy = copy_of(c);
     EpollCopy* unused = nullptr;
-    for (EpollCopy& e : g_epoll_copies) {
-        if (e.carrier == c && e.index == c->index()) copy = &e;
+    for (EpollCopy& e : g_epoll_copies)
         if (!e.carrier && !unused) unused = &e;
-    }
     if (copy && copy->source != source) {
         raw_syscall(SYS_close, copy->fd);
         copy->fd = -1;
@@ -298,7 +302,8 @@ bool has_ready_fds(const Carrier* c) {
     return raw_syscall(SYS_poll, reinterpret_cast<long>(&p), 1, 0) > 0;
 }
 
-// After a look: the copies of carriers that were not looked at (they are gone) are closed.
+// After a look: the copies of carriers that were not looked at (they are gone, or have no
+// epoll set any more) are closed.
 void forget_gone_carriers() {
     for (EpollCopy& e : g_epoll_copies) {
         if (e.carrier && !e.seen) {
@@ -321,13 +326,23 @@ struct SliceScan {
     uint64_t slice_ns;
     uint64_t look_ns;  // the monitor's period
     bool all_idle;
-    int32_t to_signal[kMaxStalls];
+    int32_t to_signal[kMaxLooked];
     int count;
 };
+
+// Whether the fiber running on `c` blocks SIGURG. Read as copy_running_fiber reads: the
+// fiber cannot have been freed while the carrier began no slice since `slices`.
+bool blocks_sigurg(const Carrier* c, uint64_t slices) {
+    const Fiber* f = c->running_fiber();
+    if (!f) return true;
+    const uint64_t mask = __atomic_load_n(&f->sigmask, __ATOMIC_RELAXED);
+    return c->slices_begun() != slices || (mask & (uint64_t{1} << (SIGURG - 1))) != 0;
+}
 
 void look_for_slice(Carrier* c, void* context) {
     auto* scan = static_cast<SliceScan*>(context);
     if (!c->idle()) scan->all_idle = false;
+    if (EpollCopy* copy = copy_of(c); copy && copy->source == c->epoll_fd()) copy->seen = true;
     Carrier::MonitorView& v = c->monitor_view_;
     uint64_t switches = c->slices_begun();
     if (switches != v.slice_switches || !c->running_fiber() || v.slice_since_ns == 0) {
@@ -346,9 +361,11 @@ void look_for_slice(Carrier* c, void* context) {
         return;
     if (c->counters().fibers_live.load(std::memory_order_relaxed) < 2) return;
     // The signal goes with the request: a fiber that makes a hooked call first gives way
-    // there, and the handler then finds no request and returns at once.
+    // there, and the handler then finds no request and returns at once. Not to a fiber that
+    // blocks SIGURG: it would stay pending, for the program's sigpending and signalfd to see.
     c->preempt_requested_.store(true, std::memory_order_relaxed);
-    if (preemption().by_signal && scan->count < kMaxStalls) scan->to_signal[scan->count++] = c->tid();
+    if (preemption().by_signal && scan->count < kMaxLooked && !blocks_sigurg(c, switches))
+        scan->to_signal[scan->count++] = c->tid();
 }
 
 // Every carrier waits in the kernel: nothing can stall or need pre-empting until one wakes,
@@ -437,6 +454,8 @@ bool create_monitor_thread() {
     pthread_sigmask(SIG_BLOCK, &all, &saved);
     g_table_left.store(0);
     g_asleep.store(0);
+    // In a forked child the copies are numbers in the parent monitor's table: forgotten.
+    for (EpollCopy& e : g_epoll_copies) e = EpollCopy{};
     int rc = g_config.create_thread(&thread, &attr, monitor_main, nullptr);
     pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     pthread_attr_destroy(&attr);

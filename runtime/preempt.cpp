@@ -1,12 +1,13 @@
 // Time slices: a fiber that has run for a whole slice while others live gives up its carrier,
 // as a thread is pre-empted. The monitor thread (monitor.cpp) notices it and sets the
 // carrier's preempt_requested_; the fiber's next hooked call then switches it out
-// (preempt_at_call). A fiber that makes no hooked call for another half slice gets a signal,
-// whose handler switches it out where it stands (preempt_in_handler) when that is a safe
+// (preempt_at_call). With the request comes a signal, whose handler switches a fiber that has
+// made no hooked call meanwhile out where it stands (preempt_in_handler) when that is a safe
 // point: its own code, not libc's, the loader's or the runtime's, and no frame of libc or the
 // loader further up its stack (a callback such as dl_iterate_phdr's or a FILE's cookie
 // functions runs with a lock of theirs held, which the other fibers would then wait for in
-// the kernel). Elsewhere the request waits for the next hooked call or the next signal.
+// the kernel). Never while the fiber holds a FILE lock (Fiber::file_locks).
+// Elsewhere the request waits for the next hooked call or the next signal.
 // The preempted fiber resumes inside the handler, which returns through sigreturn: registers,
 // flags, FPU and SSE state and the signal mask come back as the kernel saved them.
 #include <signal.h>
@@ -82,10 +83,10 @@ bool on_alternate_stack(const ucontext_t* uc) {
 }
 
 // What rules out a switch wherever it is asked for: the fiber is in the runtime (a hook, a
-// runtime lock) or in one of the program's signal handlers.
+// runtime lock), in one of the program's signal handlers, or holds a FILE lock.
 bool fiber_may_switch(const Fiber* self) {
     return self && self->state == FiberState::kRunning && self->hook_depth == 0 &&
-           !in_signal_handler() && spinlocks_held() == 0;
+           self->file_locks == 0 && !in_signal_handler() && spinlocks_held() == 0;
 }
 
 }  // namespace

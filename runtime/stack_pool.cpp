@@ -6,6 +6,7 @@
 // burst of fibers does not pin address space forever.
 #include "runtime/stack_pool.h"
 
+#include "runtime/runtime_alloc.h"
 #include "runtime/spinlock.h"
 
 #include <sys/mman.h>
@@ -29,7 +30,7 @@ constexpr size_t kMaxWarmPerSize = 16;
 
 // Pooled stacks wait in nodes allocated outside the lock: nothing allocates while it is held
 // (an allocator preloaded beside us may itself take locks that park).
-struct Node {
+struct Node : RuntimeAllocated {
     Stack stack;
     Node* next;
 };
@@ -146,7 +147,7 @@ void StackPool::release(const Stack& stack) {
     // not inherit them (ASan would report its own locals as out of bounds).
     ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
 #endif
-    auto* node = new Node{stack, nullptr};
+    auto* node = new Node{{}, stack, nullptr};
     {
         SpinGuard hold(g_lock);
         Bucket* b = bucket_for(stack.usable(), true);

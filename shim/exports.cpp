@@ -4,7 +4,9 @@
 // it calls the real function. This is the one place where that guard lives.
 #include <cerrno>
 #include <cstdarg>
+#include <algorithm>
 #include <cstdint>
+#include <string_view>
 #include <type_traits>
 
 #include "hooks/hooks.h"
@@ -62,6 +64,32 @@ Fn passed_through(Fn real) {
     return real;
 }
 
+// FILE locks are taken (+1) and released (-1): the fiber counts what it holds and is not
+// pre-empted meanwhile (Fiber::file_locks). One released by another fiber than took it only
+// leaves the taker's count high: it then gives way later, not sooner.
+constexpr int lock_effect(std::string_view name) {
+    if (name == "flockfile" || name == "ftrylockfile") return 1;
+    if (name == "funlockfile") return -1;
+    return 0;
+}
+
+template <int kEffect, typename Call>
+auto counting_locks(Call call) {
+    if constexpr (kEffect == 0) {
+        return call();
+    } else {
+        green::Fiber* fiber = green::current_fiber();
+        if constexpr (std::is_void_v<decltype(call())>) {
+            call();
+            if (fiber) fiber->file_locks = std::max(0, fiber->file_locks + kEffect);
+        } else {
+            auto result = call();
+            if (fiber && result == 0) fiber->file_locks = std::max(0, fiber->file_locks + kEffect);
+            return result;
+        }
+    }
+}
+
 // Every hooked call is a point where a fiber that has had its time slice gives way
 // (runtime.h, preempt_point): the ones that never block too (a trylock, a zero-timeout poll,
 // an EAGAIN), which is how a spin-wait lets the fiber it waits for run.
@@ -96,7 +124,9 @@ extern "C" {
 #define GREEN_HOOK_ALWAYS(ret, name, params, args)                                    \
     GREEN_EXPORT ret name params {                                                    \
         preemption_point();                                                           \
-        return keep_errno_unless_failed([&] { return green::hooks::name args; });      \
+        auto call = [&] { return green::hooks::name args; };                          \
+        return counting_locks<lock_effect(#name)>(                                    \
+            [&] { return keep_errno_unless_failed(call); });                          \
     }
 #define GREEN_HOOK_MANUAL(ret, name, params)
 #define GREEN_HOOK_NORETURN(name, params, args) \

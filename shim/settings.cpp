@@ -235,7 +235,7 @@ Settings read_settings() {
         static const char* const modes[] = {"0", "1", "calls", "off", "on"};
         int mode = 1;
         if (!pick(v, modes, 5, &mode))
-            log::write_line("GREEN_PREEMPT='%s' is not 0, 1 or calls; using 1", v);
+            log::write_line("GREEN_PREEMPT='%s' is not 0 (off), 1 (on) or calls; using 1", v);
         s.preempt = mode == 0 || mode == 3 ? Preempt::kOff
                     : mode == 2            ? Preempt::kAtCalls
                                            : Preempt::kFull;

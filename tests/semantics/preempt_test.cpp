@@ -200,3 +200,73 @@ TEST(Preempt, ComputationsInterruptedManyTimesGiveExactResults) {
         EXPECT_EQ(errnos[i], 1000 + i) << "thread " << i;
     }
 }
+
+// POSIX: between flockfile and funlockfile the stream is the thread's. A fiber is never
+// pre-empted while it holds a FILE lock: glibc's is per OS thread, and another fiber of the
+// carrier would walk into the middle of its line.
+TEST(Preempt, LinesWrittenUnderFlockfileNeverMix) {
+    char path[] = "/tmp/green-flockfile-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    FILE* out = fdopen(fd, "w");
+    ASSERT_NE(out, nullptr);
+    constexpr int kLines = 6, kLength = 1000 * 1000;
+    auto writer = [&](int letter) {
+        for (int l = 0; l < kLines; ++l) {
+            flockfile(out);
+            for (int i = 0; i < kLength; ++i) putc_unlocked(letter, out);
+            putc_unlocked('\n', out);
+            funlockfile(out);
+        }
+    };
+    std::thread a(writer, 'a'), b(writer, 'b');
+    a.join();
+    b.join();
+    fclose(out);
+    FILE* in = fopen(path, "r");
+    ASSERT_NE(in, nullptr);
+    char* line = nullptr;
+    size_t capacity = 0;
+    int lines = 0, mixed = 0;
+    for (ssize_t n; (n = getline(&line, &capacity, in)) > 0; ++lines)
+        mixed += std::count(line, line + n - 1, line[0]) != n - 1;
+    free(line);
+    fclose(in);
+    unlink(path);
+    EXPECT_EQ(lines, 2 * kLines);
+    EXPECT_EQ(mixed, 0);
+}
+
+// Two threads that keep waking each other through a condition variable leave the others
+// their turn: main's 50 ms sleep ends on time.
+TEST(Preempt, APairThatKeepsWakingEachOtherLetsASleeperWakeOnTime) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    int turn = 0;
+    std::atomic<bool> stop{false};
+    long rounds[2] = {0, 0};
+    auto player = [&](int me) {
+        pthread_mutex_lock(&m);
+        while (!stop) {
+            while (turn != me && !stop) pthread_cond_wait(&c, &m);
+            turn = !me;
+            ++rounds[me];
+            pthread_cond_signal(&c);
+        }
+        pthread_cond_broadcast(&c);
+        pthread_mutex_unlock(&m);
+    };
+    auto start = Clock::now();
+    std::thread a(player, 0), b(player, 1);
+    usleep(50000);
+    long slept = ms_since(start);
+    stop = true;
+    pthread_mutex_lock(&m);
+    pthread_cond_broadcast(&c);
+    pthread_mutex_unlock(&m);
+    a.join();
+    b.join();
+    EXPECT_LT(slept, 400);
+    EXPECT_GT(rounds[0] + rounds[1], 0);
+}
+
