@@ -22,10 +22,10 @@ long ms_since(Clock::time_point start) {
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
 }
 
-// Slices of 2 ms given way at calls only: a signal would need the shim's trampoline.
+// Slices of 10 ms given way at calls only: a signal would need the shim's trampoline.
 void start_time_slices() {
     PreemptConfig preempt;
-    preempt.slice_ns = 2000000;
+    preempt.slice_ns = 10000000;
     configure_preemption(preempt);
     MonitorConfig monitor;
     monitor.create_thread = pthread_create;
@@ -80,7 +80,9 @@ TEST(Preempt, AWokenFiberRunsBeforeTheOthersThatComputeHaveEachHadASlice) {
         join(h1, nullptr, kNoDeadline);
         join(h2, nullptr, kNoDeadline);
         std::sort(late_us.begin(), late_us.end());
-        // About one 2 ms slice (up to 2.5 ms before the monitor looks); not two.
-        EXPECT_LT(late_us[15], 4000) << "max " << late_us.back() << " us";
+        // About one look of the monitor (2.5 ms: the sleeper's deadline makes it ask), not a
+        // 10 ms slice per fiber that computes (20 ms); the rest is room for a loaded machine
+        // (docs/benchmarks.md has the figures).
+        EXPECT_LT(late_us[15], 15000) << "max " << late_us.back() << " us";
     });
 }
