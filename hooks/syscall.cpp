@@ -20,7 +20,9 @@ namespace {
 std::atomic<bool> g_program_seccomp{false};
 
 void note_seccomp(long result, bool installs) {
-    if (result == 0 && installs) g_program_seccomp.store(true, std::memory_order_relaxed);
+    if (result != 0 || !installs) return;
+    g_program_seccomp.store(true, std::memory_order_relaxed);
+    monitor_sandboxed();  // the filter may reach the monitor thread too (TSYNC)
 }
 
 long real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) {

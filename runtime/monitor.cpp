@@ -294,7 +294,11 @@ int epoll_set_of(const Carrier* c, int source) {
     return copy->fd;
 }
 
+// A seccomp filter of the program's may reach this thread (monitor_sandboxed).
+std::atomic<bool> g_sandboxed{false};
+
 bool has_ready_fds(const Carrier* c) {
+    if (g_sandboxed.load(std::memory_order_relaxed)) return false;
     const int source = c->epoll_fd();
     const int fd = source < 0 ? -1 : epoll_set_of(c, source);
     if (fd < 0) return false;
@@ -394,7 +398,7 @@ void sleep_while_idle() {
 
 void* monitor_main(void*) {
     mark_internal_thread();
-    leave_fd_table();
+    if (!g_sandboxed.load(std::memory_order_relaxed)) leave_fd_table();  // pidfd_*, unshare
     g_table_left.store(1, std::memory_order_release);
     raw_syscall(SYS_futex, reinterpret_cast<long>(&g_table_left), FUTEX_WAKE_PRIVATE, 1);
     sigset_t all;
@@ -429,7 +433,7 @@ void* monitor_main(void*) {
         slices.count = 0;
         for_each_carrier(look_for_slice, &slices);
         forget_gone_carriers();
-        for (int i = 0; i < slices.count; ++i)
+        for (int i = 0; i < slices.count && !g_sandboxed.load(std::memory_order_relaxed); ++i)
             if (thread_state(slices.to_signal[i]) == 'R')  // not in a system call: see report()
                 g_config.preempt_thread(slices.to_signal[i]);
         idle_looks = slices.all_idle ? idle_looks + 1 : 0;
@@ -524,6 +528,10 @@ void monitor_needed() {
         g_running.load(std::memory_order_relaxed))
         return;
     if (!run_monitor()) log::warn("cannot start the monitor thread; fibers are not pre-empted");
+}
+
+void monitor_sandboxed() {
+    g_sandboxed.store(true, std::memory_order_relaxed);
 }
 
 void carrier_busy_again() {

@@ -223,6 +223,10 @@ struct MonitorConfig {
 bool start_monitor(const MonitorConfig& config);
 // A fiber is about to be spawned: the monitor must run if time slices are on.
 void monitor_needed();
+// The program installed a seccomp filter, which may apply to the monitor thread as well: from
+// now on time slices make no system call a filter could refuse (no signal, no epoll look);
+// fibers still give way at hooked calls.
+void monitor_sandboxed();
 // After a wait in the kernel that may have been long (the carrier's idle poll): wakes the
 // monitor if it sleeps because every carrier was idle.
 void carrier_busy_again();

@@ -3,11 +3,16 @@
 // the shim, time slices (a fiber that has run a whole slice gives way at its next hooked
 // call, or by signal where it stands). Without them every test here would hang.
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sched.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -270,3 +275,43 @@ TEST(Preempt, APairThatKeepsWakingEachOtherLetsASleeperWakeOnTime) {
     EXPECT_GT(rounds[0] + rounds[1], 0);
 }
 
+// A sandbox that kills the process on calls a program rarely makes, installed on every
+// thread (TSYNC) while threads run: time slices must make none of them from then on (a
+// signal to a thread, pidfd_getfd). A spin-wait that polls still ends.
+TEST(Preempt, ASandboxThatKillsOnRareCallsLeavesASpinWaitThatPolls) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        Pair p = pipe_pair();
+        std::atomic<bool> sandboxed{false};
+        std::thread writer([&] {
+            while (!sandboxed) usleep(1000);
+            usleep(50000);
+            if (write(p.b, "x", 1) != 1) _exit(101);
+        });
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_tgsigqueueinfo, 3, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_pidfd_open, 2, 0),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_pidfd_getfd, 1, 0),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        };
+        sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program))
+            _exit(100);
+        sandboxed = true;
+        pollfd fd{p.a, POLLIN, 0};
+        while (poll(&fd, 1, 0) == 0) {
+        }
+        writer.join();
+        _exit(fd.revents == POLLIN ? 0 : 102);
+    }
+    int status = wait_child_within(pid, 10000);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
