@@ -566,18 +566,11 @@ TEST(OwnSeccompFilter, PlainReadAndWriteKeepWorkingInASingleThreadedSandbox) {
     fflush(nullptr);
     pid_t pid = fork();
     if (pid == 0) {
-        const int denied[] = {__NR_sendto,     __NR_recvfrom,    __NR_sendmsg,   __NR_recvmsg,
-                              __NR_preadv2,    __NR_pwritev2,    __NR_epoll_ctl, __NR_epoll_wait,
-                              __NR_epoll_pwait, __NR_epoll_pwait2, __NR_poll,      __NR_ppoll};
-        std::vector<sock_filter> filter = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        };
-        for (int nr : denied) {
-            filter.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1));
-            filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
-        }
-        filter.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-        if (!install_seccomp_filter(filter.data(), filter.size())) _exit(100);
+        if (!refuse_calls({__NR_sendto, __NR_recvfrom, __NR_sendmsg, __NR_recvmsg, __NR_preadv2,
+                           __NR_pwritev2, __NR_epoll_ctl, __NR_epoll_wait, __NR_epoll_pwait,
+                           __NR_epoll_pwait2, __NR_poll, __NR_ppoll},
+                          SECCOMP_RET_KILL_PROCESS))
+            _exit(100);
         char byte = 0;
         if (write(sockets.a, "s", 1) != 1) _exit(1);
         if (read(sockets.a, &byte, 1) != 1 || byte != 'S') _exit(2);

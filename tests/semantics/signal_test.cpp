@@ -316,16 +316,7 @@ namespace {
 int without_process_vm_readv(uint32_t action, int (*body)()) {
     pid_t pid = fork();
     if (pid == 0) {
-        sock_filter filter[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, action),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        if (!install_seccomp_filter(filter, sizeof filter / sizeof filter[0])) _exit(100);
+        if (!refuse_calls({__NR_process_vm_readv}, action)) _exit(100);
         _exit(body());
     }
     int status = wait_child_within(pid, 10000);
