@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <fcntl.h>
+#include <mqueue.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/select.h>

@@ -12,6 +12,7 @@
 #include <vector>
 #include <gtest/gtest.h>
 #include <limits.h>
+#include <mqueue.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <termios.h>
@@ -592,3 +593,115 @@ TEST(OwnSeccompFilter, PlainReadAndWriteKeepWorkingInASingleThreadedSandbox) {
     ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
     EXPECT_EQ(WEXITSTATUS(status), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// POSIX message queues: a blocking receive or send waits for the other side while the
+// program's other threads run; timeouts, O_NONBLOCK and the errors are the kernel's.
+
+namespace {
+
+// A queue of `depth` messages of 64 bytes, already unlinked (it lives while open).
+mqd_t private_queue(long depth, int flags = 0) {
+    char name[64];
+    snprintf(name, sizeof name, "/green-test-%d-%ld", getpid(), depth);
+    mq_attr attr{};
+    attr.mq_maxmsg = depth;
+    attr.mq_msgsize = 64;
+    mqd_t queue = mq_open(name, O_CREAT | O_EXCL | O_RDWR | flags, 0600, &attr);
+    if (queue != static_cast<mqd_t>(-1)) mq_unlink(name);
+    return queue;
+}
+
+timespec realtime_in_ms(long ms) {
+    timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000;
+    if (t.tv_nsec >= 1000000000) {
+        ++t.tv_sec;
+        t.tv_nsec -= 1000000000;
+    }
+    return t;
+}
+
+}  // namespace
+
+TEST(MessageQueue, ReceiveWaitsForAnotherThreadsSendWhileOthersRun) {
+    mqd_t queue = private_queue(4);
+    ASSERT_NE(queue, static_cast<mqd_t>(-1)) << strerror(errno);
+    std::atomic<bool> done{false};
+    std::atomic<int> ticks{0};
+    std::thread ticker([&] {
+        while (!done) {
+            usleep(1000);
+            ++ticks;
+        }
+    });
+    After sender(50, [&] { EXPECT_EQ(mq_send(queue, "hello", 5, 7), 0); });
+    char buf[64];
+    unsigned priority = 0;
+    auto start = Clock::now();
+    EXPECT_EQ(mq_receive(queue, buf, sizeof buf, &priority), 5);
+    EXPECT_GE(ms_since(start), 40);
+    EXPECT_EQ(std::string(buf, 5), "hello");
+    EXPECT_EQ(priority, 7u);
+    EXPECT_GT(ticks.load(), 5);  // the waiting thread left the others their turn
+    done = true;
+    ticker.join();
+    mq_close(queue);
+}
+
+TEST(MessageQueue, SendToAFullQueueWaitsForRoom) {
+    mqd_t queue = private_queue(1);
+    ASSERT_NE(queue, static_cast<mqd_t>(-1)) << strerror(errno);
+    ASSERT_EQ(mq_send(queue, "a", 1, 0), 0);
+    char buf[64];
+    After receiver(50, [&] { EXPECT_EQ(mq_receive(queue, buf, sizeof buf, nullptr), 1); });
+    auto start = Clock::now();
+    EXPECT_EQ(mq_send(queue, "b", 1, 0), 0);
+    EXPECT_GE(ms_since(start), 40);
+    mq_close(queue);
+}
+
+TEST(MessageQueue, TimedCallsTimeOutAndCheckTheirTimeoutFirst) {
+    mqd_t queue = private_queue(1);
+    ASSERT_NE(queue, static_cast<mqd_t>(-1)) << strerror(errno);
+    char buf[64];
+    timespec in_50ms = realtime_in_ms(50);
+    auto start = Clock::now();
+    EXPECT_EQ(mq_timedreceive(queue, buf, sizeof buf, nullptr, &in_50ms), -1);
+    EXPECT_EQ(errno, ETIMEDOUT);
+    EXPECT_GE(ms_since(start), 40);
+    timespec bad{0, 1000000000};
+    EXPECT_EQ(mq_timedreceive(queue, buf, sizeof buf, nullptr, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    ASSERT_EQ(mq_send(queue, "a", 1, 0), 0);
+    // The timeout is checked before the queue: a bad one fails even with a message waiting.
+    EXPECT_EQ(mq_timedreceive(queue, buf, sizeof buf, nullptr, &bad), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(mq_timedsend(queue, "b", 1, 0, bad_pointer<timespec>()), -1);
+    EXPECT_EQ(errno, EFAULT);
+    timespec in_30ms = realtime_in_ms(30);
+    EXPECT_EQ(mq_timedsend(queue, "b", 1, 0, &in_30ms), -1);  // full
+    EXPECT_EQ(errno, ETIMEDOUT);
+    mq_close(queue);
+}
+
+TEST(MessageQueue, NonBlockingQueueBadDescriptorAndSmallBuffer) {
+    mqd_t queue = private_queue(1, O_NONBLOCK);
+    ASSERT_NE(queue, static_cast<mqd_t>(-1)) << strerror(errno);
+    char buf[64];
+    EXPECT_EQ(mq_receive(queue, buf, sizeof buf, nullptr), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    ASSERT_EQ(mq_send(queue, "a", 1, 0), 0);
+    EXPECT_EQ(mq_send(queue, "b", 1, 0), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    EXPECT_EQ(mq_receive(queue, buf, 8, nullptr), -1);  // smaller than mq_msgsize
+    EXPECT_EQ(errno, EMSGSIZE);
+    mq_close(queue);
+    EXPECT_EQ(mq_receive(queue, buf, sizeof buf, nullptr), -1);
+    EXPECT_EQ(errno, EBADF);
+    EXPECT_EQ(mq_send(closed_fd(), "a", 1, 0), -1);
+    EXPECT_EQ(errno, EBADF);
+}
+
