@@ -23,11 +23,7 @@ bool queue_deadline(const timespec* abstime, uint64_t* deadline) {
     *deadline = kNoDeadline;
     if (!abstime) return true;
     timespec t;
-    if (!copy_from_user(&t, abstime, sizeof t)) return false;
-    if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
-        errno = EINVAL;
-        return false;
-    }
+    if (!kernel_timespec(abstime, &t)) return false;
     deadline_at(CLOCK_REALTIME, &t, deadline);
     return true;
 }

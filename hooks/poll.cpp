@@ -41,11 +41,7 @@ bool relative_deadline(const timespec* timeout, uint64_t* deadline, bool* immedi
     *immediate = false;
     if (!timeout) return true;
     timespec t;
-    if (!copy_from_user(&t, timeout, sizeof t)) return false;
-    if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
-        errno = EINVAL;
-        return false;
-    }
+    if (!kernel_timespec(timeout, &t)) return false;
     *immediate = t.tv_sec == 0 && t.tv_nsec == 0;
     *deadline = deadline_after(t);
     return true;

@@ -56,6 +56,16 @@ pid_t own_pid();
 // Needs no fd and no process_vm_readv (which seccomp policies deny); see wait.cpp.
 bool copy_from_user(void* dst, const void* src, size_t len);
 
+// A timespec the program passes to a system call, checked as the kernel checks one
+// (timespec64_valid): false with errno EFAULT (unreadable) or EINVAL (negative seconds,
+// nanoseconds out of range).
+inline bool kernel_timespec(const timespec* from, timespec* to) {
+    if (!copy_from_user(to, from, sizeof *to)) return false;
+    if (to->tv_sec >= 0 && valid_nsec(to->tv_nsec)) return true;
+    errno = EINVAL;
+    return false;
+}
+
 extern thread_local unsigned t_handlers_run;  // the program's handlers run (signal.cpp)
 
 // A call that cannot block (a zero timeout) still fails with EINTR when a signal arrives
