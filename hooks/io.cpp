@@ -4,6 +4,7 @@
 // time, so nothing on this carrier can take the data between the poll and the call.
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
@@ -472,6 +473,19 @@ ssize_t splice(int in_fd, loff_t* in_off, int out_fd, loff_t* out_off, size_t le
         }
         if (!wait_ready(fd, event, event == EPOLLIN ? ParkReason::kRead : ParkReason::kWrite))
             return -1;
+    }
+}
+
+// flock: a lock another process holds announces its release on no fd, so a blocking flock
+// tries with LOCK_NB and sleeps between tries, 1 ms doubling to 64 ms (the lock is seen up to
+// 64 ms after its release). The other fibers run meanwhile; errors are the kernel's.
+int flock(int fd, int operation) {
+    if (operation & (LOCK_NB | LOCK_UN)) return real::get().flock(fd, operation);
+    unsigned backoff_ms = 1;
+    for (;;) {
+        int r = real::get().flock(fd, operation | LOCK_NB);
+        if (r == 0 || errno != EWOULDBLOCK) return r;
+        if (!backoff_sleep(&backoff_ms, kNoDeadline, ParkReason::kSleep)) return -1;
     }
 }
 

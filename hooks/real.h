@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sys/resource.h>

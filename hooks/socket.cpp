@@ -234,16 +234,8 @@ int finish_connect(int fd, const sockaddr* addr, socklen_t addrlen, int flags, u
             case Waited::kReady:
                 break;
         }
-        if (backoff_ms > 0) {
-            uint64_t until = deadline_after_ns(backoff_ms * 1000000ull);
-            if (sleep_until(until < deadline ? until : deadline, ParkReason::kConnect) ==
-                    WaitResult::kInterrupted &&
-                !restarts_after_signal(deadline)) {
-                errno = EINTR;
-                return -1;
-            }
-            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
-        }
+        if (backoff_ms > 0 && !backoff_sleep(&backoff_ms, deadline, ParkReason::kConnect))
+            return -1;
         int so_error = 0;
         socklen_t len = sizeof so_error;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) return -1;
@@ -283,13 +275,7 @@ int connect(int fd, const sockaddr* addr, socklen_t addrlen) {
             // A Unix socket whose listener's backlog is full: a blocking connect waits for
             // room, which poll cannot tell us about; retry with a short, growing sleep.
             if (deadline != kNoDeadline && monotonic_now_ns() >= deadline) return -1;
-            if (sleep_until(deadline_after_ns(backoff_ms * 1000000ull), ParkReason::kConnect) ==
-                    WaitResult::kInterrupted &&
-                !restarts_after_signal(deadline)) {
-                errno = EINTR;
-                return -1;
-            }
-            backoff_ms = backoff_ms < 64 ? backoff_ms * 2 : 64;
+            if (!backoff_sleep(&backoff_ms, deadline, ParkReason::kConnect)) return -1;
             continue;
         }
         if (err != EINPROGRESS) return -1;

@@ -108,6 +108,21 @@ inline bool restarts_after_signal(uint64_t deadline) {
     return restart && deadline == kNoDeadline;
 }
 
+// Sleeps for *backoff_ms (never past `deadline`), then doubles it up to 64 ms: the wait of a
+// call whose readiness no fd announces (a full Unix listener, a file lock another process
+// holds). False with errno EINTR when a signal handler ended the sleep and the call does not
+// restart.
+inline bool backoff_sleep(unsigned* backoff_ms, uint64_t deadline, ParkReason reason) {
+    uint64_t until = deadline_after_ns(*backoff_ms * 1000000ull);
+    *backoff_ms = *backoff_ms < 64 ? *backoff_ms * 2 : 64;
+    if (sleep_until(until < deadline ? until : deadline, reason) == WaitResult::kInterrupted &&
+        !restarts_after_signal(deadline)) {
+        errno = EINTR;
+        return false;
+    }
+    return true;
+}
+
 // After a signal handler interrupted the wait of a call that has moved `done` bytes: true if
 // the call ends now, with *result what it returns — the count, since a partial transfer is
 // never restarted (as the kernel's), or -1 with EINTR when nothing moved and it does not

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <limits.h>
 #include <mqueue.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <termios.h>
@@ -629,14 +630,7 @@ timespec realtime_in_ms(long ms) {
 TEST(MessageQueue, ReceiveWaitsForAnotherThreadsSendWhileOthersRun) {
     mqd_t queue = private_queue(4);
     ASSERT_NE(queue, static_cast<mqd_t>(-1)) << strerror(errno);
-    std::atomic<bool> done{false};
-    std::atomic<int> ticks{0};
-    std::thread ticker([&] {
-        while (!done) {
-            usleep(1000);
-            ++ticks;
-        }
-    });
+    Ticker ticker;
     After sender(50, [&] { EXPECT_EQ(mq_send(queue, "hello", 5, 7), 0); });
     char buf[64];
     unsigned priority = 0;
@@ -645,9 +639,7 @@ TEST(MessageQueue, ReceiveWaitsForAnotherThreadsSendWhileOthersRun) {
     EXPECT_GE(ms_since(start), 40);
     EXPECT_EQ(std::string(buf, 5), "hello");
     EXPECT_EQ(priority, 7u);
-    EXPECT_GT(ticks.load(), 5);  // the waiting thread left the others their turn
-    done = true;
-    ticker.join();
+    EXPECT_GT(ticker.ticks(), 2);  // the waiting thread left the others their turn
     mq_close(queue);
 }
 
@@ -703,5 +695,53 @@ TEST(MessageQueue, NonBlockingQueueBadDescriptorAndSmallBuffer) {
     EXPECT_EQ(errno, EBADF);
     EXPECT_EQ(mq_send(closed_fd(), "a", 1, 0), -1);
     EXPECT_EQ(errno, EBADF);
+}
+
+// ---------------------------------------------------------------------------------------
+// flock: a lock another process holds is waited for while the program's other threads run.
+
+TEST(Flock, WaitsForALockAnotherProcessHoldsWhileOthersRun) {
+    char path[] = "/tmp/green-flock-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    Pair held = pipe_pair();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int own = open(path, O_RDWR);  // a description of its own: flock locks those
+        if (own < 0 || flock(own, LOCK_EX) != 0) _exit(1);
+        if (write(held.b, "h", 1) != 1) _exit(2);
+        usleep(100000);
+        _exit(0);  // the lock goes with the process
+    }
+    char byte;
+    ASSERT_EQ(read(held.a, &byte, 1), 1);
+    EXPECT_EQ(flock(fd, LOCK_EX | LOCK_NB), -1);
+    EXPECT_EQ(errno, EWOULDBLOCK);
+    Ticker ticker;
+    auto start = Clock::now();
+    EXPECT_EQ(flock(fd, LOCK_EX), 0);
+    EXPECT_GE(ms_since(start), 50);
+    EXPECT_GT(ticker.ticks(), 5);  // the waiting thread left the others their turn
+    EXPECT_EQ(flock(fd, LOCK_UN), 0);
+    int status = wait_child_within(pid, 10000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    close(fd);
+    unlink(path);
+}
+
+TEST(Flock, ErrorsAreTheKernels) {
+    EXPECT_EQ(flock(closed_fd(), LOCK_EX), -1);
+    EXPECT_EQ(errno, EBADF);
+    char path[] = "/tmp/green-flock-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(flock(fd, 0), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(flock(fd, LOCK_SH), 0);
+    EXPECT_EQ(flock(fd, LOCK_EX), 0);  // converts this description's own lock
+    EXPECT_EQ(flock(fd, LOCK_UN), 0);
+    close(fd);
+    unlink(path);
 }
 
