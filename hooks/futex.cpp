@@ -30,11 +30,7 @@ long fiber_futex_wait(uint32_t* word, int op, uint32_t expected, const timespec*
     uint64_t deadline = kNoDeadline;
     if (timeout) {
         timespec t;
-        if (!copy_from_user(&t, timeout, sizeof t)) return -1;
-        if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
-            errno = EINVAL;
-            return -1;
-        }
+        if (!kernel_timespec(timeout, &t)) return -1;
         if ((op & kCommandMask) == FUTEX_WAIT) {
             deadline = deadline_after(t);  // relative, on CLOCK_MONOTONIC
         } else {  // FUTEX_WAIT_BITSET: an absolute time on CLOCK_MONOTONIC or CLOCK_REALTIME

@@ -49,11 +49,7 @@ int wait_for_signal(const sigset_t* set, siginfo_t* info, const timespec* timeou
     bool poll_only = false;
     if (timeout) {
         timespec t;
-        if (!copy_from_user(&t, timeout, sizeof t)) return -1;
-        if (t.tv_sec < 0 || !valid_nsec(t.tv_nsec)) {
-            errno = EINVAL;
-            return -1;
-        }
+        if (!kernel_timespec(timeout, &t)) return -1;
         deadline = deadline_after(t);  // saturating: a far-future timeout is never reached
         poll_only = t.tv_sec == 0 && t.tv_nsec == 0;
     }

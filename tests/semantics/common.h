@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -42,6 +43,16 @@ inline bool under_shim() {
 inline long ms_since(Clock::time_point start) {
     return static_cast<long>(
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+}
+
+// A number from this process's /proc/self/status ("Threads:", "VmRSS:"), or -1.
+inline long proc_status(const char* key) {
+    std::ifstream status("/proc/self/status");
+    std::string word;
+    long value = -1;
+    while (status >> word)
+        if (word == key) status >> value;
+    return value;
 }
 
 inline bool nonblocking(int fd) {

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -21,14 +20,6 @@ using namespace sem;
 
 namespace {
 
-int os_threads() {
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    int n = -1;
-    while (status >> key)
-        if (key == "Threads:") status >> n;
-    return n;
-}
 
 void* twice(void* arg) { return reinterpret_cast<void*>(reinterpret_cast<long>(arg) * 2); }
 void* nap_ms(void* arg) {
@@ -52,7 +43,7 @@ TEST(Shim, ThreadsAreFibersExactlyWhenPreloaded) {
     const char* preempt = getenv("GREEN_PREEMPT");
     bool slices = !preempt || (strcmp(preempt, "0") && strcmp(preempt, "off"));
     int runtime_threads = 1 + ((monitor && atoi(monitor) > 0) || slices ? 1 : 0);
-    EXPECT_EQ(os_threads(), preloaded ? runtime_threads : 2);
+    EXPECT_EQ(proc_status("Threads:"), preloaded ? runtime_threads : 2);
     pthread_join(t, nullptr);
 }
 

@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <exception>
-#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -104,15 +103,6 @@ int start_thread(pthread_t* thread, void* (*body)(void*), void* arg, size_t stac
     int r = pthread_create(thread, &attr, body, arg);
     pthread_attr_destroy(&attr);
     return r;
-}
-
-long rss_kib() {
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    long kib = -1;
-    while (status >> key)
-        if (key == "VmRSS:") status >> kib;
-    return kib;
 }
 
 }  // namespace
@@ -338,9 +328,9 @@ TEST(ThreadLocal, HundredThousandShortLivedThreadsKeepMemoryBounded) {
     for (int b = 0; b < kBatches; ++b) {
         for (auto& t : threads) ASSERT_EQ(start_thread(&t, short_lived, nullptr, 64 * 1024), 0);
         for (auto t : threads) ASSERT_EQ(pthread_join(t, nullptr), 0);
-        if (b == 0) after_first = rss_kib();
+        if (b == 0) after_first = proc_status("VmRSS:");
     }
-    long at_end = rss_kib();
+    long at_end = proc_status("VmRSS:");
     std::printf("RSS after 1,000 threads: %ld KiB, after 100,000: %ld KiB\n", after_first, at_end);
     ASSERT_GT(after_first, 0);
     EXPECT_LT(at_end, 2 * after_first) << "RSS after the first 1,000: " << after_first
