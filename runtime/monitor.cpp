@@ -465,9 +465,17 @@ bool create_monitor_thread() {
     pthread_attr_destroy(&attr);
     // While the monitor shares the fd table, the kernel waits for an RCU grace period (10 to
     // 30 ms) each time the table grows, as it does for the runtime's first high fd: so the
-    // program goes on once the monitor has a table of its own (a few tens of microseconds).
-    while (rc == 0 && g_table_left.load(std::memory_order_acquire) == 0)
-        raw_syscall(SYS_futex, reinterpret_cast<long>(&g_table_left), FUTEX_WAIT_PRIVATE, 0);
+    // program goes on once the monitor has a table of its own (a few tens of microseconds),
+    // or after 100 ms whatever happens: the wait saves time, it must never cost a hang (a
+    // forked child's monitor could be held up by what the fork left behind).
+    const uint64_t give_up = deadline_after_ns(100 * 1000000ull);
+    while (rc == 0 && g_table_left.load(std::memory_order_acquire) == 0) {
+        const uint64_t now = monotonic_now_ns();
+        if (now >= give_up) break;
+        const timespec left = timespec_from_ns(give_up - now);
+        raw_syscall(SYS_futex, reinterpret_cast<long>(&g_table_left), FUTEX_WAIT_PRIVATE, 0,
+                    reinterpret_cast<long>(&left));
+    }
     return rc == 0;
 }
 
