@@ -168,12 +168,6 @@ int32_t fiber_carrier_tid(int32_t tid, int sig = 0) {
     return find();
 }
 
-// The real tid of the calling OS thread (a carrier's is its root fiber's tid).
-int32_t own_os_tid() {
-    if (Fiber* root = root_fiber_of(real::get().pthread_self())) return root->tid;
-    return static_cast<int32_t>(real::get().syscall(SYS_gettid));
-}
-
 // In a fork's child the forking thread is the only one, and its id is the child's pid: the
 // fiber that forked takes it (the root keeps its own, set by the runtime), and every other
 // fiber id is gone, as the parent's other threads are.
@@ -276,11 +270,12 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     // believes the process single-threaded: its pthread_create then installs the SIGSETXID
     // handler that setuid's round of signals needs once there is a second OS thread.
     monitor_needed();
+    carriers_needed();
     __libc_single_threaded = 0;
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
-    add_tid(fiber, own_os_tid());
+    add_tid(fiber, carrier_tid(fiber));
     *thread = handle_of(fiber);
     return 0;
 }
@@ -397,7 +392,7 @@ int pthread_getattr_np(pthread_t thread, pthread_attr_t* attr) {
     if (err) return err;
     pthread_attr_setstack(attr, fiber->stack.limit, fiber->stack.usable());
     pthread_attr_setguardsize(attr, fiber->stack.guarded() ? StackPool::page_size() : 0);
-    pthread_attr_setdetachstate(attr, fiber->detached ? PTHREAD_CREATE_DETACHED
+    pthread_attr_setdetachstate(attr, fiber->detached() ? PTHREAD_CREATE_DETACHED
                                                       : PTHREAD_CREATE_JOINABLE);
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <regex>
 #include <sstream>
 
+#include "../tests/expected_threads.h"
 #include "process.h"
 
 using namespace itest;
@@ -52,6 +53,11 @@ std::string curl_get(int port, bool green) {
             15000);
     REQUIRE(exited_with(r.status, 0));
     return r.out;
+}
+
+// The scenario thread_count's output for `n` OS threads.
+std::string threads_line(int n) {
+    return "threads " + std::to_string(n) + "\n";
 }
 
 }  // namespace
@@ -173,11 +179,16 @@ TEST_CASE("a fiber stack overflow ends in one clear line and SIGSEGV", "[stack]"
 }
 
 TEST_CASE("threads are fibers under the shim and real threads with GREEN_DISABLE=1", "[settings]") {
-    // The carrier and the monitor thread (time slices); without preemption the carrier alone.
+    // The carriers and the monitor thread (time slices); without preemption the carriers alone.
+    const int carriers = green_test::carriers_expected();
     Run shim = run({{tool("scenarios"), "thread_count"}, {}, true}, 10000);
-    CHECK(shim.out == "threads 2\n");
+    CHECK(shim.out == threads_line(carriers + 1));
     Run no_slices = run({{tool("scenarios"), "thread_count"}, {"GREEN_PREEMPT=0"}, true}, 10000);
-    CHECK(no_slices.out == "threads 1\n");
+    CHECK(no_slices.out == threads_line(carriers));
+    Run one = run({{tool("scenarios"), "thread_count"}, {"GREEN_CARRIERS=1"}, true}, 10000);
+    CHECK(one.out == "threads 2\n");
+    Run three = run({{tool("scenarios"), "thread_count"}, {"GREEN_CARRIERS=3"}, true}, 10000);
+    CHECK(three.out == "threads 4\n");
     Run disabled = run({{tool("scenarios"), "thread_count"}, {"GREEN_DISABLE=1"}, true}, 10000);
     CHECK(disabled.out == "threads 11\n");
     CHECK(disabled.err.empty());
@@ -208,7 +219,8 @@ TEST_CASE("100,000 threads wait at once at the default vm.max_map_count", "[scal
     }
     CHECK(std::stoi(m[1]) == 100000);
     CHECK(std::stoi(m[2]) < 1000);
-    CHECK(r.out.find("threads 2\n") != std::string::npos);  // the carrier and the monitor
+    // The carriers and the monitor.
+    CHECK(r.out.find(threads_line(green_test::carriers_expected() + 1)) != std::string::npos);
     CHECK(r.out.find("joined 100000\n") != std::string::npos);
 }
 
@@ -233,12 +245,18 @@ TEST_CASE("a bad GREEN_* setting prints one line and the program still runs", "[
                  {"GREEN_TIMESLICE_US=100", "GREEN_TIMESLICE_US='100'"},
                  {"GREEN_TIMESLICE_US=5ms", "GREEN_TIMESLICE_US='5ms'"},
                  {"GREEN_LOG_FILE=/nonexistent/dir/log", "GREEN_LOG_FILE='/nonexistent/dir/log'"},
-                 {"GREEN_STAK_SIZE=1M", "unknown setting GREEN_STAK_SIZE"}};
+                 {"GREEN_STAK_SIZE=1M", "unknown setting GREEN_STAK_SIZE"},
+                 // These fall back to one carrier per CPU: the first entry of a name counts.
+                 {"GREEN_CARRIERS=0", "GREEN_CARRIERS='0'"},
+                 {"GREEN_CARRIERS=lots", "GREEN_CARRIERS='lots'"},
+                 {"GREEN_CARRIERS=257", "GREEN_CARRIERS='257'"}};
     for (const Case& c : cases) {
-        Run r = run({{tool("scenarios"), "thread_count"}, {c.env}, true}, 10000);
+        Run r = run({{tool("scenarios"), "thread_count"}, {c.env, "GREEN_CARRIERS=1"}, true},
+                    10000);
         INFO(c.env << " -> " << r.err);
         CHECK(exited_with(r.status, 0));
-        CHECK(r.out == "threads 2\n");
+        const bool per_cpu = std::string(c.env).rfind("GREEN_CARRIERS=", 0) == 0;
+        CHECK(r.out == threads_line(per_cpu ? green_test::carriers_expected() + 1 : 2));
         CHECK(r.err.find(c.mentions) != std::string::npos);
         // One line, besides the stats a bad GREEN_STATS path still prints (on stderr).
         std::istringstream lines(r.err);

@@ -157,9 +157,24 @@ unsigned long carrier_os_thread(const Fiber* fiber) {
     return fiber->carrier->os_thread();
 }
 
+int32_t carrier_tid(const Fiber* fiber) {
+    return fiber->carrier->tid();
+}
+
 Fiber* root_fiber_of(unsigned long os_thread) {
     Carrier* carrier = t_carrier;
-    return carrier && carrier->os_thread() == os_thread ? carrier->root() : nullptr;
+    if (carrier && carrier->os_thread() == os_thread) return carrier->root();
+    struct Find {
+        unsigned long thread;
+        Fiber* root;
+    } find{os_thread, nullptr};
+    for_each_carrier(
+        [](Carrier* c, void* context) {
+            auto* f = static_cast<Find*>(context);
+            if (c->os_thread() == f->thread && !c->serving()) f->root = c->root();
+        },
+        &find, !may_take_spinlocks());
+    return find.root;
 }
 
 void set_fiber_exit_hook(void (*hook)(Fiber*)) {
@@ -292,6 +307,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     install_overflow_handler();
     thread_tp_ = tls::thread_pointer();
     fiber_tls_ = tls::enabled();
+    if (fiber_tls_ && !(tls_template_ = tls::make_template(thread_tp_))) return false;
     t_carrier = this;
     t_fiber = root_;
     register_carrier(this);
@@ -357,6 +373,7 @@ void Carrier::retire() {
         close_runtime_fd(epoll_fd_.exchange(-1));
     }
     StackPool::release(scheduler_stack_);
+    if (tls_template_) tls::free_template(tls_template_);
 #ifdef GREEN_TSAN
     __tsan_destroy_fiber(tsan_scheduler_);
 #endif
@@ -414,6 +431,7 @@ void Carrier::reset_after_fork() {
     // glibc's fork wrote the child's tid into THREAD_SELF, the carrier thread's descriptor
     // (tls.cpp): the forking fiber's copy, read %fs-relative, gets it too.
     if (self && self->tls) tls::copy_tid(thread_tp_, self->tls);
+    if (tls_template_) tls::template_after_fork(tls_template_, thread_tp_);
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
         if (f == self) continue;
         if (f->state != FiberState::kDone) {
@@ -436,9 +454,14 @@ void Carrier::reset_after_fork() {
         w = next;
     }
     stale_fds_.store(false);
+    arrivals_.store(nullptr);  // made by the parent's other threads, which the child lacks
+    stuck_.store(false);
+    carrier_pool_after_fork();
     monitor_view_ = MonitorView{};
     live_fibers_ = root_survives ? 0 : 1;
+    placed_.store(static_cast<uint32_t>(live_fibers_), std::memory_order_relaxed);
     root_exited_ = !root_survives;  // the forking thread is the child's last one
+    serving_.store(false);  // a pool carrier's child: it ends with its one thread, as any process
     counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
     waiting_on_peers_ = 0;
     // Only the forking fiber takes signals in the child; fork.cpp gives the kernel its mask.
@@ -492,6 +515,7 @@ void Carrier::scheduler_entry(void* transfer_context, void* data) {
 #endif
     from->context = transfer_context;
     t_fiber = nullptr;
+    self->running_.store(nullptr, std::memory_order_relaxed);  // the root's first park
     self->after_switch_back(from);
     self->scheduler_loop();
 }
@@ -517,13 +541,16 @@ void Carrier::scheduler_loop() {
             resume(next);
             resume_handed_off();
         }
-        if (root_exited_ && live_fibers_ == 0) {
+        if (root_exited_ && live_fibers_ == 0 && !serving()) {
             // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
             exit(0);
         }
-        if (!anything_runnable() && waiting_on_peers_ != 0 &&
-            waiting_on_peers_ == live_fibers_ + (root_exited_ ? 0 : 1))
-            check_deadlock();
+        const bool quiet = !anything_runnable() && waiting_on_peers_ == program_threads();
+        if (quiet && !quiet_.load(std::memory_order_relaxed)) {
+            quiet_epoch_.fetch_add(1, std::memory_order_seq_cst);
+            quiet_.store(true, std::memory_order_seq_cst);  // poll_once clears it on waking
+        }
+        if (quiet && waiting_on_peers_ != 0) check_deadlock();
         // Every fiber is parked or queued: let in what any of them accepts (see idle_mask).
         uint64_t idle = idle_mask();
         if (idle != kernel_mask_) set_kernel_mask(idle);
@@ -585,7 +612,7 @@ void Carrier::resume(Fiber* fiber, bool handed_off) {
 }
 
 bool Carrier::give_own_tls(Fiber* fiber) {
-    char* tp = tls::make_block(thread_tp_, fiber->stack);
+    char* tp = tls::make_block(tls_template_, fiber->stack);
     if (!tp) return false;
     *tls::in_block(tp, t_carrier) = this;
     *tls::in_block(tp, t_fiber) = fiber;
@@ -612,7 +639,15 @@ void Carrier::after_switch_back(Fiber* fiber) {
     count_mask(fiber->sigmask, -1);
     if (fiber->awaited) set_awaited(fiber, 0);
     fiber_ended(counters_);
-    if (fiber->detached) free_fiber(fiber);
+    placed_.fetch_sub(1, std::memory_order_relaxed);
+    untrack(fiber);
+    // A joiner may wait on any carrier: the end is told through the parking lot, keyed by the
+    // handle. A detached fiber's handle goes now.
+    const uint8_t was = fiber->ending.fetch_or(Fiber::kFinished, std::memory_order_acq_rel);
+    if (was & Fiber::kDetached)
+        release_fiber(fiber);
+    else
+        parking_lot::unpark(fiber, parking_lot::kAll);
 }
 
 void Carrier::free_dead_tls() {
@@ -817,13 +852,35 @@ void Carrier::expire_timers() {
 }
 
 // Wake-ups from other threads: pushed on the inbox (no lock: the sender allocated the node),
-// delivered on this carrier's thread.
+// delivered on this carrier's thread. The carrier's eventfd is written only when the carrier
+// sleeps: a busy one takes its inbox at its next poll (poll_once), with no system call.
 void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
     auto* wake = new RemoteWake{{}, fiber, park_seq, inbox_.load(std::memory_order_relaxed)};
-    while (!inbox_.compare_exchange_weak(wake->next, wake, std::memory_order_release,
+    while (!inbox_.compare_exchange_weak(wake->next, wake, std::memory_order_seq_cst,
                                          std::memory_order_relaxed)) {
     }
-    uv_async_send(remote_wake_);
+    wake_if_idle();
+}
+
+// A fiber made by another thread for this carrier (spawn_fiber), linked through next_runnable.
+void Carrier::send_arrival(Fiber* fiber) {
+    fiber->next_runnable = arrivals_.load(std::memory_order_relaxed);
+    while (!arrivals_.compare_exchange_weak(fiber->next_runnable, fiber,
+                                            std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+    }
+    wake_if_idle();
+}
+
+// The sender's half of the sleep protocol (the mirror is in poll_once): the push above is
+// ordered before this load, and the carrier's idle_ store before its look at the queues, so
+// one of the two sees the other.
+void Carrier::wake_if_idle() {
+    if (idle_.load(std::memory_order_seq_cst) && loop_ready_) uv_async_send(remote_wake_);
+}
+
+bool Carrier::remote_work_waiting() const {
+    return inbox_.load(std::memory_order_seq_cst) || arrivals_.load(std::memory_order_seq_cst);
 }
 
 void Carrier::note_signal(int sig, bool restart) {
@@ -944,8 +1001,26 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
     self->deliver_signal();
     parking_lot::run_deferred_unparks();  // asked for by signal handlers
     if (self->stale_fds_.exchange(false)) self->evict_stale_waiters();
-    // The stack holds the newest first: reverse it, so wake-ups are delivered in order.
-    RemoteWake* pending = self->inbox_.exchange(nullptr, std::memory_order_acquire);
+    self->take_remote_work();
+}
+
+// Fibers other threads started here, then wake-ups they sent, each in the order sent (the
+// stacks hold the newest first).
+void Carrier::take_remote_work() {
+    Fiber* arrived = arrivals_.exchange(nullptr, std::memory_order_acquire);
+    Fiber* first = nullptr;
+    while (arrived) {
+        Fiber* next = arrived->next_runnable;
+        arrived->next_runnable = first;
+        first = arrived;
+        arrived = next;
+    }
+    while (first) {
+        Fiber* next = first->next_runnable;
+        start_fiber(first);
+        first = next;
+    }
+    RemoteWake* pending = inbox_.exchange(nullptr, std::memory_order_acquire);
     RemoteWake* in_order = nullptr;
     while (pending) {
         RemoteWake* next = pending->next;
@@ -959,14 +1034,24 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
         Fiber* fiber = wake->fiber;
         const uint64_t park_seq = wake->park_seq;
         delete wake;
-        uint32_t left = fiber->remote_wakes_pending.fetch_sub(1, std::memory_order_acq_rel) - 1;
-        if (fiber->free_when_delivered) {
-            if (left == 0) self->free_fiber(fiber);
-            continue;
-        }
         // Only the park the waker meant: the fiber may have timed out and parked again since.
-        if (fiber->park_seq == park_seq) self->unpark(fiber);
+        if (fiber->park_seq == park_seq) unpark(fiber);
+        drop_fiber_ref(fiber);  // the sender's
     }
+}
+
+void Carrier::serve(void (*ready)(Carrier*)) {
+    serving_.store(true, std::memory_order_relaxed);
+    // Not a program thread: the counters count fibers only.
+    counters_.fibers_created.store(0, std::memory_order_relaxed);
+    counters_.fibers_live.store(0, std::memory_order_relaxed);
+    counters_.fibers_peak.store(0, std::memory_order_relaxed);
+    // Its mask (every signal blocked) stays counted: an empty carrier lets no signal in.
+    root_->state = FiberState::kParked;
+    root_->park_reason = ParkReason::kExited;
+    ready(this);
+    switch_to_scheduler(root_);
+    log::fatal("a pool carrier's own context was resumed");
 }
 
 void Carrier::root_exited() {

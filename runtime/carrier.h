@@ -17,6 +17,9 @@ namespace green {
 
 class Resolver;
 class Carrier;
+namespace tls {
+struct Template;
+}
 // Closes the carrier's resolver (resolver.cpp), if it has one: at retire and in a forked child.
 void shut_down_resolver(Carrier* carrier);
 
@@ -29,6 +32,7 @@ void registry_after_fork(Carrier* survivor);  // in the child: only the forking 
 // `try_only` (a signal handler) gives up and returns false if the lock is taken.
 bool for_each_carrier(void (*visit)(Carrier*, void*), void* context, bool try_only = false);
 size_t carrier_count();
+Carrier* first_carrier();  // the registry's head, for one who holds its lock (for_each_carrier)
 int next_carrier_index();
 // The runtime's own threads (the monitor, libuv's thread pool once started): they run no
 // program code, so they cannot end a program's wait.
@@ -36,6 +40,17 @@ int internal_thread_count();
 // Called before each uv_queue_work: true the first time in this process (also after a fork,
 // where libuv makes its pool anew), when the work is about to start the pool's threads.
 bool note_thread_pool_starting();
+
+// Fibers' handles (fiber.cpp): release_fiber gives up the handle's reference (join, or the end
+// of a detached fiber), drop_fiber_ref any reference; the Fiber is freed at the last.
+void release_fiber(Fiber* fiber);
+void drop_fiber_ref(Fiber* fiber);
+
+// Carriers for new fibers (carrier_pool.cpp): the one a new fiber goes to, every carrier new
+// fibers may go to, and the child's fresh start after fork.
+Carrier* place_new_fiber();
+size_t for_each_placeable(void (*visit)(Carrier*, void*), void* context);
+void carrier_pool_after_fork();
 
 // The epoll data of libuv's backend fd in the carrier's set; program fds carry fd | gen << 32.
 constexpr uint64_t kLibuvTag = UINT64_MAX;
@@ -70,6 +85,7 @@ public:
     }
 
     Fiber* root() const { return root_; }
+    bool serving() const { return serving_.load(std::memory_order_relaxed); }  // serve()
     unsigned long os_thread() const { return os_thread_; }
     size_t default_stack_size() const { return default_stack_size_; }
 
@@ -87,7 +103,7 @@ public:
     // soon runs a thread the running one wakes.
     void hand_off(Fiber* fiber);
     // From any thread: wakes `fiber` if it is still in the park numbered `park_seq`. The
-    // caller has counted the wake-up in fiber->remote_wakes_pending.
+    // caller has counted the wake-up in fiber->refs.
     void unpark_remote(Fiber* fiber, uint64_t park_seq);
     // Async-signal-safe: records a signal for deliver_signal(), on the loop.
     void note_signal(int sig, bool restart);
@@ -117,10 +133,18 @@ public:
     // those that become ready at the next poll, and after the fibers preempted before it.
     void preempt();
 
+    // Makes a fiber that will run on this carrier; callable from any carrier's fiber.
     Fiber* spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options, int* err);
     [[noreturn]] void finish(Fiber* fiber);
-    void free_fiber(Fiber* fiber);
     [[noreturn]] void root_exited();
+    // A carrier thread of the pool (carrier_pool.cpp): its own context parks for good, after
+    // `ready` has made the carrier one that new fibers may go to.
+    [[noreturn]] void serve(void (*ready)(Carrier*));
+    // Fibers placed here and not yet ended (placement reads it from any thread).
+    uint32_t placed() const { return placed_.load(std::memory_order_relaxed); }
+    // Set by the monitor while the carrier is held by a call no hook reached: no new fibers.
+    bool stuck() const { return stuck_.load(std::memory_order_relaxed); }
+    void set_stuck(bool stuck) { stuck_.store(stuck, std::memory_order_relaxed); }
     void set_scheduler_context(void* context) { scheduler_context_ = context; }
     static void (*exit_hook())(Fiber*);
 
@@ -159,6 +183,13 @@ public:
         uint64_t slice_switches = 0;  // time slices: the run being timed and since when
         uint64_t slice_since_ns = 0;
     } monitor_view_;
+    // Work other threads queued here and the carrier has not taken yet.
+    bool remote_work_waiting() const;
+    // True from the moment the scheduler found every program thread here waiting, with no
+    // deadline, on another (a lock, a join; none at all on an empty pool carrier) until it
+    // wakes; the epoch counts the times it became so. The deadlock check reads both.
+    bool quiet() const { return quiet_.load(std::memory_order_seq_cst); }
+    uint64_t quiet_epoch() const { return quiet_epoch_.load(std::memory_order_seq_cst); }
     // True while the scheduler waits in the kernel with nothing to run (poll_once): the
     // monitor sleeps once every carrier is so, and the first to wake wakes it.
     bool idle() const { return idle_.load(std::memory_order_seq_cst); }
@@ -183,6 +214,13 @@ private:
     void push_runnable(Fiber* fiber);
     Fiber* pop_runnable();
     bool anything_runnable() const { return run_next_ || run_head_ || preempted_head_; }
+    // Work other threads hand this carrier: fibers they made for it, wake-ups they sent.
+    void start_fiber(Fiber* fiber);
+    void send_arrival(Fiber* fiber);
+    void wake_if_idle();
+    void take_remote_work();
+    // Live threads of the program on this carrier: its fibers, and main if it runs here.
+    size_t program_threads() const { return live_fibers_ + (root_exited_ || serving() ? 0 : 1); }
 
     static void on_remote_wake(uv_async_t* handle);
     void deliver_signal();
@@ -255,6 +293,12 @@ private:
         RemoteWake* next;
     };
     std::atomic<RemoteWake*> inbox_{nullptr};
+    std::atomic<Fiber*> arrivals_{nullptr};  // made here by other threads, not yet started
+    std::atomic<uint32_t> placed_{0};
+    std::atomic<bool> stuck_{false};
+    std::atomic<bool> quiet_{false};
+    std::atomic<uint64_t> quiet_epoch_{0};
+    std::atomic<bool> serving_{false};  // a pool carrier: its root context is no program thread
     std::atomic<bool> stale_fds_{false};  // an fd was closed by another thread
     uv_async_t* remote_wake_ = nullptr;
     std::vector<Fiber*> timers_;
@@ -294,6 +338,7 @@ public:
 
 private:
     bool fiber_tls_ = false;     // fibers get their own TLS (tls::enabled())
+    tls::Template* tls_template_ = nullptr;  // what their blocks copy (made in init)
 
 #ifdef GREEN_SANITIZE
     void* asan_fake_stack_ = nullptr;

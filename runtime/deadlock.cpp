@@ -1,10 +1,11 @@
-// The deadlock check (GREEN_DEADLOCK). It runs on the scheduler when the run queue is empty
-// and every live fiber of the carrier waits, with no deadline, on something only another
-// fiber or thread can end (a lock, a condition, a join): then nothing on this carrier can
-// ever run again. A thread the runtime does not know (a SIGEV_THREAD timer, a thread made
-// before us) could still end a wait, so the check needs the process's threads to be this
-// carrier and the runtime's own. It reports once, then the carrier hangs, as a deadlocked
-// threaded process does, or aborts with GREEN_DEADLOCK=abort.
+// The deadlock check (GREEN_DEADLOCK). It runs on a carrier's scheduler when its run queue is
+// empty and every program thread on it waits, with no deadline, on something only another
+// fiber or thread can end (a lock, a condition, a join): the carrier is then "quiet". When
+// every carrier is quiet nothing can ever run again. A thread the runtime does not know (a
+// SIGEV_THREAD timer, a thread made before us) could still end a wait, so the check needs the
+// process's threads to be the carriers and the runtime's own. The last carrier to become quiet
+// sees it: each one says so before it looks at the others. It reports once, then the process
+// hangs, as a deadlocked threaded process does, or aborts with GREEN_DEADLOCK=abort.
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,19 +59,69 @@ void set_lock_holder_probe(int32_t (*probe)(ParkReason, const void*)) {
     g_holder_probe = probe;
 }
 
+namespace {
+
+// Every other carrier quiet, with nothing queued for it, the same way twice: a carrier woken in
+// between (its quiet flag goes first) or one quiet again since (its epoch) fails the second.
+struct QuietLook {
+    const Carrier* self;
+    bool all;
+    uint64_t epochs;
+};
+
+bool others_quiet(const Carrier* self, uint64_t* epochs) {
+    QuietLook look{self, true, 0};
+    for_each_carrier(
+        [](Carrier* c, void* context) {
+            auto* l = static_cast<QuietLook*>(context);
+            if (c == l->self) return;
+            l->epochs += c->quiet_epoch();
+            if (!c->quiet() || c->remote_work_waiting()) l->all = false;
+        },
+        &look);
+    *epochs = look.epochs;
+    return look.all;
+}
+
+struct HolderSearch {
+    int32_t tid;
+    const Fiber* holder;
+};
+
+void list_waiters(Carrier* c, void*);
+
+}  // namespace
+
 void Carrier::check_deadlock() {
     auto mode = static_cast<DeadlockMode>(g_mode.load(std::memory_order_relaxed));
     if (mode == DeadlockMode::kOff) return;
     uint64_t switches = counters_.switches.load(std::memory_order_relaxed);
     if (switches == deadlock_checked_at_) return;  // nothing ran since the last check
     deadlock_checked_at_ = switches;
-    if (carrier_count() != 1) return;  // a fiber of another carrier may release the lock
+    uint64_t first = 0, second = 0;
+    if (carrier_count() != 1 && !(others_quiet(this, &first) && others_quiet(this, &second) &&
+                                  first == second))
+        return;
     long threads = process_threads();
-    if (threads < 0 || threads != 1 + internal_thread_count()) return;
+    if (threads < 0 || threads != static_cast<long>(carrier_count()) + internal_thread_count())
+        return;
 
     log::write_line("deadlock: every thread of process %ld waits for another, and none can run:",
                     static_cast<long>(syscall(SYS_getpid)));
-    for (const Fiber* f = all_fibers_; f; f = f->next_on_carrier) {
+    for_each_carrier(list_waiters, nullptr);
+    if (mode == DeadlockMode::kAbort) {
+        log::write_line("deadlock: aborting (GREEN_DEADLOCK=abort)");
+        abort();
+    }
+    log::write_line(
+        "deadlock: the process hangs, as it would on threads (GREEN_DEADLOCK=abort ends it)");
+}
+
+namespace {
+
+// Every carrier is quiet: their fiber lists hold still while the report reads them.
+void list_waiters(Carrier* c, void*) {
+    for (const Fiber* f = c->all_fibers(); f; f = f->next_on_carrier) {
         if (f->state != FiberState::kParked || f->park_reason == ParkReason::kExited) continue;
         char who[320], what[256] = "";
         describe_fiber(f, who, sizeof who);
@@ -80,21 +131,22 @@ void Carrier::check_deadlock() {
             describe_data(f->park_object, what, sizeof what);
         }
         char holder[64] = "";
-        int32_t tid =
-            g_holder_probe && f->park_object ? g_holder_probe(f->park_reason, f->park_object) : 0;
-        for (const Fiber* h = all_fibers_; h && tid; h = h->next_on_carrier)
-            if (h->tid == tid)
-                snprintf(holder, sizeof holder, ", held by fiber %llu",
-                         static_cast<unsigned long long>(h->id));
+        HolderSearch find{
+            g_holder_probe && f->park_object ? g_holder_probe(f->park_reason, f->park_object) : 0,
+            nullptr};
+        // Under the registry's lock already (for_each_carrier): walk it by its links.
+        for (Carrier* other = first_carrier(); other && find.tid && !find.holder;
+             other = other->next_carrier_)
+            for (const Fiber* h = other->all_fibers(); h && !find.holder; h = h->next_on_carrier)
+                if (h->tid == find.tid) find.holder = h;
+        if (find.holder)
+            snprintf(holder, sizeof holder, ", held by fiber %llu",
+                     static_cast<unsigned long long>(find.holder->id));
         log::write_line("  %s waits in %s%s%s%s", who, park_reason_name(f->park_reason),
                         what[0] ? " on " : "", what, holder);
     }
-    if (mode == DeadlockMode::kAbort) {
-        log::write_line("deadlock: aborting (GREEN_DEADLOCK=abort)");
-        abort();
-    }
-    log::write_line(
-        "deadlock: the process hangs, as it would on threads (GREEN_DEADLOCK=abort ends it)");
 }
+
+}  // namespace
 
 }  // namespace green

@@ -21,17 +21,23 @@ namespace {
 // Generations of fd numbers: chunks made on first use (a wait on a number in them), never
 // freed; readers need no lock. Covers the numbers the kernel allows (fs.nr_open <= 2^22 here
 // would need 1024 chunks; larger numbers have no generation and are never tagged stale).
+// Beside each generation, the carriers that have waited on the number since its last close (bit
+// i: carrier index i; bit 31: every carrier from 31 on): a close tells those only.
+struct FdSlot {
+    std::atomic<uint32_t> gen;
+    std::atomic<uint32_t> carriers;
+};
 constexpr size_t kChunkBits = 12;
 constexpr size_t kChunkSize = size_t{1} << kChunkBits;
 constexpr size_t kChunks = 1024;
-std::atomic<std::atomic<uint32_t>*> g_generations[kChunks];
+std::atomic<FdSlot*> g_generations[kChunks];
 
-std::atomic<uint32_t>* generation_slot(int fd, bool make) {
+FdSlot* generation_slot(int fd, bool make) {
     size_t chunk = static_cast<size_t>(fd) >> kChunkBits;
     if (fd < 0 || chunk >= kChunks) return nullptr;
-    std::atomic<uint32_t>* slots = g_generations[chunk].load(std::memory_order_acquire);
+    FdSlot* slots = g_generations[chunk].load(std::memory_order_acquire);
     if (!slots && make) {
-        auto* fresh = static_cast<std::atomic<uint32_t>*>(calloc(kChunkSize, sizeof *slots));
+        auto* fresh = static_cast<FdSlot*>(calloc(kChunkSize, sizeof *slots));
         if (!fresh) return nullptr;
         if (g_generations[chunk].compare_exchange_strong(slots, fresh))
             slots = fresh;
@@ -41,30 +47,48 @@ std::atomic<uint32_t>* generation_slot(int fd, bool make) {
     return slots ? &slots[static_cast<size_t>(fd) & (kChunkSize - 1)] : nullptr;
 }
 
-uint32_t generation_for_wait(int fd) {
-    std::atomic<uint32_t>* slot = generation_slot(fd, true);
-    return slot ? slot->load(std::memory_order_acquire) : 0;
+uint32_t carrier_bit(int index) {
+    return uint32_t{1} << (index < 31 ? index : 31);
+}
+
+// Marks the fd as waited on by `carrier`, then reads its generation: a close on another thread
+// bumps the generation before it reads the marks, so it either sees this carrier's mark or
+// this wait sees the new generation.
+uint32_t generation_for_wait(int fd, const Carrier* carrier) {
+    FdSlot* slot = generation_slot(fd, true);
+    if (!slot) return 0;
+    const uint32_t bit = carrier_bit(carrier->index());
+    if (!(slot->carriers.load(std::memory_order_relaxed) & bit))
+        slot->carriers.fetch_or(bit, std::memory_order_seq_cst);
+    return slot->gen.load(std::memory_order_seq_cst);
 }
 
 bool stale(const FdWaiter* w) { return w->gen != fd_generation(w->fd); }
 
 // Another carrier's part in a close made elsewhere: the fd leaves its epoll set now (epoll_ctl
 // may be called from any thread), and its thread wakes the waiters that began before.
+struct Closed {
+    int fd;
+    uint32_t carriers;  // the marks the close took (every carrier: a range, or a handler's)
+};
+
 void tell_carrier(Carrier* carrier, void* context) {
-    int fd = *static_cast<int*>(context);
-    if (carrier != Carrier::current()) carrier->fd_closed_remotely(fd);
+    const auto* closed = static_cast<const Closed*>(context);
+    if (carrier != Carrier::current() && (closed->carriers & carrier_bit(carrier->index())))
+        carrier->fd_closed_remotely(closed->fd);
 }
 
 // After the generation of `fd` (-1: of a whole range) moved on: its waiters wake as closed,
-// on every carrier, and it leaves every epoll set.
-void wake_closed_waiters(int fd) {
+// on every carrier that waited on it, and it leaves their epoll sets.
+void wake_closed_waiters(int fd, uint32_t carriers) {
     Carrier* here = Carrier::current();
+    Closed closed{fd, carriers};
     if (in_signal_handler()) {
         // A close in a handler, which may have interrupted this carrier inside its fd records
         // or its run queue: done as a close on another thread is (async-signal-safe), and the
         // registry's lock only waited for when this thread cannot be the one holding it.
         if (here) here->fd_closed_remotely(fd);
-        for_each_carrier(tell_carrier, &fd, spinlocks_held() != 0);
+        for_each_carrier(tell_carrier, &closed, spinlocks_held() != 0);
         return;
     }
     if (here) {
@@ -72,15 +96,17 @@ void wake_closed_waiters(int fd) {
             here->fd_closing(fd);
         else
             here->evict_stale_waiters();
+        carriers &= ~carrier_bit(here->index());
+        if (here->index() >= 31) carriers |= carrier_bit(31);  // others may share the bit
     }
-    if (!here || carrier_count() > 1) for_each_carrier(tell_carrier, &fd);
+    if (carriers) for_each_carrier(tell_carrier, &closed);
 }
 
 }  // namespace
 
 uint32_t fd_generation(int fd) {
-    std::atomic<uint32_t>* slot = generation_slot(fd, false);
-    return slot ? slot->load(std::memory_order_acquire) : 0;
+    FdSlot* slot = generation_slot(fd, false);
+    return slot ? slot->gen.load(std::memory_order_acquire) : 0;
 }
 
 WaitResult wait_fd(int fd, uint32_t events, uint64_t deadline_ns, ParkReason reason) {
@@ -95,25 +121,28 @@ WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns, ParkR
 }
 
 void fd_closing(int fd) {
-    std::atomic<uint32_t>* slot = generation_slot(fd, false);
+    FdSlot* slot = generation_slot(fd, false);
     if (!slot) return;  // no fiber ever waited on this number
-    slot->fetch_add(1, std::memory_order_acq_rel);
-    wake_closed_waiters(fd);
+    slot->gen.fetch_add(1, std::memory_order_seq_cst);
+    const uint32_t carriers = slot->carriers.exchange(0, std::memory_order_seq_cst);
+    if (carriers) wake_closed_waiters(fd, carriers);
 }
 
 void fds_closing(unsigned first, unsigned last) {
     bool any = false;
     for (size_t chunk = first >> kChunkBits; chunk < kChunks && chunk <= (last >> kChunkBits);
          ++chunk) {
-        std::atomic<uint32_t>* slots = g_generations[chunk].load(std::memory_order_acquire);
+        FdSlot* slots = g_generations[chunk].load(std::memory_order_acquire);
         if (!slots) continue;
         any = true;
         const size_t lo = std::max<size_t>(first, chunk << kChunkBits);
         const size_t hi = std::min<size_t>(last, ((chunk + 1) << kChunkBits) - 1);
-        for (size_t fd = lo; fd <= hi; ++fd)
-            slots[fd & (kChunkSize - 1)].fetch_add(1, std::memory_order_acq_rel);
+        for (size_t fd = lo; fd <= hi; ++fd) {
+            slots[fd & (kChunkSize - 1)].gen.fetch_add(1, std::memory_order_seq_cst);
+            slots[fd & (kChunkSize - 1)].carriers.store(0, std::memory_order_seq_cst);
+        }
     }
-    if (any) wake_closed_waiters(-1);
+    if (any) wake_closed_waiters(-1, ~uint32_t{0});
 }
 
 FdRecord& Carrier::record(int fd) {
@@ -184,7 +213,7 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
         w->fiber = self;
         w->revents = 0;
         w->closed = false;
-        w->gen = generation_for_wait(w->fd);
+        w->gen = generation_for_wait(w->fd, this);
         link(record(w->fd), w);
     }
     for (size_t i = 0; i < count; ++i) arm(waiters[i].fd);
@@ -264,9 +293,16 @@ void Carrier::poll_once(bool block) {
     const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
     int n;
     do {
-        if (timeout != &zero) idle_.store(true, std::memory_order_relaxed);
-        n = wait_epoll(epoll_fd, events, kBatch, timeout);
         if (timeout != &zero) {
+            // The mirror of wake_if_idle(): other threads write the eventfd only while idle_
+            // is set, so a fiber or wake-up they queued before seeing it set is looked for now.
+            idle_.store(true, std::memory_order_seq_cst);
+            if (remote_work_waiting()) timeout = &zero;
+        }
+        n = wait_epoll(epoll_fd, events, kBatch, timeout);
+        // Awake: before any new work is taken (the deadlock check reads it on other threads).
+        if (quiet_.load(std::memory_order_relaxed)) quiet_.store(false, std::memory_order_seq_cst);
+        if (idle_.load(std::memory_order_relaxed)) {
             idle_.store(false, std::memory_order_seq_cst);  // then look whether the monitor
             carrier_busy_again();                           // sleeps (its check is the mirror)
         }
@@ -296,6 +332,7 @@ void Carrier::poll_once(bool block) {
             arm(fd);  // one-shot fired: re-arm for waiters that wanted something else
         }
     } while (n == kBatch);
+    take_remote_work();
     expire_timers();
     // libuv's own timers (c-ares's timeouts) are due when its timeout has passed.
     if (!run_libuv && libuv_timeout > 0) {

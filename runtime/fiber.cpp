@@ -11,6 +11,7 @@
 
 #include "runtime/carrier.h"
 #include "runtime/log.h"
+#include "runtime/parking_lot.h"
 #include "runtime/spinlock.h"
 #include "runtime/tls.h"
 
@@ -98,16 +99,19 @@ void lock_fiber_registry(bool lock) {
 
 int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber** out) {
     int err = 0;
-    Fiber* fiber = Carrier::current()->spawn_fiber(start, arg, options, &err);
+    Fiber* fiber = place_new_fiber()->spawn_fiber(start, arg, options, &err);
     if (!fiber) return err;
     *out = fiber;
     return 0;
 }
 
+// On any thread: the fiber is made here, for this carrier (its TLS block copies this
+// carrier's descriptor template), and handed to this carrier's thread to start.
 Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options,
                             int* err) {
-    free_dead_tls();
-    if (!ensure_loop()) {
+    Carrier* here = Carrier::current();
+    if (here) here->free_dead_tls();
+    if (here == this && !ensure_loop()) {
         *err = EAGAIN;
         return nullptr;
     }
@@ -135,11 +139,10 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->preempt_flag = &preempt_requested_;
     fiber->start = start;
     fiber->arg = arg;
-    fiber->detached = options.detached;
+    if (options.detached) fiber->ending.store(Fiber::kDetached, std::memory_order_relaxed);
     // As pthread_create: the new thread starts with its creator's signal mask.
-    fiber->sigmask =
-        Carrier::current() == this && current_fiber() ? current_fiber()->sigmask : root_->sigmask;
-    count_mask(fiber->sigmask, 1);
+    Fiber* creator = current_fiber();
+    fiber->sigmask = creator ? creator->sigmask : root_->sigmask;
 #ifdef GREEN_SANITIZE
     fiber->asan_stack_bottom = fiber->stack.limit;
     fiber->asan_stack_size = fiber->stack.usable();
@@ -149,12 +152,21 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     fiber->tsan_fiber = __tsan_create_fiber(0);
 #endif
     register_fiber(fiber);
-    track(fiber);
+    placed_.fetch_add(1, std::memory_order_relaxed);
+    if (here == this)
+        start_fiber(fiber);
+    else
+        send_arrival(fiber);
+    return fiber;
+}
 
+// On this carrier's thread: a new fiber joins its fibers and its run queue.
+void Carrier::start_fiber(Fiber* fiber) {
+    count_mask(fiber->sigmask, 1);
+    track(fiber);
     ++live_fibers_;
     fiber_started(counters_);
     push_runnable(fiber);
-    return fiber;
 }
 
 void Carrier::finish(Fiber* fiber) {
@@ -163,20 +175,18 @@ void Carrier::finish(Fiber* fiber) {
     if (auto hook = exit_hook()) hook(fiber);
     fiber->result = fiber->exit_value;
     fiber->state = FiberState::kDone;
-    if (fiber->joiner) unpark(fiber->joiner);
-    switch_to_scheduler(fiber);
+    switch_to_scheduler(fiber);  // after_switch_back tells a joiner
     log::fatal("finished fiber %llu was resumed", static_cast<unsigned long long>(fiber->id));
 }
 
-void Carrier::free_fiber(Fiber* fiber) {
-    if (!fiber->free_when_delivered) {
-        unregister_fiber(fiber);
-        untrack(fiber);
-    }
-    if (fiber->remote_wakes_pending.load(std::memory_order_acquire) != 0) {
-        fiber->free_when_delivered = true;  // on_remote_wake frees it when the last arrives
-        return;
-    }
+// The handle's reference: the fiber leaves the registry (its pthread_t is no longer valid).
+void release_fiber(Fiber* fiber) {
+    unregister_fiber(fiber);
+    drop_fiber_ref(fiber);
+}
+
+void drop_fiber_ref(Fiber* fiber) {
+    if (fiber->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
 #ifdef GREEN_TSAN
     __tsan_destroy_fiber(fiber->tsan_fiber);
 #endif
@@ -238,29 +248,34 @@ void exit_current(void* value) {
 int join(Fiber* target, void** result, uint64_t deadline_ns) {
     Fiber* self = current_fiber();
     if (target == self) return EDEADLK;
-    if (target->detached || (target->joiner && target->joiner != self)) return EINVAL;
-    if (target->joiner == nullptr && self->joiner == target) return EDEADLK;  // A joins B joins A
-    Carrier* carrier = target->carrier;
-    while (target->state != FiberState::kDone) {
-        if (deadline_ns != kNoDeadline && monotonic_now_ns() >= deadline_ns) {
-            target->joiner = nullptr;
+    if (target->detached()) return EINVAL;
+    Fiber* joiner = nullptr;
+    if (!target->joiner.compare_exchange_strong(joiner, self) && joiner != self) return EINVAL;
+    if (self->joiner.load() == target) {  // A joins B joins A
+        target->joiner.store(nullptr);
+        return EDEADLK;
+    }
+    // The target may end on another carrier: its end is an unpark of its handle's address.
+    auto running = [target] {
+        return !(target->ending.load(std::memory_order_acquire) & Fiber::kFinished);
+    };
+    while (running()) {
+        if (parking_lot::park(target, running, deadline_ns, ParkReason::kJoin) ==
+                parking_lot::Parked::kTimedOut &&
+            running()) {
+            target->joiner.store(nullptr);
             return deadline_ns == 0 ? EBUSY : ETIMEDOUT;
         }
-        target->joiner = self;
-        carrier->park_until(deadline_ns, ParkReason::kJoin, false, target);
     }
     if (result) *result = target->result;
-    carrier->free_fiber(target);
+    release_fiber(target);
     return 0;
 }
 
 int detach(Fiber* target) {
-    if (target->detached) return EINVAL;
-    if (target->state == FiberState::kDone) {
-        target->carrier->free_fiber(target);
-        return 0;
-    }
-    target->detached = true;
+    const uint8_t was = target->ending.fetch_or(Fiber::kDetached, std::memory_order_acq_rel);
+    if (was & Fiber::kDetached) return EINVAL;
+    if (was & Fiber::kFinished) release_fiber(target);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 // A fiber: one green thread with its own stack, saved context and thread-local storage (a
 // glibc thread descriptor of its own: runtime/tls.h). Fibers never migrate: a fiber runs
 // only on the carrier that created it.
-// Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields.
+// Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields, except
+// the atomics that say how it ends (join and detach may come from any carrier).
 #pragma once
 
 
@@ -57,7 +58,12 @@ struct Fiber : RuntimeAllocated {
     ParkReason park_reason = ParkReason::kNone;  // while running: the last park's reason
     const void* park_object = nullptr;  // the lock or fiber waited on, for diagnostics
     bool is_root = false;  // the carrier thread's original context (main() for the process)
-    bool detached = false;
+    // How the fiber's end is shared with other carriers' threads (join, detach): kFinished
+    // once its stack is released, kDetached once no one may join it. Whoever sets the second
+    // of the two frees the handle.
+    static constexpr uint8_t kFinished = 1, kDetached = 2;
+    std::atomic<uint8_t> ending{0};
+    bool detached() const { return ending.load(std::memory_order_acquire) & kDetached; }
 
     // The fiber's own thread pointer (glibc descriptor + static TLS), switched in by the
     // scheduler; null for the root fiber and when per-fiber TLS is off (tls::enabled()).
@@ -77,13 +83,13 @@ struct Fiber : RuntimeAllocated {
     void* (*start)(void*) = nullptr;
     void* arg = nullptr;
     void* result = nullptr;
-    Fiber* joiner = nullptr;  // the fiber parked in join() on this one
+    std::atomic<Fiber*> joiner{nullptr};  // the fiber that joins this one (claimed by join())
 
     Fiber* next_runnable = nullptr;  // run-queue link
     uint64_t park_seq = 0;           // bumped by every park: tells a stale wake-up from a live one
-    // Wake-ups sent from other threads and not yet delivered; the fiber is freed only at 0.
-    std::atomic<uint32_t> remote_wakes_pending{0};
-    bool free_when_delivered = false;
+    // References to the Fiber object: one for its handle (until joined, or ended detached)
+    // and one per wake-up sent from another thread and not yet delivered. Freed at 0.
+    std::atomic<uint32_t> refs{1};
     Fiber* next_on_carrier = nullptr;  // every fiber of the carrier not yet freed
     Fiber* prev_on_carrier = nullptr;
     Fiber* next_in_registry = nullptr;  // the process-wide handle registry's chain (fiber.cpp)

@@ -58,6 +58,9 @@ struct Scan {
 };
 
 // Copies what identifies the fiber holding `c`. Under the registry's lock; the fiber cannot
+// The program installed a seccomp filter (monitor_sandboxed): no signals, no epoll looks.
+std::atomic<bool> g_sandboxed{false};
+
 // have been freed while the switch counter stayed the same, which is checked after the copy.
 bool copy_running_fiber(Carrier* c, uint64_t switches, StallSample* out) {
     const Fiber* f = c->running_fiber();
@@ -295,7 +298,6 @@ int epoll_set_of(const Carrier* c, int source) {
 }
 
 // A seccomp filter of the program's may reach this thread (monitor_sandboxed).
-std::atomic<bool> g_sandboxed{false};
 
 bool has_ready_fds(const Carrier* c) {
     if (g_sandboxed.load(std::memory_order_relaxed)) return false;
@@ -424,7 +426,9 @@ void* monitor_main(void*) {
             scan.threshold_ns = threshold_ns;
             scan.count = 0;
             for_each_carrier(look_at, &scan);
-            for (int i = 0; i < scan.count; ++i) report(scan.stalls[i]);
+            // A sandboxed program's stderr is out of reach (pidfd_getfd may kill it).
+            for (int i = 0; i < scan.count && !g_sandboxed.load(std::memory_order_relaxed); ++i)
+                report(scan.stalls[i]);
         }
         slices.now_ns = now;
         slices.slice_ns = slice_ns ? slice_ns : UINT64_MAX;

@@ -2,7 +2,7 @@
 // under a spinlock; a waiter record lives on the waiting fiber's or thread's stack.
 // Lifetime rules: a fiber waiter's record is valid until the fiber observes `woken`; a waker
 // therefore copies what it needs under the bucket lock, and counts a cross-thread wake-up in
-// the fiber's remote_wakes_pending so the Fiber outlives its delivery.
+// the fiber's refs so the Fiber outlives its delivery.
 // Signal handlers: unpark() is reached from async-signal-safe calls (sem_post, a raw futex
 // wake) made in handlers, which may interrupt this very thread inside a bucket's critical
 // section or inside its carrier's run-queue changes. A handler therefore never takes a lock
@@ -315,7 +315,7 @@ size_t unpark_now(const void* key, size_t count) {
                     if (w->fiber) {
                         batch[n++] = Wake{w->fiber, w->park_seq};
                         if (w->fiber->carrier != here)
-                            w->fiber->remote_wakes_pending.fetch_add(1, std::memory_order_relaxed);
+                            w->fiber->refs.fetch_add(1, std::memory_order_relaxed);
                         w->woken.store(1, std::memory_order_release);
                     } else {
                         w->woken.store(1, std::memory_order_release);

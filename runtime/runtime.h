@@ -28,6 +28,19 @@ struct RuntimeConfig {
     size_t default_stack_size = 0;  // 0: glibc's default thread stack size
 };
 
+// Carrier threads (carrier_pool.cpp; design.md, "Carriers"): `count` in all, main's among
+// them (0: one per CPU the process may run on). The others start at the first spawn, through
+// `create_thread` (the real pthread_create); a new fiber goes to the least loaded one.
+struct CarrierPoolConfig {
+    unsigned count = 1;
+    RuntimeConfig runtime;
+    int (*create_thread)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*) = nullptr;
+};
+void configure_carriers(const CarrierPoolConfig& config);
+unsigned carriers_wanted();
+// A fiber is about to be spawned: the other carriers start now if they have not.
+void carriers_needed();
+
 // Makes the calling OS thread a carrier; its current context becomes the root fiber.
 // Returns false (errno set) if the loop or the epoll set cannot be made.
 bool adopt_current_thread(const RuntimeConfig& config);
@@ -48,7 +61,7 @@ struct SpawnOptions {
     bool detached = false;
 };
 
-// Starts start(arg) on a new fiber of the current carrier. Returns 0 or an errno value
+// Starts start(arg) on a new fiber, on the carrier placement chooses. Returns 0 or an errno value
 // (EAGAIN when no stack can be had).
 int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber** out);
 
@@ -65,10 +78,12 @@ int detach(Fiber* target);
 // fiber has ended, then exits with status 0.
 [[noreturn]] void exit_current(void* value);
 
-// The pthread_t of the OS thread that carries `fiber` (signals, CPU clocks, affinity).
+// The pthread_t and the kernel tid of the OS thread that carries `fiber` (signals, CPU clocks,
+// affinity).
 unsigned long carrier_os_thread(const Fiber* fiber);
-// The root fiber (the adopted thread's own context, e.g. main) of the calling thread's carrier
-// if `os_thread` is that carrier's thread, else nullptr.
+int32_t carrier_tid(const Fiber* fiber);
+// The root fiber (the adopted thread's own context, e.g. main) of the carrier whose thread is
+// `os_thread`, else nullptr (a pool carrier's own context is no program thread).
 Fiber* root_fiber_of(unsigned long os_thread);
 
 // Runs when a non-root fiber ends, on that fiber, before joiners wake (thread-specific

@@ -191,6 +191,10 @@ bool for_each_carrier(void (*visit)(Carrier*, void*), void* context, bool try_on
     return true;
 }
 
+Carrier* first_carrier() {
+    return g_carriers;
+}
+
 size_t carrier_count() {
     return g_carrier_count.load(std::memory_order_acquire);
 }
@@ -242,7 +246,7 @@ void write_stats(const char* path, const char* reason) {
             w->out->line("green.stats.%s.tid=%d", scope, c->tid());
             counters_lines(*w->out, scope, one);
         },
-        &walk, true);
+        &walk, spinlocks_held() != 0);  // wait unless this thread may hold the lock
     out.line("green.stats.carriers=%zu", walk.carriers);
     summary_line(out, walk.total, reason);
     if (!complete) out.line("green.stats.incomplete=1");

@@ -67,6 +67,10 @@ template <typename T>
 T& at(char* base, ptrdiff_t offset) {
     return *reinterpret_cast<T*>(base + offset);
 }
+template <typename T>
+const T& at(const char* base, ptrdiff_t offset) {
+    return *reinterpret_cast<const T*>(base + offset);
+}
 
 void* private_symbol(const char* name) {
     return dlvsym(RTLD_DEFAULT, name, "GLIBC_PRIVATE");
@@ -106,7 +110,7 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
 
 // A fresh block: ld.so's initial values for every module's TLS, a copy of the descriptor at
 // `thread_tp` made fit for a new thread of its own.
-char* fresh_block(char* thread_tp, char* stack_limit, size_t stack_size) {
+char* fresh_block(const char* thread_tp, char* stack_limit, size_t stack_size) {
     char* tcb = static_cast<char*>(g_allocate(nullptr));
     if (!tcb) return nullptr;
     void* dtv = at<void*>(tcb, 8);
@@ -251,15 +255,41 @@ void set_thread_pointer_slow(void* tp) {
     if (ret != 0) log::fatal("arch_prctl(ARCH_SET_FS) failed: %ld", -ret);
 }
 
-char* make_block(char* thread_tp, const Stack& stack) {
-    char* tcb = fresh_block(thread_tp, stack.limit, stack.usable());
+// A copy of the descriptor, then the three words a fiber's block takes from the thread's TLS.
+struct Template {
+    char descriptor[kSizeofPthread];
+    void* resp;
+    void* tcache;
+    void* arena;
+};
+
+Template* make_template(char* thread_tp) {
+    auto* t = static_cast<Template*>(std::malloc(sizeof(Template)));
+    if (!t) return nullptr;
+    std::memcpy(t->descriptor, thread_tp, kSizeofPthread);
+    t->resp = at<void*>(thread_tp, g_resp_slot);
+    t->tcache = g_tcache_slot ? at<void*>(thread_tp, g_tcache_slot) : nullptr;
+    t->arena = g_tcache_slot ? at<void*>(thread_tp, g_arena_slot) : nullptr;
+    return t;
+}
+
+void free_template(Template* t) {
+    std::free(t);
+}
+
+void template_after_fork(Template* t, char* thread_tp) {
+    copy_tid(thread_tp, t->descriptor);
+}
+
+char* make_block(const Template* from, const Stack& stack) {
+    char* tcb = fresh_block(from->descriptor, stack.limit, stack.usable());
     if (!tcb) return nullptr;
     // Resolver state (res_init, res_query): the carrier's, as glibc gives a new thread its
     // descriptor's and libgreen's descriptor is the carrier's (THREAD_SELF, above).
-    at<void*>(tcb, g_resp_slot) = at<void*>(thread_tp, g_resp_slot);
+    at<void*>(tcb, g_resp_slot) = from->resp;
     if (g_tcache_slot != 0) {
-        at<void*>(tcb, g_tcache_slot) = at<void*>(thread_tp, g_tcache_slot);
-        at<void*>(tcb, g_arena_slot) = at<void*>(thread_tp, g_arena_slot);
+        at<void*>(tcb, g_tcache_slot) = from->tcache;
+        at<void*>(tcb, g_arena_slot) = from->arena;
     }
     return tcb;
 }
@@ -279,7 +309,7 @@ void free_block(char* tp) {
     g_deallocate(tp, true);
 }
 
-void copy_tid(char* from_tp, char* to_tp) {
+void copy_tid(const char* from_tp, char* to_tp) {
     at<int32_t>(to_tp, kTidOffset) = at<int32_t>(from_tp, kTidOffset);
 }
 

@@ -35,10 +35,18 @@ inline void set_thread_pointer(void* tp) {
         set_thread_pointer_slow(tp);
 }
 
-// A new TCB and TLS block for a fiber running on `stack`, as a copy of the descriptor at
-// `thread_tp` (the carrier thread's own); null if out of memory. The block's libc malloc cache
-// and arena are the carrier's (see tls.cpp).
-char* make_block(char* thread_tp, const Stack& stack);
+// What a fiber's block copies from its carrier thread's: the descriptor and the words of
+// its TLS that a fiber shares (malloc cache and arena, resolver state). Made on the carrier's
+// own thread, after its first malloc, so that any thread can make blocks for that carrier
+// while it runs (a descriptor read as it changes could be torn).
+struct Template;
+Template* make_template(char* thread_tp);
+// In a forked child: the thread's new tid.
+void template_after_fork(Template* t, char* thread_tp);
+void free_template(Template* t);
+// A new TCB and TLS block for a fiber running on `stack`, from a carrier's template; null if
+// out of memory. The block's libc malloc cache and arena are the carrier's (see tls.cpp).
+char* make_block(const Template* from, const Stack& stack);
 // On the fiber, first thing: what glibc's start_thread sets up in a new thread's TLS (the
 // <ctype.h> tables' pointers; isspace() crashed without them).
 void start_thread();
@@ -67,7 +75,7 @@ T& per_thread(T& var) {
 
 // In a forked child, on a fiber with its own block: glibc wrote the child's tid into the
 // carrier thread's descriptor only; the fiber's copy gets it too.
-void copy_tid(char* from_tp, char* to_tp);
+void copy_tid(const char* from_tp, char* to_tp);
 
 }  // namespace tls
 }  // namespace green

@@ -46,9 +46,10 @@ void start_diagnostics(const green::shim::Settings& settings) {
     if (settings.monitor_ms) snprintf(watchdog, sizeof watchdog, "%u ms", settings.monitor_ms);
     static const char* const deadlock[] = {"off", "report", "abort"};
     static const char* const preemption[] = {"off", "at calls", "at calls and by signal"};
-    green::log::info("active: pid %ld, GREEN_STATS %s, watchdog %s, deadlock %s, time slices "
-                     "of %lu us, preemption %s",
-                     static_cast<long>(getpid()), settings.stats ? "on" : "off", watchdog,
+    green::log::info("active: pid %ld, %u carriers, GREEN_STATS %s, watchdog %s, deadlock %s, "
+                     "time slices of %lu us, preemption %s",
+                     static_cast<long>(getpid()), green::carriers_wanted(),
+                     settings.stats ? "on" : "off", watchdog,
                      deadlock[settings.deadlock], settings.timeslice_us,
                      preemption[static_cast<int>(settings.preempt)]);
 }
@@ -70,6 +71,11 @@ __attribute__((constructor(101))) void green_start() {
         green::log::write_line("cannot start the runtime (%m); passing every call through");
         return;
     }
+    green::CarrierPoolConfig carriers;
+    carriers.count = settings.carriers;
+    carriers.runtime = config;
+    carriers.create_thread = green::real::get().pthread_create;
+    green::configure_carriers(carriers);
     start_diagnostics(settings);
 }
 

@@ -23,7 +23,7 @@ constexpr size_t kMaxStack = 1024ull * 1024 * 1024;  // 1 GiB
 const char* const kKnown[] = {"GREEN_DISABLE",      "GREEN_STACK_SIZE", "GREEN_LOG",
                               "GREEN_LOG_FILE",     "GREEN_DNS_SERVERS", "GREEN_STATS",
                               "GREEN_STATS_SIGNAL", "GREEN_MONITOR_MS", "GREEN_DEADLOCK",
-                              "GREEN_PREEMPT",      "GREEN_TIMESLICE_US"};
+                              "GREEN_PREEMPT",      "GREEN_TIMESLICE_US", "GREEN_CARRIERS"};
 
 char g_stats_path[PATH_MAX];  // copies: the program may change its environment later
 
@@ -247,6 +247,14 @@ Settings read_settings() {
                             "to %lu; using %lu", v, kMinSliceUs, kMaxSliceUs, s.timeslice_us);
         else
             s.timeslice_us = us;
+    }
+    if (const char* v = getenv("GREEN_CARRIERS")) {
+        unsigned long n;
+        if (!parse_number(v, 1, kMaxCarriers, &n))
+            log::write_line("GREEN_CARRIERS='%s' is not a number of carrier threads from 1 to "
+                            "%lu; using one per CPU", v, kMaxCarriers);
+        else
+            s.carriers = static_cast<unsigned>(n);
     }
     read_diagnostics(s);
     // A misspelt setting would otherwise be ignored silently.

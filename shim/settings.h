@@ -10,6 +10,7 @@ namespace green::shim {
 enum class Preempt { kOff, kAtCalls, kFull };
 constexpr unsigned long kMinSliceUs = 500;
 constexpr unsigned long kMaxSliceUs = 1000000;
+constexpr unsigned long kMaxCarriers = 256;
 
 struct Settings {
     bool disable = false;   // GREEN_DISABLE=1: every hook passes through
@@ -23,6 +24,7 @@ struct Settings {
     int deadlock = 1;                   // GREEN_DEADLOCK: 0 off, 1 report, 2 abort
     Preempt preempt = Preempt::kFull;   // GREEN_PREEMPT
     unsigned long timeslice_us = 5000;   // GREEN_TIMESLICE_US
+    unsigned carriers = 0;  // GREEN_CARRIERS; 0: the CPUs the process may run on
 };
 
 // Reads the environment; never allocates (runs in our constructor, before main).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.h"
+#include "../expected_threads.h"
 
 using namespace sem;
 
@@ -37,12 +38,13 @@ TEST(Shim, ThreadsAreFibersExactlyWhenPreloaded) {
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, nullptr, nap_ms, reinterpret_cast<void*>(100)), 0);
     usleep(20000);
-    // Under the shim: the carrier, plus the monitor thread, which times slices (unless
+    // Under the shim: the carriers, plus the monitor thread, which times slices (unless
     // GREEN_PREEMPT=0) and runs the watchdog (GREEN_MONITOR_MS).
     const char* monitor = getenv("GREEN_MONITOR_MS");
     const char* preempt = getenv("GREEN_PREEMPT");
     bool slices = !preempt || (strcmp(preempt, "0") && strcmp(preempt, "off"));
-    int runtime_threads = 1 + ((monitor && atoi(monitor) > 0) || slices ? 1 : 0);
+    int runtime_threads =
+        green_test::carriers_expected() + ((monitor && atoi(monitor) > 0) || slices ? 1 : 0);
     EXPECT_EQ(proc_status("Threads:"), preloaded ? runtime_threads : 2);
     pthread_join(t, nullptr);
 }
