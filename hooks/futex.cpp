@@ -25,8 +25,7 @@ long real_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) 
 // A fiber's FUTEX_WAIT / FUTEX_WAIT_BITSET. The bitset is not modelled: a wake-up for
 // another bitset is a spurious wake-up, which every futex user must tolerate.
 long fiber_futex_wait(uint32_t* word, int op, uint32_t expected, const timespec* timeout) {
-    uint32_t now_value;
-    if (!copy_from_user(&now_value, word, sizeof now_value)) return -1;  // EFAULT
+    if (!user_readable(word, sizeof *word)) return -1;  // EFAULT
     uint64_t deadline = kNoDeadline;
     if (timeout) {
         timespec t;

@@ -416,12 +416,15 @@ BarrierState* state_of(pthread_barrier_t* b) { return reinterpret_cast<BarrierSt
 // ---------------------------------------------------------------------------------------
 
 bool disabled() {
-    static int mode = -1;  // -1 unknown, 0 enabled, 1 disabled; a benign race: same answer
-    if (__builtin_expect(mode < 0, 0)) {
+    // -1 unknown, 0 enabled, 1 disabled; threads that race to read it get the same answer.
+    static std::atomic<int> mode{-1};
+    int m = mode.load(std::memory_order_relaxed);
+    if (__builtin_expect(m < 0, 0)) {
         const char* v = getenv("GREEN_DISABLE");
-        mode = v && (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"));
+        m = v && (!strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"));
+        mode.store(m, std::memory_order_relaxed);
     }
-    return mode == 1;
+    return m == 1;
 }
 
 int pthread_mutex_lock(pthread_mutex_t* m) {

@@ -116,8 +116,7 @@ void run_destructors(Fiber* fiber) {
 // thread ends, joined or not.
 struct TidEntry {
     int32_t tid;
-    int32_t carrier_tid;  // the real thread that runs the fiber (fibers never migrate)
-    Fiber* fiber;
+    Fiber* fiber;  // the real thread that runs it is its carrier's (carrier_tid)
     TidEntry* next;
 };
 SpinLock g_tids_lock;  // never held across a park or an allocation
@@ -126,8 +125,8 @@ TidEntry* g_tids[kTidBuckets];
 
 TidEntry*& tid_chain(int32_t tid) { return g_tids[static_cast<uint32_t>(tid) % kTidBuckets]; }
 
-void add_tid(Fiber* fiber, int32_t carrier_tid) {
-    auto* entry = new (std::nothrow) TidEntry{fiber->tid, carrier_tid, fiber, nullptr};
+void add_tid(Fiber* fiber) {
+    auto* entry = new (std::nothrow) TidEntry{fiber->tid, fiber, nullptr};
     if (!entry) return;  // out of memory: the id then reaches no one (ESRCH)
     SpinGuard hold(g_tids_lock);
     TidEntry*& head = tid_chain(entry->tid);
@@ -159,7 +158,7 @@ int32_t fiber_carrier_tid(int32_t tid, int sig = 0) {
              e = __atomic_load_n(&e->next, __ATOMIC_ACQUIRE)) {
             if (e->tid != tid) continue;
             if (interrupts(e->fiber, sig)) target_signal(e->fiber);
-            return e->carrier_tid;
+            return carrier_tid(e->fiber);
         }
         return 0;
     };
@@ -275,7 +274,7 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     Fiber* fiber = nullptr;
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
-    add_tid(fiber, carrier_tid(fiber));
+    add_tid(fiber);
     *thread = handle_of(fiber);
     return 0;
 }

@@ -65,7 +65,7 @@ bool readable_word(const void* word) {
 // memory unmapped by another thread between the probe and the copy faults here, where the
 // kernel would have said EFAULT; a program that frees what it passes to a call has a bug of
 // its own either way.
-bool copy_from_user(void* dst, const void* src, size_t len) {
+bool user_readable(const void* src, size_t len) {
     const uintptr_t from = reinterpret_cast<uintptr_t>(src);
     if (len == 0) return true;
     if (from + len < from) {  // wraps past the end of the address space
@@ -73,14 +73,11 @@ bool copy_from_user(void* dst, const void* src, size_t len) {
         return false;
     }
     // Most pointers we are given are the calling fiber's own locals (a timespec, a
-    // sigaction): its stack is mapped, so a plain copy is safe.
+    // sigaction): its stack is mapped.
     if (const Fiber* self = current_fiber()) {
         const uintptr_t low = reinterpret_cast<uintptr_t>(self->stack.limit);
         const uintptr_t high = reinterpret_cast<uintptr_t>(self->stack.top);
-        if (low != 0 && from >= low && from <= high && len <= high - from) {
-            memcpy(dst, src, len);
-            return true;
-        }
+        if (low != 0 && from >= low && from <= high && len <= high - from) return true;
     }
     constexpr uintptr_t kPage = 4096;  // the smallest unit of protection on x86-64
     const uintptr_t last = (from + len - 1) & ~(kPage - 1);
@@ -91,7 +88,12 @@ bool copy_from_user(void* dst, const void* src, size_t len) {
         }
         if (page == last) break;
     }
-    memcpy(dst, src, len);
+    return true;
+}
+
+bool copy_from_user(void* dst, const void* src, size_t len) {
+    if (!user_readable(src, len)) return false;
+    if (len) memcpy(dst, src, len);
     return true;
 }
 

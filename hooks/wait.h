@@ -55,6 +55,9 @@ pid_t own_pid();
 // memory is not readable, where a real syscall would fail with EFAULT instead of crashing.
 // Needs no fd and no process_vm_readv (which seccomp policies deny); see wait.cpp.
 bool copy_from_user(void* dst, const void* src, size_t len);
+// Whether copy_from_user would succeed; for a word other threads change meanwhile (a futex),
+// which is then read atomically.
+bool user_readable(const void* src, size_t len);
 
 // A timespec the program passes to a system call, checked as the kernel checks one
 // (timespec64_valid): false with errno EFAULT (unreadable) or EINVAL (negative seconds,

@@ -83,6 +83,49 @@ static void* write_later(void* arg) {
 
 static void say_atexit(void) { printf("atexit ran\n"); }
 
+/* read(2) as an inline system call, which no interposed function sees (as in a static
+ * library or a language runtime): it holds whatever OS thread runs it. */
+static long raw_read(int fd, void* buf, size_t n) {
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "0"(0L /* SYS_read */), "D"((long)fd), "S"(buf), "d"(n)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+static void* raw_read_thread(void* arg) {
+    char c;
+    return (void*)raw_read((int)(long)arg, &c, 1);
+}
+
+/* One client and its server thread: `rounds` request/reply pairs over a socket pair. */
+struct Conversation {
+    int fd;
+    int rounds;
+    int done;
+};
+
+static void* serve_conversation(void* arg) {
+    struct Conversation* c = arg;
+    char buf[8];
+    for (int i = 0; i < c->rounds; i++) {
+        if (read(c->fd, buf, sizeof buf) != 4 || write(c->fd, buf, 4) != 4) return NULL;
+    }
+    return NULL;
+}
+
+static void* talk(void* arg) {
+    struct Conversation* c = arg;
+    char buf[8];
+    for (int i = 0; i < c->rounds; i++) {
+        if (write(c->fd, "ping", 4) != 4 || read(c->fd, buf, sizeof buf) != 4) return NULL;
+        usleep(1000);
+    }
+    c->done = 1;
+    return NULL;
+}
+
 /* prefork: a thread accepting on the listener shared with the other processes. */
 static void* accept_forever(void* arg) {
     int listener = (int)(long)arg;
@@ -164,6 +207,46 @@ int main(int argc, char** argv) {
         for (int i = 0; i < made; i++) pthread_join(t[i], NULL);
         printf("joined %d\n", made);
         free(t);
+        return 0;
+    }
+    if (!strcmp(name, "serve_beside_raw_read")) {
+        /* One thread blocks in a raw read of an idle pipe; then 20 conversations of 50 rounds
+         * must end within 5 s while it still blocks. Prints how many did, and the read's
+         * result once the pipe is written. */
+        int p[2];
+        if (pipe(p) != 0) return 1;
+        pthread_t blocker;
+        pthread_create(&blocker, NULL, raw_read_thread, (void*)(long)p[0]);
+        usleep(100000);
+        enum { kPairs = 20 };
+        struct Conversation server[kPairs], client[kPairs];
+        pthread_t threads[2 * kPairs];
+        for (int i = 0; i < kPairs; i++) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 1;
+            server[i] = (struct Conversation){sv[0], 50, 0};
+            client[i] = (struct Conversation){sv[1], 50, 0};
+            pthread_create(&threads[2 * i], NULL, serve_conversation, &server[i]);
+            pthread_create(&threads[2 * i + 1], NULL, talk, &client[i]);
+        }
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        int done = 0;
+        for (;;) {
+            done = 0;
+            for (int i = 0; i < kPairs; i++) done += __atomic_load_n(&client[i].done, __ATOMIC_ACQUIRE);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (done == kPairs || now.tv_sec - start.tv_sec >= 5) break;
+            usleep(10000);
+        }
+        printf("conversations %d of %d\n", done, kPairs);
+        fflush(stdout);
+        if (write(p[1], "x", 1) != 1) return 1;
+        void* got = NULL;
+        pthread_join(blocker, &got);
+        printf("raw read %ld\n", (long)got);
+        if (done != kPairs) _exit(3);  /* the others may never end: do not join them */
+        for (int i = 0; i < 2 * kPairs; i++) pthread_join(threads[i], NULL);
         return 0;
     }
     if (!strcmp(name, "thread_count")) {

@@ -14,12 +14,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "runtime/fork.h"
 #include "runtime/log.h"
 #include "runtime/parking_lot.h"
 #include "runtime/raw_syscall.h"
 #include "runtime/runtime_fds.h"
+#include "runtime/spinlock.h"
 #include "runtime/tls.h"
 
 #ifdef GREEN_SANITIZE
@@ -45,6 +47,11 @@ constexpr size_t kSchedulerStackSize = 256 * 1024;
 constexpr size_t kSignalStackSize = 64 * 1024;
 
 std::atomic<uint64_t> g_next_root_id{1};
+// The program's threads on every carrier (roots that are program threads, and fibers), for
+// the rule that a process whose main thread called pthread_exit ends with its last thread.
+std::atomic<long> g_program_threads{0};
+std::atomic<bool> g_root_exited{false};
+std::atomic<bool> g_exiting{false};
 void (*g_exit_hook)(Fiber*) = nullptr;
 
 #ifndef GREEN_SANITIZE
@@ -155,6 +162,10 @@ void retire_current_thread() {
 
 unsigned long carrier_os_thread(const Fiber* fiber) {
     return fiber->carrier->os_thread();
+}
+
+void note_program_thread_started() {
+    g_program_threads.fetch_add(1, std::memory_order_relaxed);
 }
 
 int32_t carrier_tid(const Fiber* fiber) {
@@ -270,6 +281,8 @@ const char* park_reason_name(ParkReason reason) {
     return names[static_cast<int>(reason)];
 }
 
+void awaited_after_fork();  // signal masks, below
+
 // ---------------------------------------------------------------------------------------
 // Carrier life cycle.
 
@@ -302,6 +315,7 @@ bool Carrier::init(const RuntimeConfig& config) {
     count_mask(root_->sigmask, 1);
     track(root_);
     fiber_started(counters_);
+    g_program_threads.fetch_add(1);
     running_.store(root_, std::memory_order_relaxed);  // main runs until its first switch
 
     install_overflow_handler();
@@ -361,6 +375,8 @@ void Carrier::retire() {
     if (live_fibers_ != 0) log::fatal("retire with %zu live fibers", live_fibers_);
     free_dead_tls();
     t_fiber = nullptr;  // from here on, libc calls pass through our hooks
+    if (!root_exited_ && !serving()) g_program_threads.fetch_sub(1);
+    carrier_pool_remove(this);
     unregister_carrier(this);
     shut_down_resolver(this);
     if (loop_ready_) {
@@ -461,14 +477,17 @@ void Carrier::reset_after_fork() {
     live_fibers_ = root_survives ? 0 : 1;
     placed_.store(static_cast<uint32_t>(live_fibers_), std::memory_order_relaxed);
     root_exited_ = !root_survives;  // the forking thread is the child's last one
+    g_program_threads.store(1);
+    g_root_exited.store(!root_survives);
+    g_exiting.store(false);
     serving_.store(false);  // a pool carrier's child: it ends with its one thread, as any process
     counters_.fibers_live.store(live_fibers_ + 1, std::memory_order_relaxed);
     waiting_on_peers_ = 0;
     // Only the forking fiber takes signals in the child; fork.cpp gives the kernel its mask.
     Fiber* survivor = self ? self : root_;
     std::memset(blocking_, 0, sizeof blocking_);
-    std::memset(awaited_, 0, sizeof awaited_);
-    masked_fibers_ = blocking_any_ = awaiting_any_ = 0;
+    awaited_after_fork();
+    masked_fibers_ = blocking_any_ = 0;
     for (Fiber* f = all_fibers_; f; f = f->next_on_carrier) f->awaited = 0;
     count_mask(survivor->sigmask, 1);
     kernel_mask_ = kMaskUnknown;
@@ -541,8 +560,10 @@ void Carrier::scheduler_loop() {
             resume(next);
             resume_handed_off();
         }
-        if (root_exited_ && live_fibers_ == 0 && !serving()) {
-            // main() called pthread_exit and the last thread is gone: glibc calls exit(0).
+        if (g_root_exited.load(std::memory_order_relaxed) &&
+            g_program_threads.load(std::memory_order_acquire) == 0 && !g_exiting.exchange(true)) {
+            // main() called pthread_exit and the last thread, on whichever carrier, is gone:
+            // glibc calls exit(0).
             exit(0);
         }
         const bool quiet = !anything_runnable() && waiting_on_peers_ == program_threads();
@@ -614,11 +635,42 @@ void Carrier::resume(Fiber* fiber, bool handed_off) {
 bool Carrier::give_own_tls(Fiber* fiber) {
     char* tp = tls::make_block(tls_template_, fiber->stack);
     if (!tp) return false;
-    *tls::in_block(tp, t_carrier) = this;
     *tls::in_block(tp, t_fiber) = fiber;
-    *tls::in_block(tp, tls::t_os_thread_tp) = thread_tp_;
-    fiber->tls = tp;
+    fiber->tls = tp;  // belong_here() then points it at its carrier
     return true;
+}
+
+// What in a fiber names its carrier; with its own TLS, the words of its block that do.
+void Carrier::belong_here(Fiber* fiber) {
+    fiber->carrier = this;
+    fiber->preempt_flag = &preempt_requested_;
+    if (char* tp = fiber->tls) {
+        *tls::in_block(tp, t_carrier) = this;
+        *tls::in_block(tp, tls::t_os_thread_tp) = thread_tp_;
+    }
+}
+
+// On the monitor: a stuck carrier's fibers that have not started go to carriers that run.
+// None has run, so none has used its TLS block or been counted by its carrier's thread.
+size_t Carrier::hand_over_arrivals() {
+    Fiber* waiting = arrivals_.exchange(nullptr, std::memory_order_acquire);
+    size_t moved = 0;
+    while (waiting) {
+        Fiber* fiber = waiting;
+        waiting = fiber->next_runnable;
+        Carrier* to = place_new_fiber();
+        if (!to || to == this) {
+            send_arrival(fiber);  // every carrier is stuck: it waits here
+            continue;
+        }
+        if (fiber->tls) tls::move_block(fiber->tls, to->tls_template_);
+        to->belong_here(fiber);
+        placed_.fetch_sub(1, std::memory_order_relaxed);
+        to->placed_.fetch_add(1, std::memory_order_relaxed);
+        to->send_arrival(fiber);
+        ++moved;
+    }
+    return moved;
 }
 
 void Carrier::after_switch_back(Fiber* fiber) {
@@ -640,6 +692,7 @@ void Carrier::after_switch_back(Fiber* fiber) {
     if (fiber->awaited) set_awaited(fiber, 0);
     fiber_ended(counters_);
     placed_.fetch_sub(1, std::memory_order_relaxed);
+    g_program_threads.fetch_sub(1, std::memory_order_release);
     untrack(fiber);
     // A joiner may wait on any carrier: the end is told through the parking lot, keyed by the
     // handle. A detached fiber's handle goes now.
@@ -923,12 +976,39 @@ void Carrier::set_fiber_mask(Fiber* fiber, uint64_t mask) {
     count_mask(mask, 1);
 }
 
+// What the process's fibers wait for in sigwait, on any carrier: a signal sent to the process
+// stays pending for the waiter's signalfd, so every carrier blocks it while it idles (as the
+// kernel would give it to the waiting thread, not run a handler on another one).
+namespace {
+SpinLock g_awaited_lock;
+uint32_t g_awaited[64];
+std::atomic<uint64_t> g_awaited_mask{0};
+
+void nudge_other(Carrier* carrier, void*) {
+    if (carrier != Carrier::current()) carrier->nudge();
+}
+}  // namespace
+
 void Carrier::set_awaited(Fiber* fiber, uint64_t set) {
-    for (uint64_t m = fiber->awaited; m; m &= m - 1) --awaited_[__builtin_ctzll(m)];
-    awaiting_any_ -= fiber->awaited != 0;
-    fiber->awaited = set;
-    for (uint64_t m = set; m; m &= m - 1) ++awaited_[__builtin_ctzll(m)];
-    awaiting_any_ += set != 0;
+    uint64_t mask;
+    {
+        SpinGuard hold(g_awaited_lock);
+        for (uint64_t m = fiber->awaited; m; m &= m - 1) --g_awaited[__builtin_ctzll(m)];
+        fiber->awaited = set;
+        for (uint64_t m = set; m; m &= m - 1) ++g_awaited[__builtin_ctzll(m)];
+        mask = 0;
+        for (int i = 0; i < 64; ++i)
+            if (g_awaited[i] != 0) mask |= uint64_t{1} << i;
+    }
+    // The other carriers take the new set at their next turn: wake the sleeping ones now.
+    if (g_awaited_mask.exchange(mask) != mask && carrier_count() > 1)
+        for_each_carrier(nudge_other, nullptr);
+}
+
+void awaited_after_fork() {
+    new (&g_awaited_lock) SpinLock();
+    std::memset(g_awaited, 0, sizeof g_awaited);
+    g_awaited_mask.store(0);
 }
 
 // Blocked while the scheduler waits: what every live fiber blocks, and what a sigwait waits
@@ -939,11 +1019,7 @@ uint64_t Carrier::idle_mask() const {
         for (int i = 0; i < 64; ++i)
             if (blocking_[i] == masked_fibers_) mask |= uint64_t{1} << i;
     }
-    if (awaiting_any_ != 0) {
-        for (int i = 0; i < 64; ++i)
-            if (awaited_[i] != 0) mask |= uint64_t{1} << i;
-    }
-    return mask;
+    return mask | g_awaited_mask.load(std::memory_order_relaxed);
 }
 
 // On the loop, after handlers ran while every fiber was parked: for each signal, interrupt one
@@ -1042,6 +1118,7 @@ void Carrier::take_remote_work() {
 
 void Carrier::serve(void (*ready)(Carrier*)) {
     serving_.store(true, std::memory_order_relaxed);
+    g_program_threads.fetch_sub(1);
     // Not a program thread: the counters count fibers only.
     counters_.fibers_created.store(0, std::memory_order_relaxed);
     counters_.fibers_live.store(0, std::memory_order_relaxed);
@@ -1056,6 +1133,8 @@ void Carrier::serve(void (*ready)(Carrier*)) {
 
 void Carrier::root_exited() {
     root_exited_ = true;
+    g_root_exited.store(true);
+    g_program_threads.fetch_sub(1, std::memory_order_release);
     count_mask(root_->sigmask, -1);  // an exited thread takes no signal
     root_->state = FiberState::kParked;
     root_->park_reason = ParkReason::kExited;

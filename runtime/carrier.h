@@ -44,6 +44,7 @@ bool note_thread_pool_starting();
 // Fibers' handles (fiber.cpp): release_fiber gives up the handle's reference (join, or the end
 // of a detached fiber), drop_fiber_ref any reference; the Fiber is freed at the last.
 void release_fiber(Fiber* fiber);
+void note_program_thread_started();  // a new fiber, on its creator's thread (carrier.cpp)
 void drop_fiber_ref(Fiber* fiber);
 
 // Carriers for new fibers (carrier_pool.cpp): the one a new fiber goes to, every carrier new
@@ -51,6 +52,7 @@ void drop_fiber_ref(Fiber* fiber);
 Carrier* place_new_fiber();
 size_t for_each_placeable(void (*visit)(Carrier*, void*), void* context);
 void carrier_pool_after_fork();
+void carrier_pool_remove(Carrier* carrier);
 
 // The epoll data of libuv's backend fd in the carrier's set; program fds carry fd | gen << 32.
 constexpr uint64_t kLibuvTag = UINT64_MAX;
@@ -145,6 +147,9 @@ public:
     // Set by the monitor while the carrier is held by a call no hook reached: no new fibers.
     bool stuck() const { return stuck_.load(std::memory_order_relaxed); }
     void set_stuck(bool stuck) { stuck_.store(stuck, std::memory_order_relaxed); }
+    // From the monitor, for a stuck carrier: the fibers other threads made for it and it has
+    // not taken yet go to other carriers. Returns how many moved.
+    size_t hand_over_arrivals();
     void set_scheduler_context(void* context) { scheduler_context_ = context; }
     static void (*exit_hook())(Fiber*);
 
@@ -182,6 +187,8 @@ public:
         bool reported = false;
         uint64_t slice_switches = 0;  // time slices: the run being timed and since when
         uint64_t slice_since_ns = 0;
+        uint64_t stuck_switches = 0;  // stuck carriers: the run being timed and since when
+        uint64_t stuck_since_ns = 0;
     } monitor_view_;
     // Work other threads queued here and the carrier has not taken yet.
     bool remote_work_waiting() const;
@@ -209,6 +216,7 @@ private:
     void resume_handed_off();
     // Gives a new fiber its own glibc descriptor and TLS block (tls.h); false if out of memory.
     bool give_own_tls(Fiber* fiber);
+    void belong_here(Fiber* fiber);
     void after_switch_back(Fiber* fiber);
     void switch_to_scheduler(Fiber* self);
     void push_runnable(Fiber* fiber);
@@ -309,18 +317,16 @@ private:
     std::atomic<Fiber*> signal_target_{nullptr};
     std::atomic<uint64_t> handlers_ran_{0};  // signals handled while a fiber ran
     // Masks. While a fiber runs the kernel mask is its mask; while the scheduler waits it is
-    // idle_mask(): what every live fiber blocks and no sigwait waits for. blocking_[n-1]
-    // counts the live fibers that block signal n, awaited_[n-1] those that sigwait for it.
+    // idle_mask(): what every live fiber blocks, and what a sigwait on any carrier waits for.
+    // blocking_[n-1] counts the live fibers that block signal n.
     static constexpr uint64_t kMaskUnknown = ~uint64_t{0};  // no real mask (SIGKILL is never)
     uint64_t idle_mask() const;
     void count_mask(uint64_t mask, int delta);
     void set_kernel_mask(uint64_t mask);
     uint64_t kernel_mask_ = kMaskUnknown;
     uint32_t blocking_[64] = {};
-    uint32_t awaited_[64] = {};
     uint32_t masked_fibers_ = 0;               // live fibers counted in blocking_
     uint32_t blocking_any_ = 0;                // of them, those with a non-empty mask
-    uint32_t awaiting_any_ = 0;                // fibers in sigwait
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
     std::atomic<int> epoll_fd_{-1};

@@ -17,7 +17,7 @@
 namespace green {
 namespace {
 
-constexpr unsigned kMaxCarriers = 256;
+constexpr unsigned kMaxCarriers = 64;  // as many as the monitor looks after (kMaxLooked)
 
 CarrierPoolConfig g_config;
 unsigned g_wanted = 1;  // carriers in all, main's included
@@ -36,14 +36,19 @@ unsigned cpus_allowed() {
     return n > 0 ? static_cast<unsigned>(n) : 1;
 }
 
+bool is_placeable(const Carrier* carrier, uint32_t count) {
+    for (uint32_t i = 0; i < count; ++i)
+        if (g_placeable[i].load(std::memory_order_relaxed) == carrier) return true;
+    return false;
+}
+
+// Into the first free slot (one a retired carrier left, or a new one).
 void add_placeable(Carrier* carrier) {
-    uint32_t slot = g_placeable_count.load(std::memory_order_relaxed);
-    // Carriers join one at a time in practice; the loop keeps two racing ones apart.
-    for (;;) {
+    uint32_t slot = 0;
+    for (;; ++slot) {
         if (slot >= kMaxCarriers) return;
         Carrier* expected = nullptr;
         if (g_placeable[slot].compare_exchange_strong(expected, carrier)) break;
-        ++slot;
     }
     uint32_t count = g_placeable_count.load(std::memory_order_relaxed);
     while (count < slot + 1 &&
@@ -98,10 +103,16 @@ unsigned carriers_wanted() {
 }
 
 void carriers_needed() {
-    if (g_wanted <= 1 || !g_config.create_thread || g_started.load(std::memory_order_relaxed))
-        return;
+    if (g_wanted <= 1 || !g_config.create_thread) return;
     Carrier* here = Carrier::current();
-    if (!here || g_started.exchange(true)) return;
+    if (!here) return;
+    if (g_started.load(std::memory_order_relaxed) || g_started.exchange(true)) {
+        // A carrier adopted after the pool started (a library's user, a test) joins it.
+        if (!is_placeable(here, g_placeable_count.load(std::memory_order_acquire)) &&
+            here->ensure_loop())
+            add_placeable(here);
+        return;
+    }
     // This carrier's loop first: its runtime fds grow the fd table while no other thread
     // shares it (a shared table's growth waits for an RCU grace period).
     if (!here->ensure_loop()) return;
@@ -127,19 +138,19 @@ void carriers_needed() {
     }
 }
 
-// The least loaded carrier that is not stuck, by fibers placed and not yet ended; ties go
-// round the carriers in turn. With one carrier, or off a carrier's own list, the caller's.
+// The least loaded carrier that is not stuck, by threads placed and not yet ended (main
+// counted on its carrier); ties go round the carriers in turn. With one carrier, or off a carrier's own list, the caller's.
 Carrier* place_new_fiber() {
     Carrier* here = Carrier::current();
     const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
-    if (n <= 1) return here;
+    if (n <= 1 || (here && !is_placeable(here, n))) return here;
     const uint32_t start = g_rotor.fetch_add(1, std::memory_order_relaxed);
     Carrier* best = nullptr;
     uint32_t best_load = UINT32_MAX;
     for (uint32_t i = 0; i < n; ++i) {
         Carrier* c = g_placeable[(start + i) % n].load(std::memory_order_relaxed);
         if (!c || c->stuck()) continue;
-        const uint32_t load = c->placed();
+        const uint32_t load = c->placed() + (c->serving() ? 0 : 1);  // main is a thread too
         if (load < best_load) {
             best = c;
             best_load = load;
@@ -153,6 +164,15 @@ size_t for_each_placeable(void (*visit)(Carrier*, void*), void* context) {
     for (uint32_t i = 0; i < n; ++i)
         if (Carrier* c = g_placeable[i].load(std::memory_order_relaxed)) visit(c, context);
     return n;
+}
+
+// A carrier that retires (a thread that adopted itself and leaves) takes no more fibers.
+void carrier_pool_remove(Carrier* carrier) {
+    const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < n; ++i) {
+        Carrier* expected = carrier;
+        g_placeable[i].compare_exchange_strong(expected, nullptr);
+    }
 }
 
 // In a forked child: the other carriers' threads are gone. The child starts its own at its

@@ -22,6 +22,10 @@ struct CarrierCounters {
     std::atomic<uint64_t> preempted_by_signal{0};
     std::atomic<uint64_t> preempt_declined{0};
     std::atomic<uint64_t> parks[static_cast<int>(ParkReason::kCount)]{};
+    // Written by the monitor alone: the times it found the carrier held by a call no hook
+    // reached (stuck), and the fibers it had not started that went to other carriers then.
+    std::atomic<uint64_t> stuck{0};
+    std::atomic<uint64_t> handed_over{0};
 };
 
 // Only on the owning carrier's thread.

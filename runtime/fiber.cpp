@@ -135,8 +135,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     }
     fiber->id = g_next_fiber_id.fetch_add(1, std::memory_order_relaxed);
     fiber->tid = next_fiber_tid();
-    fiber->carrier = this;
-    fiber->preempt_flag = &preempt_requested_;
+    belong_here(fiber);
     fiber->start = start;
     fiber->arg = arg;
     if (options.detached) fiber->ending.store(Fiber::kDetached, std::memory_order_relaxed);
@@ -153,6 +152,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
 #endif
     register_fiber(fiber);
     placed_.fetch_add(1, std::memory_order_relaxed);
+    note_program_thread_started();
     if (here == this)
         start_fiber(fiber);
     else

@@ -79,7 +79,9 @@ void look_at(Carrier* c, void* context) {
     auto* scan = static_cast<Scan*>(context);
     Carrier::MonitorView& v = c->monitor_view_;
     uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
-    if (switches != v.switches || !c->running_fiber() || v.since_ns == 0) {  // 0: a first look
+    // A fiber alone on its carrier holds no one up, as a thread alone on its core does not.
+    const bool alone = c->counters().fibers_live.load(std::memory_order_relaxed) < 2;
+    if (switches != v.switches || !c->running_fiber() || v.since_ns == 0 || alone) {  // 0: first
         v.switches = switches;
         v.since_ns = scan->now_ns;
         v.reported = false;  // a new incident may begin
@@ -374,6 +376,39 @@ void look_for_slice(Carrier* c, void* context) {
         scan->to_signal[scan->count++] = c->tid();
 }
 
+// Stuck carriers: one whose fiber has held it for kStuckNs without a switch while its thread
+// waits in the kernel (a call no hook reached: a raw system call, a lock glibc takes inside,
+// a page fault on a network file) gets no new fibers, and those made for it and not started
+// yet go to other carriers, until it switches again. A thread that computes ('R') is not
+// stuck: time slices are for that, and it is looked at again only after another kStuckNs.
+constexpr uint64_t kStuckNs = 20 * 1000 * 1000;
+
+void look_for_stuck(Carrier* c, void* context) {
+    const uint64_t now = *static_cast<const uint64_t*>(context);
+    Carrier::MonitorView& v = c->monitor_view_;
+    const uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
+    if (switches != v.stuck_switches || !c->running_fiber() || c->idle() ||
+        v.stuck_since_ns == 0) {
+        v.stuck_switches = switches;
+        v.stuck_since_ns = now;
+        if (c->stuck()) c->set_stuck(false);
+        return;
+    }
+    if (now - v.stuck_since_ns < kStuckNs) return;
+    if (!c->stuck()) {
+        if (carrier_count() < 2 || thread_state(c->tid()) == 'R') {
+            v.stuck_since_ns = now;  // not stuck (or no one to give its work): look later
+            return;
+        }
+        c->set_stuck(true);
+        bump(c->counters().stuck);
+        log::info("carrier %d (thread %d) is held by a call no hook reached; new threads go to "
+                  "other carriers", c->index(), c->tid());
+    }
+    if (c->remote_work_waiting())
+        if (size_t moved = c->hand_over_arrivals()) bump(c->counters().handed_over, moved);
+}
+
 // Every carrier waits in the kernel: nothing can stall or need pre-empting until one wakes,
 // and the first that does wakes the monitor (carrier_busy_again). 0 awake, 1 asleep.
 std::atomic<uint32_t> g_asleep{0};
@@ -414,6 +449,8 @@ void* monitor_main(void*) {
     uint64_t period_ns = UINT64_MAX;
     if (threshold_ns) period_ns = std::max<uint64_t>(threshold_ns / 4, 1000000);
     if (slice_ns) period_ns = std::min(period_ns, std::max<uint64_t>(slice_ns / 4, 125000));
+    const bool several = carriers_wanted() > 1;
+    if (several) period_ns = std::min(period_ns, kStuckNs / 4);
     const timespec period = timespec_from_ns(period_ns);
     static Scan scan;
     static SliceScan slices;
@@ -436,6 +473,10 @@ void* monitor_main(void*) {
         slices.all_idle = true;
         slices.count = 0;
         for_each_carrier(look_for_slice, &slices);
+        if (several) {
+            uint64_t at = now;
+            for_each_carrier(look_for_stuck, &at);
+        }
         forget_gone_carriers();
         for (int i = 0; i < slices.count && !g_sandboxed.load(std::memory_order_relaxed); ++i)
             if (thread_state(slices.to_signal[i]) == 'R')  // not in a system call: see report()
@@ -536,10 +577,12 @@ bool start_monitor(const MonitorConfig& config) {
 }
 
 void monitor_needed() {
-    if (!preemption().slice_ns || !g_config.create_thread ||
+    if ((!preemption().slice_ns && carriers_wanted() < 2) || !g_config.create_thread ||
         g_running.load(std::memory_order_relaxed))
         return;
-    if (!run_monitor()) log::warn("cannot start the monitor thread; fibers are not pre-empted");
+    if (!run_monitor())
+        log::warn("cannot start the monitor thread; fibers are not pre-empted and a stuck "
+                  "carrier goes unnoticed");
 }
 
 void monitor_sandboxed() {

@@ -41,6 +41,7 @@ struct Snapshot {
     uint64_t created = 0, live = 0, peak = 0, switches = 0, blocked = 0;
     uint64_t parks[kReasons] = {};
     uint64_t preempted_at_call = 0, preempted_by_signal = 0, preempt_declined = 0;
+    uint64_t stuck = 0, handed_over = 0;
 
     void add(const CarrierCounters& c) {
         auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
@@ -53,6 +54,8 @@ struct Snapshot {
         preempted_at_call += get(c.preempted_at_call);
         preempted_by_signal += get(c.preempted_by_signal);
         preempt_declined += get(c.preempt_declined);
+        stuck += get(c.stuck);
+        handed_over += get(c.handed_over);
     }
 };
 
@@ -68,6 +71,8 @@ void fold_into_retired(const CarrierCounters& c) {
     add(g_retired.preempted_at_call, c.preempted_at_call);
     add(g_retired.preempted_by_signal, c.preempted_by_signal);
     add(g_retired.preempt_declined, c.preempt_declined);
+    add(g_retired.stuck, c.stuck);
+    add(g_retired.handed_over, c.handed_over);
 }
 
 // Appends formatted text to a fixed buffer; what does not fit is dropped whole lines first.
@@ -108,6 +113,8 @@ void counters_lines(Text& out, const char* scope, const Snapshot& s) {
     out.line("green.stats.%s.preempted_by_signal=%llu", scope,
              (unsigned long long)s.preempted_by_signal);
     out.line("green.stats.%s.preempt_declined=%llu", scope, (unsigned long long)s.preempt_declined);
+    out.line("green.stats.%s.stuck=%llu", scope, (unsigned long long)s.stuck);
+    out.line("green.stats.%s.handed_over=%llu", scope, (unsigned long long)s.handed_over);
 }
 
 // The same totals in one sentence, for a person reading stderr.
@@ -131,6 +138,10 @@ void summary_line(Text& out, const Snapshot& s, const char* reason) {
         (unsigned long long)(s.preempted_at_call + s.preempted_by_signal),
         (unsigned long long)s.preempted_by_signal, (unsigned long long)s.blocked,
         (unsigned long long)g_passthrough.load(std::memory_order_relaxed));
+    if (s.stuck)
+        out.line("green: a carrier was found held by a call no hook reached %llu times; %llu "
+                 "fibers not yet started moved to other carriers",
+                 (unsigned long long)s.stuck, (unsigned long long)s.handed_over);
 }
 
 std::atomic<bool> g_dumping{false};

@@ -110,9 +110,18 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
 
 // A fresh block: ld.so's initial values for every module's TLS, a copy of the descriptor at
 // `thread_tp` made fit for a new thread of its own.
+void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t stack_size);
+
 char* fresh_block(const char* thread_tp, char* stack_limit, size_t stack_size) {
     char* tcb = static_cast<char*>(g_allocate(nullptr));
     if (!tcb) return nullptr;
+    fill_descriptor(tcb, thread_tp, stack_limit, stack_size);
+    return tcb;
+}
+
+// A new thread's descriptor in `tcb`, as a copy of the one at `thread_tp`; the block keeps its
+// own DTV.
+void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t stack_size) {
     void* dtv = at<void*>(tcb, 8);
     std::memcpy(tcb, thread_tp, kSizeofPthread);  // canary (0x28), pointer guard (0x30), tid
     at<void*>(tcb, 0) = tcb;                      // header.tcb: %fs:0, the TLS base
@@ -141,7 +150,6 @@ char* fresh_block(const char* thread_tp, char* stack_limit, size_t stack_size) {
     // makes sched_getcpu ask the kernel.
     at<uint32_t>(tcb, kRseqOffset) = 0;
     at<uint32_t>(tcb, kRseqOffset + 4) = UINT32_MAX;
-    return tcb;
 }
 
 // glibc makes a thread's malloc cache (tcache, 640 bytes) at its first malloc and frees it
@@ -281,17 +289,28 @@ void template_after_fork(Template* t, char* thread_tp) {
     copy_tid(thread_tp, t->descriptor);
 }
 
-char* make_block(const Template* from, const Stack& stack) {
-    char* tcb = fresh_block(from->descriptor, stack.limit, stack.usable());
-    if (!tcb) return nullptr;
-    // Resolver state (res_init, res_query): the carrier's, as glibc gives a new thread its
-    // descriptor's and libgreen's descriptor is the carrier's (THREAD_SELF, above).
+// The words a block takes from its carrier's TLS. Resolver state (res_init, res_query): the
+// carrier's, as glibc gives a new thread its descriptor's and libgreen's descriptor is the
+// carrier's (THREAD_SELF, above).
+void share_carrier_words(char* tcb, const Template* from) {
     at<void*>(tcb, g_resp_slot) = from->resp;
     if (g_tcache_slot != 0) {
         at<void*>(tcb, g_tcache_slot) = from->tcache;
         at<void*>(tcb, g_arena_slot) = from->arena;
     }
+}
+
+char* make_block(const Template* from, const Stack& stack) {
+    char* tcb = fresh_block(from->descriptor, stack.limit, stack.usable());
+    if (!tcb) return nullptr;
+    share_carrier_words(tcb, from);
     return tcb;
+}
+
+void move_block(char* tp, const Template* to) {
+    fill_descriptor(tp, to->descriptor, at<char*>(tp, kStackBlockOffset),
+                    at<size_t>(tp, kStackBlockOffset + 8));
+    share_carrier_words(tp, to);
 }
 
 void start_thread() {

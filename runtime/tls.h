@@ -47,6 +47,8 @@ void free_template(Template* t);
 // A new TCB and TLS block for a fiber running on `stack`, from a carrier's template; null if
 // out of memory. The block's libc malloc cache and arena are the carrier's (see tls.cpp).
 char* make_block(const Template* from, const Stack& stack);
+// A block made for one carrier, whose fiber has not run yet, becomes one for another's.
+void move_block(char* tp, const Template* to);
 // On the fiber, first thing: what glibc's start_thread sets up in a new thread's TLS (the
 // <ctype.h> tables' pointers; isspace() crashed without them).
 void start_thread();

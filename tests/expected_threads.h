@@ -13,12 +13,12 @@ namespace green_test {
 inline int carriers_expected() {
     if (const char* v = getenv("GREEN_CARRIERS")) {
         int n = atoi(v);
-        if (n >= 1 && n <= 256) return n;
+        if (n >= 1 && n <= 64) return n;
     }
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
     int n = CPU_COUNT(&set);
-    return n < 1 ? 1 : n > 256 ? 256 : n;
+    return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
 }  // namespace green_test
