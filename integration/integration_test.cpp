@@ -299,6 +299,22 @@ TEST_CASE("a child started with fork+exec sees the socket flags the program set"
     }
 }
 
+// A thread on a pool carrier forks: the child has that one carrier (and the monitor), as a
+// threaded program's child has one thread, and starts its own pool at its first thread.
+TEST_CASE("a fork from a thread on another carrier gives a child with one carrier", "[fork]") {
+    Run native = run({{tool("scenarios"), "fork_from_thread"}, {}, false}, 10000);
+    CHECK(native.out == "child threads before 1 during 5\nchild status 0\n");
+    for (int carriers : {2, 3}) {
+        Run green = run({{tool("scenarios"), "fork_from_thread"},
+                         {"GREEN_CARRIERS=" + std::to_string(carriers)},
+                         true},
+                        10000);
+        INFO(green.err);
+        CHECK(green.out == "child threads before 2 during " + std::to_string(carriers + 1) +
+                               "\nchild status 0\n");
+    }
+}
+
 TEST_CASE("a forked child that closes the listener leaves the parent's accept working", "[fork]") {
     for (bool green : {false, true}) {
         Run r = run({{tool("scenarios"), "fork_child_closes_listener"}, {}, green}, 10000);

@@ -99,6 +99,27 @@ static void* raw_read_thread(void* arg) {
     return (void*)raw_read((int)(long)arg, &c, 1);
 }
 
+/* fork() from a thread (on a pool carrier under the shim): the child has that one thread,
+ * then makes four of its own and joins them. Prints what the child saw. */
+static void* forker(void* arg) {
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int before = os_threads();
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, snooze, (void*)20000L);
+        usleep(5000);
+        int during = os_threads();
+        for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+        printf("child threads before %d during %d\n", before, during);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    return (void*)(long)status;
+}
+
 /* One client and its server thread: `rounds` request/reply pairs over a socket pair. */
 struct Conversation {
     int fd;
@@ -247,6 +268,14 @@ int main(int argc, char** argv) {
         printf("raw read %ld\n", (long)got);
         if (done != kPairs) _exit(3);  /* the others may never end: do not join them */
         for (int i = 0; i < 2 * kPairs; i++) pthread_join(threads[i], NULL);
+        return 0;
+    }
+    if (!strcmp(name, "fork_from_thread")) {
+        pthread_t t;
+        void* status = NULL;
+        pthread_create(&t, NULL, forker, NULL);
+        pthread_join(t, &status);
+        printf("child status %ld\n", (long)status);
         return 0;
     }
     if (!strcmp(name, "thread_count")) {
