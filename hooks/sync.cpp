@@ -823,8 +823,14 @@ int pthread_spin_unlock(pthread_spinlock_t* lock) {
 // FILE locks stay glibc's, per OS thread (all fibers of a carrier are one owner to them); the
 // wrappers count them as held locks, so that no fiber is pre-empted between flockfile and
 // funlockfile, where another fiber of its carrier would walk into the stream (exports.cpp).
+// A lock held on another carrier is waited for by the fiber, not the carrier: its holder may
+// be parked and need a fiber of this carrier to go on. glibc's unlock wakes only kernel
+// waiters, so the fiber tries again after a short sleep (20 us, doubling up to 1 ms).
 void flockfile(FILE* stream) {
-    real::get().flockfile(stream);
+    if (!current_fiber()) return real::get().flockfile(stream);
+    for (uint64_t pause_ns = 20000; real::get().ftrylockfile(stream) != 0;
+         pause_ns = pause_ns < 1000000 ? pause_ns * 2 : 1000000)
+        sleep_until(deadline_after_ns(pause_ns), ParkReason::kMutex);
 }
 int ftrylockfile(FILE* stream) {
     return real::get().ftrylockfile(stream);

@@ -41,15 +41,14 @@ pthread_t handle_of(Fiber* fiber) { return reinterpret_cast<pthread_t>(fiber); }
 // fiber that runs or is about to run takes the signal as a running thread does, in its
 // handler, and no one's call is interrupted (the handler runs on the carrier while the sender
 // or another fiber runs, which the runtime then takes as theirs).
-// A signal the carrier blocks (the sender shares the target's carrier, so its mask is the
-// carrier's) runs no handler now: it stays pending, as for a blocked thread, and must not
-// leave the fiber named for whichever handler runs next.
+// A signal the target blocks interrupts nothing, on its carrier or from another one: it
+// runs a handler for whichever fiber accepts it, or stays pending, and must not leave the
+// target named for whichever handler runs next.
 bool interrupts(const Fiber* fiber, int sig) {
     if (sig <= 0 || sig >= NSIG) return false;
     if (__atomic_load_n(&fiber->state, __ATOMIC_ACQUIRE) != FiberState::kParked) return false;
-    Fiber* self = current_fiber();
-    if (!self || self->carrier != fiber->carrier) return true;
-    return (fiber->sigmask & (uint64_t{1} << (sig - 1))) == 0;  // the target's own mask
+    const uint64_t mask = __atomic_load_n(&fiber->sigmask, __ATOMIC_RELAXED);
+    return (mask & (uint64_t{1} << (sig - 1))) == 0;  // the target's own mask
 }
 
 // A non-root fiber: the one kind of "thread" whose identity and data we keep ourselves.
@@ -272,9 +271,9 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     carriers_needed();
     __libc_single_threaded = 0;
     Fiber* fiber = nullptr;
+    options.before_start = add_tid;  // before it can end, on whichever carrier it runs
     int err = spawn(start, arg, options, &fiber);
     if (err) return err;
-    add_tid(fiber);
     *thread = handle_of(fiber);
     return 0;
 }

@@ -65,6 +65,15 @@ check_run() {
   return 1
 }
 
+# The carrier threads a program under the shim runs: GREEN_CARRIERS, else one per CPU this
+# process may run on (nproc honours the affinity mask, as the runtime does).
+carriers() {
+  local n=${GREEN_CARRIERS:-}
+  if [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 64)); then echo "$n"; return; fi
+  n=$(nproc)
+  echo $((n > 64 ? 64 : n))
+}
+
 # green_run WHAT MAX_THREADS NATIVE_THREADS EXPECTED COMMAND...: COMMAND under the shim with
 # the watchdog (one more OS thread: it names the fiber that holds the carrier when this
 # fails) and GREEN_STATS (how many fibers ran and where they parked), checked as check_run

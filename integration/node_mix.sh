@@ -28,10 +28,10 @@ dns: localhost is IPv4"
 
 # Natively Node runs 11 OS threads here (main, 4 V8 platform workers, V8's delayed-task
 # scheduler, the inspector's I/O thread, 4 libuv pool threads once the pool is used). Under
-# the shim all but main are fibers on one carrier: today 2 are seen, main and the watchdog
-# asked for below. The bound leaves room for one more of libgreen's own (libuv's pool behind
-# its resolver, a pre-emption timer), never for Node's ten.
-max_green_threads=3
+# the shim they are all fibers on the carriers (one per CPU), beside the monitor (time slices,
+# the watchdog asked for below). The bound leaves room for one more of libgreen's own (libuv's
+# pool behind its resolver), never for Node's ten.
+max_green_threads=$(($(carriers) + 2))
 
 status=0
 # Node's temporary files go to $work: a run that gives up cannot remove its own.

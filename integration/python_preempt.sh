@@ -20,10 +20,10 @@ interrupt_main reached the busy loop"
 
 # Natively the script runs up to 8 OS threads at once (main, the spinner, the sleeper, the
 # feeder and its receiver, the lock hand-off and its two players; the sampling sees 5 to 8,
-# they live half a second). Under the shim they are fibers on main's carrier; the bound leaves
-# room for libgreen's own threads (the watchdog asked for below, and one more such as a
-# pre-emption timer), not for the script's.
-max_green_threads=3
+# they live half a second). Under the shim they are fibers on the carriers; the bound leaves
+# room for libgreen's own threads (the monitor, and one more such as libuv's pool), not for
+# the script's.
+max_green_threads=$(($(carriers) + 2))
 
 status=0
 bounded_run native 60 env "$python" "$script"

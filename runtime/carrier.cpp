@@ -553,7 +553,7 @@ void Carrier::scheduler_loop() {
         resume_handed_off();
         // Then one slice for the fiber preempted longest ago; a fiber woken meanwhile (the
         // poll below) runs before the next one: within a slice of becoming ready.
-        if (preempted_before) {
+        if (preempted_before && preempted_head_) {  // (a fork's child has emptied it)
             Fiber* next = preempted_head_;
             preempted_head_ = next->next_runnable;
             if (!preempted_head_) preempted_tail_ = nullptr;

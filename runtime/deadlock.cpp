@@ -102,6 +102,9 @@ void Carrier::check_deadlock() {
     if (carrier_count() != 1 && !(others_quiet(this, &first) && others_quiet(this, &second) &&
                                   first == second))
         return;
+    // A wake-up another carrier sent here before it became quiet: after the looks, so that
+    // one sent before the other carrier's flag was read is seen.
+    if (remote_work_waiting()) return;
     long threads = process_threads();
     if (threads < 0 || threads != static_cast<long>(carrier_count()) + internal_thread_count())
         return;

@@ -153,6 +153,7 @@ Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions
     register_fiber(fiber);
     placed_.fetch_add(1, std::memory_order_relaxed);
     note_program_thread_started();
+    if (options.before_start) options.before_start(fiber);
     if (here == this)
         start_fiber(fiber);
     else
@@ -203,6 +204,9 @@ void fiber_entry(ctx::transfer_t transfer) {
     // Entered from Carrier::resume(): record the scheduler's context to switch back to.
     fiber->carrier->set_scheduler_context(transfer.fctx);
     if (fiber->tls) tls::start_thread();
+    // On a fiber of this carrier: the TLS blocks of its ended fibers (never on the scheduler,
+    // which must not call a program's free: runtime_alloc.h).
+    fiber->carrier->free_dead_tls();
     errno = 0;
     try {
         fiber->exit_value = fiber->start(fiber->arg);

@@ -367,7 +367,10 @@ void look_for_slice(Carrier* c, void* context) {
     if (ran < scan->slice_ns && !(waited && (c->next_deadline() <= scan->now_ns ||
                                              has_ready_fds(c))))
         return;
-    if (c->counters().fibers_live.load(std::memory_order_relaxed) < 2) return;
+    // Alone on its carrier, a fiber holds no one up; unless others wait to start there.
+    if (c->counters().fibers_live.load(std::memory_order_relaxed) < 2 &&
+        !c->remote_work_waiting())
+        return;
     // The signal goes with the request: a fiber that makes a hooked call first gives way
     // there, and the handler then finds no request and returns at once. Not to a fiber that
     // blocks SIGURG: it would stay pending, for the program's sigpending and signalfd to see.

@@ -59,6 +59,9 @@ struct SpawnOptions {
     void* user_stack_top = nullptr;  // a stack the caller owns (pthread_attr_setstack)
     size_t user_stack_size = 0;
     bool detached = false;
+    // Called on the creator's thread once the fiber exists and before it can run (it may start
+    // at once on another carrier): what must know of it before its end can (thread ids).
+    void (*before_start)(Fiber*) = nullptr;
 };
 
 // Starts start(arg) on a new fiber, on the carrier placement chooses. Returns 0 or an errno value

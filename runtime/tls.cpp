@@ -44,6 +44,7 @@ constexpr size_t kSpecificUsedOffset = 1552;  // bool specific_used
 constexpr size_t kStackBlockOffset = 1680;    // void* stackblock, size_t stackblock_size
 constexpr size_t kTlsStateOffset = 2304;      // strsignal_buf, strerror_l_buf (malloc'd)
 constexpr size_t kRseqOffset = 2336;          // struct rseq: cpu_id_start, cpu_id, ...
+constexpr size_t kMultipleThreadsOffset = 24;  // tcbhead_t.multiple_threads
 constexpr size_t kGscopeFlagOffset = 28;      // tcbhead_t.gscope_flag
 
 using AllocateTls = void* (*)(void*);
@@ -131,6 +132,10 @@ void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t
     // the carrier as "another thread" whose handler glibc never installed, and loop; fork's
     // reclaim of the other threads' stacks). Fields glibc reads %fs-relative are the copy's.
     at<int>(tcb, kGscopeFlagOffset) = 0;
+    // A fiber is another thread: glibc's malloc must take its arena's fastbins atomically.
+    // (A carrier's template may be older than the process's second thread: carrier 0's is
+    // taken at start, when glibc still said single-threaded, and skipped the atomics.)
+    at<int>(tcb, kMultipleThreadsOffset) = 1;
     // Not on glibc's thread lists: links to itself, as an empty list head.
     at<void*>(tcb, kListOffset) = tcb + kListOffset;
     at<void*>(tcb, kListOffset + 8) = tcb + kListOffset;
