@@ -651,8 +651,10 @@ void Carrier::belong_here(Fiber* fiber) {
 }
 
 // On the monitor: a stuck carrier's fibers that have not started go to carriers that run.
-// None has run, so none has used its TLS block or been counted by its carrier's thread.
-size_t Carrier::hand_over_arrivals() {
+// None has run, so none has used its TLS block or been counted by its carrier's thread. The
+// monitor has an fd table of its own, where the carriers' eventfds are not: a carrier that
+// sleeps and was given fibers is named in `idle` for the monitor to wake with a signal.
+size_t Carrier::hand_over_arrivals(Carrier** idle, int* idle_count, int idle_max) {
     Fiber* waiting = arrivals_.exchange(nullptr, std::memory_order_acquire);
     size_t moved = 0;
     while (waiting) {
@@ -660,14 +662,15 @@ size_t Carrier::hand_over_arrivals() {
         waiting = fiber->next_runnable;
         Carrier* to = place_new_fiber();
         if (!to || to == this) {
-            send_arrival(fiber);  // every carrier is stuck: it waits here
+            send_arrival(fiber, false);  // every carrier is stuck: it waits here
             continue;
         }
         if (fiber->tls) tls::move_block(fiber->tls, to->tls_template_);
         to->belong_here(fiber);
         placed_.fetch_sub(1, std::memory_order_relaxed);
         to->placed_.fetch_add(1, std::memory_order_relaxed);
-        to->send_arrival(fiber);
+        to->send_arrival(fiber, false);
+        if (to->idle() && *idle_count < idle_max) idle[(*idle_count)++] = to;
         ++moved;
     }
     return moved;
@@ -916,13 +919,13 @@ void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
 }
 
 // A fiber made by another thread for this carrier (spawn_fiber), linked through next_runnable.
-void Carrier::send_arrival(Fiber* fiber) {
+void Carrier::send_arrival(Fiber* fiber, bool wake) {
     fiber->next_runnable = arrivals_.load(std::memory_order_relaxed);
     while (!arrivals_.compare_exchange_weak(fiber->next_runnable, fiber,
                                             std::memory_order_seq_cst,
                                             std::memory_order_relaxed)) {
     }
-    wake_if_idle();
+    if (wake) wake_if_idle();
 }
 
 // The sender's half of the sleep protocol (the mirror is in poll_once): the push above is
@@ -1080,30 +1083,30 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
     self->take_remote_work();
 }
 
-// Fibers other threads started here, then wake-ups they sent, each in the order sent (the
-// stacks hold the newest first).
-void Carrier::take_remote_work() {
-    Fiber* arrived = arrivals_.exchange(nullptr, std::memory_order_acquire);
-    Fiber* first = nullptr;
-    while (arrived) {
-        Fiber* next = arrived->next_runnable;
-        arrived->next_runnable = first;
-        first = arrived;
-        arrived = next;
+// A lock-free stack taken whole (newest first), as a list in the order it was pushed.
+template <typename Node>
+static Node* oldest_first(Node* newest, Node* Node::*link) {
+    Node* oldest = nullptr;
+    while (newest) {
+        Node* next = newest->*link;
+        newest->*link = oldest;
+        oldest = newest;
+        newest = next;
     }
+    return oldest;
+}
+
+// Fibers other threads started here, then wake-ups they sent, each in the order sent.
+void Carrier::take_remote_work() {
+    Fiber* first = oldest_first(arrivals_.exchange(nullptr, std::memory_order_acquire),
+                                &Fiber::next_runnable);
     while (first) {
         Fiber* next = first->next_runnable;
         start_fiber(first);
         first = next;
     }
-    RemoteWake* pending = inbox_.exchange(nullptr, std::memory_order_acquire);
-    RemoteWake* in_order = nullptr;
-    while (pending) {
-        RemoteWake* next = pending->next;
-        pending->next = in_order;
-        in_order = pending;
-        pending = next;
-    }
+    RemoteWake* in_order =
+        oldest_first(inbox_.exchange(nullptr, std::memory_order_acquire), &RemoteWake::next);
     while (in_order) {
         RemoteWake* wake = in_order;
         in_order = wake->next;

@@ -148,8 +148,9 @@ public:
     bool stuck() const { return stuck_.load(std::memory_order_relaxed); }
     void set_stuck(bool stuck) { stuck_.store(stuck, std::memory_order_relaxed); }
     // From the monitor, for a stuck carrier: the fibers other threads made for it and it has
-    // not taken yet go to other carriers. Returns how many moved.
-    size_t hand_over_arrivals();
+    // not taken yet go to other carriers; those that sleep are put in `idle` (up to
+    // `idle_max`) for the monitor to wake. Returns how many fibers moved.
+    size_t hand_over_arrivals(Carrier** idle, int* idle_count, int idle_max);
     void set_scheduler_context(void* context) { scheduler_context_ = context; }
     static void (*exit_hook())(Fiber*);
 
@@ -224,7 +225,7 @@ private:
     bool anything_runnable() const { return run_next_ || run_head_ || preempted_head_; }
     // Work other threads hand this carrier: fibers they made for it, wake-ups they sent.
     void start_fiber(Fiber* fiber);
-    void send_arrival(Fiber* fiber);
+    void send_arrival(Fiber* fiber, bool wake = true);  // wake: if it sleeps (never the monitor)
     void wake_if_idle();
     void take_remote_work();
     // Live threads of the program on this carrier: its fibers, and main if it runs here.

@@ -386,8 +386,16 @@ void look_for_slice(Carrier* c, void* context) {
 // stuck: time slices are for that, and it is looked at again only after another kStuckNs.
 constexpr uint64_t kStuckNs = 20 * 1000 * 1000;
 
+struct StuckScan {
+    uint64_t now_ns;
+    Carrier* to_wake[kMaxLooked];  // sleeping carriers that were handed fibers
+    int32_t tids[kMaxLooked];
+    int count;
+};
+
 void look_for_stuck(Carrier* c, void* context) {
-    const uint64_t now = *static_cast<const uint64_t*>(context);
+    auto* scan = static_cast<StuckScan*>(context);
+    const uint64_t now = scan->now_ns;
     Carrier::MonitorView& v = c->monitor_view_;
     const uint64_t switches = c->counters().switches.load(std::memory_order_relaxed);
     if (switches != v.stuck_switches || !c->running_fiber() || c->idle() ||
@@ -408,8 +416,13 @@ void look_for_stuck(Carrier* c, void* context) {
         log::info("carrier %d (thread %d) is held by a call no hook reached; new threads go to "
                   "other carriers", c->index(), c->tid());
     }
-    if (c->remote_work_waiting())
-        if (size_t moved = c->hand_over_arrivals()) bump(c->counters().handed_over, moved);
+    // Without signals (a sandbox) a sleeping carrier could not be woken: they stay.
+    if (c->remote_work_waiting() && !g_sandboxed.load(std::memory_order_relaxed)) {
+        const int before = scan->count;
+        if (size_t moved = c->hand_over_arrivals(scan->to_wake, &scan->count, kMaxLooked))
+            bump(c->counters().handed_over, moved);
+        for (int i = before; i < scan->count; ++i) scan->tids[i] = scan->to_wake[i]->tid();
+    }
 }
 
 // Every carrier waits in the kernel: nothing can stall or need pre-empting until one wakes,
@@ -477,8 +490,14 @@ void* monitor_main(void*) {
         slices.count = 0;
         for_each_carrier(look_for_slice, &slices);
         if (several) {
-            uint64_t at = now;
-            for_each_carrier(look_for_stuck, &at);
+            static StuckScan stuck;
+            stuck.now_ns = now;
+            stuck.count = 0;
+            for_each_carrier(look_for_stuck, &stuck);
+            // A carrier that sleeps in epoll_wait and was handed fibers: the preemption signal
+            // ends its wait (EINTR), and it takes them (its eventfd is not in our fd table).
+            for (int i = 0; i < stuck.count && g_config.preempt_thread; ++i)
+                g_config.preempt_thread(stuck.tids[i]);
         }
         forget_gone_carriers();
         for (int i = 0; i < slices.count && !g_sandboxed.load(std::memory_order_relaxed); ++i)
