@@ -54,19 +54,19 @@ ab_numbers() {
         "$(grep -o 'Failed requests: *[0-9]*' <<<"$1" | grep -o '[0-9]*$')"
 }
 
-# Starts a server (its "listening on PORT" line on stdout); sets PID and PORT.
+# Starts a server (its "listening on PORT" line on stdout); sets PID, PORT and LOG (the file
+# that holds its output).
 start_server() {
-    local log
-    log=$(mktemp)
-    "$@" >"$log" 2>&1 &
+    LOG=$(mktemp)
+    "$@" >"$LOG" 2>&1 &
     PID=$!
     for _ in $(seq 100); do
-        PORT=$(grep -o 'listening on [0-9]*' "$log" | grep -o '[0-9]*$' || true)
+        PORT=$(grep -o 'listening on [0-9]*' "$LOG" | grep -o '[0-9]*$' || true)
         [[ -n $PORT ]] && return 0
         sleep 0.05
     done
     echo "server did not start: $*" >&2
-    cat "$log" >&2
+    cat "$LOG" >&2
     exit 1
 }
 # The echo server named libuv (the event-loop reference), native or libgreen.
@@ -267,4 +267,79 @@ if want 9; then
                    "GREEN_TIMESLICE_US=5000 (default)" GREEN_TIMESLICE_US=2000; do
         slice_row "$setting" env "${setting%% *}" LD_PRELOAD="$G"
     done
+fi
+
+if want 10; then
+    echo "## 10. Several carriers (issue 15): native threads, GREEN_CARRIERS=1, the default ($(nproc) here)"
+    echo
+    # Each row: a label, then the command prefix that runs a program that way.
+    carrier_runs=("native threads|env" "1 carrier|env GREEN_CARRIERS=1 LD_PRELOAD=$G"
+                  "default carriers|env LD_PRELOAD=$G")
+
+    iters=$([[ $quick ]] && echo 20000000 || echo 200000000)
+    echo "### 4 CPU-bound threads: cpu_threads 4 $iters (s; lower is better)"
+    echo "| run | seconds | vs native |"
+    echo "|---|---|---|"
+    for run in "${carrier_runs[@]}"; do
+        read -ra pre <<<"${run#*|}"
+        s=$(field seconds "$("${pre[@]}" "$B/bench/cpu_threads" 4 "$iters")")
+        [[ ${run%%|*} == native* ]] && base=$s
+        echo "| ${run%%|*} | $s | $(ratio "$s" "$base") |"
+    done
+    echo
+
+    # ~4 ms of hashing on this machine class (the server prints its own measure), then 20 ms
+    # asleep: on 2 cores the CPU sets the pace from about 12 connections on.
+    kib=2800 c=50 n=$([[ $quick ]] && echo 500 || echo 2000)
+    echo "### Compute then wait: http_work_server 0 $kib 20 (hash, then 20 ms asleep), http_load PORT $c $n"
+    echo "| run | hashing ms per request | requests/s | mean latency ms | failed | OS threads | vs native |"
+    echo "|---|---|---|---|---|---|---|"
+    for run in "${carrier_runs[@]}"; do
+        read -ra pre <<<"${run#*|}"
+        start_server "${pre[@]}" "$B/bench/http_work_server" 0 "$kib" 20
+        hash_ms=$(field hash_ms "$(cat "$LOG")")
+        measure "$B/bench/http_load" "$PORT" "$c" "$n"
+        stop_server
+        rps=$(awk -v r="$(field requests "$OUT")" -v s="$(field seconds "$OUT")" 'BEGIN { printf "%.0f", r / s }')
+        [[ ${run%%|*} == native* ]] && base=$rps
+        echo "| ${run%%|*} | $hash_ms | $rps | $(field mean_ms "$OUT") | $(field failed "$OUT") | $THREADS | $(ratio "$rps" "$base") |"
+    done
+    echo
+
+    c=$([[ $quick ]] && echo 1000 || echo 10000)
+    echo "### Slow upstream: legacy_http_server 0 1000, http_load PORT $c $((4 * c)) (ideal 4.0 s)"
+    echo "| run | total s | total / ideal | mean latency ms | failed | peak RSS KiB | OS threads |"
+    echo "|---|---|---|---|---|---|---|"
+    for run in "${carrier_runs[@]}"; do
+        read -ra pre <<<"${run#*|}"
+        start_server "${pre[@]}" "$B/integration/legacy_http_server" 0 1000
+        measure "$B/bench/http_load" "$PORT" "$c" $((4 * c))
+        stop_server
+        total=$(field seconds "$OUT")
+        echo "| ${run%%|*} | $total | $(ratio "$total" 4) | $(field mean_ms "$OUT") | $(field failed "$OUT") | $RSS | $THREADS |"
+    done
+    echo
+
+    n=$([[ $quick ]] && echo 5000 || echo 20000)
+    echo "### Blocking round trip between two threads main made: pingpong pipe|cond $n"
+    echo "(with two carriers the two threads land on different ones: every hand-off crosses)"
+    echo "| hand-off | run | the two threads on | round trip ns | wake-up p50 ns | wake-up p99 ns | vs native | deadlock reports |"
+    echo "|---|---|---|---|---|---|---|---|"
+    err=$(mktemp)
+    for mode in pipe cond; do
+        for run in "${carrier_runs[@]}"; do
+            read -ra pre <<<"${run#*|}"
+            out=$("${pre[@]}" "$B/bench/pingpong" "$mode" "$n" 2>"$err")
+            rt=$(field ns_per_round_trip "$out")
+            [[ ${run%%|*} == native* ]] && base=$rt
+            case ${run%%|*}/$(field same_os_thread "$out") in
+                native*) on="2 OS threads" ;;
+                */1) on="1 carrier" ;;
+                *) on="2 carriers" ;;
+            esac
+            echo "| $mode | ${run%%|*} | $on | $rt | $(field wake_p50_ns "$out") | $(field wake_p99_ns "$out") | $(ratio "$rt" "$base") | $(grep -c 'deadlock: every thread' "$err" || true) |"
+        done
+    done
+    rm -f "$err"
+    echo
 fi
