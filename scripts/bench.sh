@@ -291,12 +291,12 @@ if want 10; then
     # ~4 ms of hashing on this machine class (the server prints its own measure), then 20 ms
     # asleep: on 2 cores the CPU sets the pace from about 12 connections on.
     kib=2800 c=50 n=$([[ $quick ]] && echo 500 || echo 2000)
-    echo "### Compute then wait: http_work_server 0 $kib 20 (hash, then 20 ms asleep), http_load PORT $c $n"
+    echo "### Compute then wait: legacy_http_server 0 20 $kib (hash, then 20 ms asleep), http_load PORT $c $n"
     echo "| run | hashing ms per request | requests/s | mean latency ms | failed | OS threads | vs native |"
     echo "|---|---|---|---|---|---|---|"
     for run in "${carrier_runs[@]}"; do
         read -ra pre <<<"${run#*|}"
-        start_server "${pre[@]}" "$B/bench/http_work_server" 0 "$kib" 20
+        start_server "${pre[@]}" "$B/integration/legacy_http_server" 0 20 "$kib"
         hash_ms=$(field hash_ms "$(cat "$LOG")")
         measure "$B/bench/http_load" "$PORT" "$c" "$n"
         stop_server
