@@ -266,7 +266,8 @@ int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)
     }
     // Two fibers: one can now starve the other. The monitor thread first, while glibc still
     // believes the process single-threaded: its pthread_create then installs the SIGSETXID
-    // handler that setuid's round of signals needs once there is a second OS thread.
+    // handler that setuid's round of signals needs once there is a second OS thread. Then the
+    // other carriers, which the new fiber may be placed on.
     monitor_needed();
     carriers_needed();
     __libc_single_threaded = 0;

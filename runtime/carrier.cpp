@@ -653,8 +653,8 @@ void Carrier::belong_here(Fiber* fiber) {
 // On the monitor: a stuck carrier's fibers that have not started go to carriers that run.
 // None has run, so none has used its TLS block or been counted by its carrier's thread. The
 // monitor has an fd table of its own, where the carriers' eventfds are not: a carrier that
-// sleeps and was given fibers is named in `idle` for the monitor to wake with a signal.
-size_t Carrier::hand_over_arrivals(Carrier** idle, int* idle_count, int idle_max) {
+// sleeps and was given fibers is named in `idle_tids` for the monitor to wake with a signal.
+size_t Carrier::hand_over_arrivals(int32_t* idle_tids, int* idle_count, int idle_max) {
     Fiber* waiting = arrivals_.exchange(nullptr, std::memory_order_acquire);
     size_t moved = 0;
     while (waiting) {
@@ -670,7 +670,7 @@ size_t Carrier::hand_over_arrivals(Carrier** idle, int* idle_count, int idle_max
         placed_.fetch_sub(1, std::memory_order_relaxed);
         to->placed_.fetch_add(1, std::memory_order_relaxed);
         to->send_arrival(fiber, false);
-        if (to->idle() && *idle_count < idle_max) idle[(*idle_count)++] = to;
+        if (to->idle() && *idle_count < idle_max) idle_tids[(*idle_count)++] = to->tid();
         ++moved;
     }
     return moved;
@@ -907,24 +907,40 @@ void Carrier::expire_timers() {
     }
 }
 
+// The two queues other threads fill (the inbox, the arrivals) are lock-free stacks: pushed
+// onto by any thread (seq_cst: see wake_if_idle), taken whole by the carrier (take_remote_work).
+template <typename Node>
+static void push_newest(std::atomic<Node*>& stack, Node* node, Node* Node::*link) {
+    node->*link = stack.load(std::memory_order_relaxed);
+    while (!stack.compare_exchange_weak(node->*link, node, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
+    }
+}
+
+// A stack taken whole (newest first), as a list in the order it was pushed.
+template <typename Node>
+static Node* oldest_first(Node* newest, Node* Node::*link) {
+    Node* oldest = nullptr;
+    while (newest) {
+        Node* next = newest->*link;
+        newest->*link = oldest;
+        oldest = newest;
+        newest = next;
+    }
+    return oldest;
+}
+
 // Wake-ups from other threads: pushed on the inbox (no lock: the sender allocated the node),
 // delivered on this carrier's thread. The carrier's eventfd is written only when the carrier
 // sleeps: a busy one takes its inbox at its next poll (poll_once), with no system call.
 void Carrier::unpark_remote(Fiber* fiber, uint64_t park_seq) {
-    auto* wake = new RemoteWake{{}, fiber, park_seq, inbox_.load(std::memory_order_relaxed)};
-    while (!inbox_.compare_exchange_weak(wake->next, wake, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed)) {
-    }
+    push_newest(inbox_, new RemoteWake{{}, fiber, park_seq, nullptr}, &RemoteWake::next);
     wake_if_idle();
 }
 
 // A fiber made by another thread for this carrier (spawn_fiber), linked through next_runnable.
 void Carrier::send_arrival(Fiber* fiber, bool wake) {
-    fiber->next_runnable = arrivals_.load(std::memory_order_relaxed);
-    while (!arrivals_.compare_exchange_weak(fiber->next_runnable, fiber,
-                                            std::memory_order_seq_cst,
-                                            std::memory_order_relaxed)) {
-    }
+    push_newest(arrivals_, fiber, &Fiber::next_runnable);
     if (wake) wake_if_idle();
 }
 
@@ -1081,19 +1097,6 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
     parking_lot::run_deferred_unparks();  // asked for by signal handlers
     if (self->stale_fds_.exchange(false)) self->evict_stale_waiters();
     self->take_remote_work();
-}
-
-// A lock-free stack taken whole (newest first), as a list in the order it was pushed.
-template <typename Node>
-static Node* oldest_first(Node* newest, Node* Node::*link) {
-    Node* oldest = nullptr;
-    while (newest) {
-        Node* next = newest->*link;
-        newest->*link = oldest;
-        oldest = newest;
-        newest = next;
-    }
-    return oldest;
 }
 
 // Fibers other threads started here, then wake-ups they sent, each in the order sent.

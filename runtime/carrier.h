@@ -44,13 +44,12 @@ bool note_thread_pool_starting();
 // Fibers' handles (fiber.cpp): release_fiber gives up the handle's reference (join, or the end
 // of a detached fiber), drop_fiber_ref any reference; the Fiber is freed at the last.
 void release_fiber(Fiber* fiber);
-void note_program_thread_started();  // a new fiber, on its creator's thread (carrier.cpp)
 void drop_fiber_ref(Fiber* fiber);
+void note_program_thread_started();  // a new fiber, on its creator's thread (carrier.cpp)
 
-// Carriers for new fibers (carrier_pool.cpp): the one a new fiber goes to, every carrier new
-// fibers may go to, and the child's fresh start after fork.
+// Carriers for new fibers (carrier_pool.cpp): the one a new fiber goes to, the child's fresh
+// start after fork, and a retiring carrier's leave.
 Carrier* place_new_fiber();
-size_t for_each_placeable(void (*visit)(Carrier*, void*), void* context);
 void carrier_pool_after_fork();
 void carrier_pool_remove(Carrier* carrier);
 
@@ -148,9 +147,9 @@ public:
     bool stuck() const { return stuck_.load(std::memory_order_relaxed); }
     void set_stuck(bool stuck) { stuck_.store(stuck, std::memory_order_relaxed); }
     // From the monitor, for a stuck carrier: the fibers other threads made for it and it has
-    // not taken yet go to other carriers; those that sleep are put in `idle` (up to
-    // `idle_max`) for the monitor to wake. Returns how many fibers moved.
-    size_t hand_over_arrivals(Carrier** idle, int* idle_count, int idle_max);
+    // not taken yet go to other carriers; the thread ids of those that sleep are put in
+    // `idle_tids` (up to `idle_max`) for the monitor to wake. Returns how many fibers moved.
+    size_t hand_over_arrivals(int32_t* idle_tids, int* idle_count, int idle_max);
     void set_scheduler_context(void* context) { scheduler_context_ = context; }
     static void (*exit_hook())(Fiber*);
 
@@ -334,13 +333,13 @@ private:
     std::vector<FdRecord> fds_;
 
     char* thread_tp_ = nullptr;  // the carrier thread's own thread pointer (glibc descriptor)
-    // TLS blocks of finished fibers, freed by the next spawn (after_switch_back).
+    // TLS blocks of finished fibers (after_switch_back), freed by the next fiber to start here.
     static constexpr int kMaxDeadTls = 64;
     char* dead_tls_[kMaxDeadTls];
     int dead_tls_count_ = 0;
 
 public:
-    // On a fiber: frees the TLS blocks finished fibers left (spawn_fiber, retire).
+    // On a fiber: frees the TLS blocks finished fibers left (fiber_entry, retire).
     void free_dead_tls();
 
 private:

@@ -17,13 +17,12 @@
 namespace green {
 namespace {
 
-constexpr unsigned kMaxCarriers = 64;  // as many as the monitor looks after (kMaxLooked)
-
 CarrierPoolConfig g_config;
 unsigned g_wanted = 1;  // carriers in all, main's included
 
-// The carriers new fibers may go to, in the order they began to serve; a slot is written once
-// (before the count that covers it), so readers need no lock.
+// The carriers new fibers may go to. A slot is filled (or emptied, when its carrier retires)
+// with one compare-and-swap, and the count covers every slot ever filled: readers need no lock
+// and skip empty slots.
 std::atomic<Carrier*> g_placeable[kMaxCarriers];
 std::atomic<uint32_t> g_placeable_count{0};
 std::atomic<bool> g_started{false};      // carriers_needed() ran in this process
@@ -139,7 +138,8 @@ void carriers_needed() {
 }
 
 // The least loaded carrier that is not stuck, by threads placed and not yet ended (main
-// counted on its carrier); ties go round the carriers in turn. With one carrier, or off a carrier's own list, the caller's.
+// counted on its carrier); ties go round the carriers in turn. With one carrier, or from a
+// carrier not on the list, the caller's.
 Carrier* place_new_fiber() {
     Carrier* here = Carrier::current();
     const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
@@ -157,13 +157,6 @@ Carrier* place_new_fiber() {
         }
     }
     return best ? best : here;
-}
-
-size_t for_each_placeable(void (*visit)(Carrier*, void*), void* context) {
-    const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
-    for (uint32_t i = 0; i < n; ++i)
-        if (Carrier* c = g_placeable[i].load(std::memory_order_relaxed)) visit(c, context);
-    return n;
 }
 
 // A carrier that retires (a thread that adopted itself and leaves) takes no more fibers.

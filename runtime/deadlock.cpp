@@ -83,11 +83,6 @@ bool others_quiet(const Carrier* self, uint64_t* epochs) {
     return look.all;
 }
 
-struct HolderSearch {
-    int32_t tid;
-    const Fiber* holder;
-};
-
 void list_waiters(Carrier* c, void*);
 
 }  // namespace
@@ -134,17 +129,17 @@ void list_waiters(Carrier* c, void*) {
             describe_data(f->park_object, what, sizeof what);
         }
         char holder[64] = "";
-        HolderSearch find{
-            g_holder_probe && f->park_object ? g_holder_probe(f->park_reason, f->park_object) : 0,
-            nullptr};
+        const int32_t tid =
+            g_holder_probe && f->park_object ? g_holder_probe(f->park_reason, f->park_object) : 0;
+        const Fiber* held_by = nullptr;
         // Under the registry's lock already (for_each_carrier): walk it by its links.
-        for (Carrier* other = first_carrier(); other && find.tid && !find.holder;
+        for (Carrier* other = first_carrier(); other && tid && !held_by;
              other = other->next_carrier_)
-            for (const Fiber* h = other->all_fibers(); h && !find.holder; h = h->next_on_carrier)
-                if (h->tid == find.tid) find.holder = h;
-        if (find.holder)
+            for (const Fiber* h = other->all_fibers(); h && !held_by; h = h->next_on_carrier)
+                if (h->tid == tid) held_by = h;
+        if (held_by)
             snprintf(holder, sizeof holder, ", held by fiber %llu",
-                     static_cast<unsigned long long>(find.holder->id));
+                     static_cast<unsigned long long>(held_by->id));
         log::write_line("  %s waits in %s%s%s%s", who, park_reason_name(f->park_reason),
                         what[0] ? " on " : "", what, holder);
     }

@@ -110,7 +110,6 @@ int spawn(void* (*start)(void*), void* arg, const SpawnOptions& options, Fiber**
 Fiber* Carrier::spawn_fiber(void* (*start)(void*), void* arg, const SpawnOptions& options,
                             int* err) {
     Carrier* here = Carrier::current();
-    if (here) here->free_dead_tls();
     if (here == this && !ensure_loop()) {
         *err = EAGAIN;
         return nullptr;

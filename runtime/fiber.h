@@ -1,6 +1,6 @@
 // A fiber: one green thread with its own stack, saved context and thread-local storage (a
-// glibc thread descriptor of its own: runtime/tls.h). Fibers never migrate: a fiber runs
-// only on the carrier that created it.
+// glibc thread descriptor of its own: runtime/tls.h). Fibers never migrate: once
+// started, a fiber runs only on the carrier it was placed on (design.md, "Carriers").
 // Owned by its carrier; only the carrier's thread may touch a fiber's mutable fields, except
 // the atomics that say how it ends (join and detach may come from any carrier).
 #pragma once
@@ -90,7 +90,7 @@ struct Fiber : RuntimeAllocated {
     // References to the Fiber object: one for its handle (until joined, or ended detached)
     // and one per wake-up sent from another thread and not yet delivered. Freed at 0.
     std::atomic<uint32_t> refs{1};
-    Fiber* next_on_carrier = nullptr;  // every fiber of the carrier not yet freed
+    Fiber* next_on_carrier = nullptr;  // every started fiber of the carrier not yet ended
     Fiber* prev_on_carrier = nullptr;
     Fiber* next_in_registry = nullptr;  // the process-wide handle registry's chain (fiber.cpp)
 

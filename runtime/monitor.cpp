@@ -40,7 +40,8 @@ namespace {
 MonitorConfig g_config;
 constexpr uint64_t kMinReportGapNs = 1000ull * 1000 * 1000;
 constexpr int kMaxStalls = 64;
-constexpr int kMaxLooked = 64;  // carriers whose epoll sets and signals the monitor keeps
+// Carriers whose epoll sets and signals the monitor keeps: as many as there may be.
+constexpr int kMaxLooked = static_cast<int>(kMaxCarriers);
 
 struct Stall {
     int index;
@@ -57,10 +58,11 @@ struct Scan {
     int count;
 };
 
-// Copies what identifies the fiber holding `c`. Under the registry's lock; the fiber cannot
-// The program installed a seccomp filter (monitor_sandboxed): no signals, no epoll looks.
+// The program installed a seccomp filter (monitor_sandboxed), which may reach this thread:
+// no signals, no epoll looks, no reports.
 std::atomic<bool> g_sandboxed{false};
 
+// Copies what identifies the fiber holding `c`. Under the registry's lock; the fiber cannot
 // have been freed while the switch counter stayed the same, which is checked after the copy.
 bool copy_running_fiber(Carrier* c, uint64_t switches, StallSample* out) {
     const Fiber* f = c->running_fiber();
@@ -299,8 +301,6 @@ int epoll_set_of(const Carrier* c, int source) {
     return copy->fd;
 }
 
-// A seccomp filter of the program's may reach this thread (monitor_sandboxed).
-
 bool has_ready_fds(const Carrier* c) {
     if (g_sandboxed.load(std::memory_order_relaxed)) return false;
     const int source = c->epoll_fd();
@@ -388,8 +388,7 @@ constexpr uint64_t kStuckNs = 20 * 1000 * 1000;
 
 struct StuckScan {
     uint64_t now_ns;
-    Carrier* to_wake[kMaxLooked];  // sleeping carriers that were handed fibers
-    int32_t tids[kMaxLooked];
+    int32_t to_wake[kMaxLooked];  // sleeping carriers that were handed fibers
     int count;
 };
 
@@ -418,10 +417,8 @@ void look_for_stuck(Carrier* c, void* context) {
     }
     // Without signals (a sandbox) a sleeping carrier could not be woken: they stay.
     if (c->remote_work_waiting() && !g_sandboxed.load(std::memory_order_relaxed)) {
-        const int before = scan->count;
         if (size_t moved = c->hand_over_arrivals(scan->to_wake, &scan->count, kMaxLooked))
             bump(c->counters().handed_over, moved);
-        for (int i = before; i < scan->count; ++i) scan->tids[i] = scan->to_wake[i]->tid();
     }
 }
 
@@ -497,7 +494,7 @@ void* monitor_main(void*) {
             // A carrier that sleeps in epoll_wait and was handed fibers: the preemption signal
             // ends its wait (EINTR), and it takes them (its eventfd is not in our fd table).
             for (int i = 0; i < stuck.count && g_config.preempt_thread; ++i)
-                g_config.preempt_thread(stuck.tids[i]);
+                g_config.preempt_thread(stuck.to_wake[i]);
         }
         forget_gone_carriers();
         for (int i = 0; i < slices.count && !g_sandboxed.load(std::memory_order_relaxed); ++i)

@@ -31,6 +31,7 @@ struct RuntimeConfig {
 // Carrier threads (carrier_pool.cpp; design.md, "Carriers"): `count` in all, main's among
 // them (0: one per CPU the process may run on). The others start at the first spawn, through
 // `create_thread` (the real pthread_create); a new fiber goes to the least loaded one.
+constexpr unsigned kMaxCarriers = 64;  // GREEN_CARRIERS' bound
 struct CarrierPoolConfig {
     unsigned count = 1;
     RuntimeConfig runtime;

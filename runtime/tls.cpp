@@ -109,17 +109,6 @@ bool descriptor_offset_is(const char* name, uint32_t offset) {
     return nullptr;
 }
 
-// A fresh block: ld.so's initial values for every module's TLS, a copy of the descriptor at
-// `thread_tp` made fit for a new thread of its own.
-void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t stack_size);
-
-char* fresh_block(const char* thread_tp, char* stack_limit, size_t stack_size) {
-    char* tcb = static_cast<char*>(g_allocate(nullptr));
-    if (!tcb) return nullptr;
-    fill_descriptor(tcb, thread_tp, stack_limit, stack_size);
-    return tcb;
-}
-
 // A new thread's descriptor in `tcb`, as a copy of the one at `thread_tp`; the block keeps its
 // own DTV.
 void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t stack_size) {
@@ -155,6 +144,15 @@ void fill_descriptor(char* tcb, const char* thread_tp, char* stack_limit, size_t
     // makes sched_getcpu ask the kernel.
     at<uint32_t>(tcb, kRseqOffset) = 0;
     at<uint32_t>(tcb, kRseqOffset + 4) = UINT32_MAX;
+}
+
+// A fresh block: ld.so's initial values for every module's TLS, a copy of the descriptor at
+// `thread_tp` made fit for a new thread of its own.
+char* fresh_block(const char* thread_tp, char* stack_limit, size_t stack_size) {
+    char* tcb = static_cast<char*>(g_allocate(nullptr));
+    if (!tcb) return nullptr;
+    fill_descriptor(tcb, thread_tp, stack_limit, stack_size);
+    return tcb;
 }
 
 // glibc makes a thread's malloc cache (tcache, 640 bytes) at its first malloc and frees it

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "runtime/log.h"
+#include "runtime/runtime.h"
 
 extern char** environ;
 
@@ -250,9 +251,9 @@ Settings read_settings() {
     }
     if (const char* v = getenv("GREEN_CARRIERS")) {
         unsigned long n;
-        if (!parse_number(v, 1, kMaxCarriers, &n))
+        if (!parse_number(v, 1, green::kMaxCarriers, &n))
             log::write_line("GREEN_CARRIERS='%s' is not a number of carrier threads from 1 to "
-                            "%lu; using one per CPU", v, kMaxCarriers);
+                            "%u; using one per CPU", v, green::kMaxCarriers);
         else
             s.carriers = static_cast<unsigned>(n);
     }

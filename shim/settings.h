@@ -10,7 +10,6 @@ namespace green::shim {
 enum class Preempt { kOff, kAtCalls, kFull };
 constexpr unsigned long kMinSliceUs = 500;
 constexpr unsigned long kMaxSliceUs = 1000000;
-constexpr unsigned long kMaxCarriers = 64;  // the monitor looks after up to 64
 
 struct Settings {
     bool disable = false;   // GREEN_DISABLE=1: every hook passes through
