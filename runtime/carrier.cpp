@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -320,6 +321,7 @@ bool Carrier::init(const RuntimeConfig& config) {
 
     install_overflow_handler();
     thread_tp_ = tls::thread_pointer();
+    current_tp_ = thread_tp_;
     fiber_tls_ = tls::enabled();
     if (fiber_tls_ && !(tls_template_ = tls::make_template(thread_tp_))) return false;
     t_carrier = this;
@@ -386,7 +388,7 @@ void Carrier::retire() {
                  [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
         uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
         if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
-        close_runtime_fd(epoll_fd_.exchange(-1));
+        close_epoll_set();
     }
     StackPool::release(scheduler_stack_);
     if (tls_template_) tls::free_template(tls_template_);
@@ -403,20 +405,32 @@ void Carrier::retire() {
 // (everything libuv waits for: the remote-wake async, c-ares's sockets). A fiber woken by its
 // fd so costs one epoll_wait, and libuv runs only when it has something to do.
 bool Carrier::make_epoll_set() {
-    int fd = epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return false;
-    fd = adopt_runtime_fd(fd);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = kLibuvTag;
-    if (epoll_ctl(fd, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) != 0) {
+    int fd = adopt_runtime_fd(epoll_create1(EPOLL_CLOEXEC));
+    int wake = adopt_runtime_fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    epoll_event libuv{};
+    libuv.events = EPOLLIN;
+    libuv.data.u64 = kLibuvTag;
+    epoll_event woken{};
+    woken.events = EPOLLIN;
+    woken.data.u64 = kWakeTag;
+    if (fd < 0 || wake < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &libuv) != 0 ||
+        epoll_ctl(fd, EPOLL_CTL_ADD, wake, &woken) != 0) {
         int saved = errno;
         close_runtime_fd(fd);
+        close_runtime_fd(wake);
         errno = saved;
         return false;
     }
+    wake_fd_ = wake;
+    wake_sent_.store(false);
     epoll_fd_.store(fd);
     return true;
+}
+
+void Carrier::close_epoll_set() {
+    close_runtime_fd(epoll_fd_.exchange(-1));
+    close_runtime_fd(wake_fd_);
+    wake_fd_ = -1;
 }
 
 void Carrier::track(Fiber* fiber) {
@@ -516,7 +530,7 @@ bool Carrier::remake_loop_after_fork() {
     loop_forked_ = false;
     if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
     shut_down_resolver(this);
-    close_runtime_fd(epoll_fd_.exchange(-1));  // the child's reference only
+    close_epoll_set();  // the child's references only
     if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
     loop_made();
     return true;
@@ -529,6 +543,7 @@ void Carrier::scheduler_entry(void* transfer_context, void* data) {
     auto* from = static_cast<Fiber*>(data);
     if (from->tls) tls::set_thread_pointer(from->carrier->thread_tp_);  // before any TLS
     Carrier* self = t_carrier;
+    self->current_tp_ = self->thread_tp_;
 #ifdef GREEN_SANITIZE
     __sanitizer_finish_switch_fiber(nullptr, &from->asan_stack_bottom, &from->asan_stack_size);
 #endif
@@ -602,6 +617,9 @@ void Carrier::resume(Fiber* fiber, bool handed_off) {
         preempt_requested_.store(false, std::memory_order_relaxed);
     }
     fiber->state = FiberState::kRunning;
+    // The fiber's own TLS from here to its next switch back; nothing in between touches TLS
+    // but t_fiber, which is written in the fiber's block.
+    use_thread_pointer(fiber->tls ? fiber->tls : thread_tp_);
     t_fiber = fiber;
     bump(counters_.switches);
     running_.store(fiber, std::memory_order_relaxed);
@@ -612,14 +630,14 @@ void Carrier::resume(Fiber* fiber, bool handed_off) {
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);
 #endif
-    // The fiber's own TLS from here to its next switch back; nothing in between touches TLS.
-    char* fiber_tp = fiber->tls;
-    if (fiber_tp) tls::set_thread_pointer(fiber_tp);
 #ifdef GREEN_TSAN
     __tsan_switch_to_fiber(fiber->tsan_fiber, 0);
 #endif
     ctx::transfer_t back = ctx::jump_fcontext(fiber->context, fiber);
-    if (fiber_tp) tls::set_thread_pointer(thread_tp_);
+    // The scheduler goes on in the block of the fiber that ran (see current_tp_), except when
+    // that block is about to be freed, or the fiber switched inside a signal handler (its
+    // block counts the handler, and the scheduler must not think it runs in one).
+    if (fiber->state == FiberState::kDone || in_signal_handler()) use_thread_pointer(thread_tp_);
 #ifdef GREEN_SANITIZE
     auto* from_fiber = static_cast<Fiber*>(back.data);
     __sanitizer_finish_switch_fiber(asan_fake_stack_, &from_fiber->asan_stack_bottom,
@@ -946,13 +964,26 @@ void Carrier::send_arrival(Fiber* fiber, bool wake) {
 
 // The sender's half of the sleep protocol (the mirror is in poll_once): the push above is
 // ordered before this load, and the carrier's idle_ store before its look at the queues, so
-// one of the two sees the other.
+// one of the two sees the other. Of the senders to a sleeping carrier only the first writes.
 void Carrier::wake_if_idle() {
-    if (idle_.load(std::memory_order_seq_cst) && loop_ready_) uv_async_send(remote_wake_);
+    if (!idle_.load(std::memory_order_seq_cst) || !loop_ready_) return;
+    if (wake_sent_.exchange(true, std::memory_order_seq_cst)) return;
+    const uint64_t one = 1;
+    raw_syscall(SYS_write, wake_fd_, reinterpret_cast<long>(&one), sizeof one);
+}
+
+// The eventfd is read before wake_sent_ is cleared: a sender that finds it cleared writes
+// again, so wake_sent_ never stays set with nothing left to read (which would silence every
+// later sender). What the senders queued is taken after this, in the same poll_once.
+void Carrier::take_woken() {
+    uint64_t count;
+    raw_syscall(SYS_read, wake_fd_, reinterpret_cast<long>(&count), sizeof count);
+    wake_sent_.store(false, std::memory_order_seq_cst);
 }
 
 bool Carrier::remote_work_waiting() const {
-    return inbox_.load(std::memory_order_seq_cst) || arrivals_.load(std::memory_order_seq_cst);
+    return inbox_.load(std::memory_order_seq_cst) || arrivals_.load(std::memory_order_seq_cst) ||
+           stale_fds_.load(std::memory_order_seq_cst);
 }
 
 void Carrier::note_signal(int sig, bool restart) {
@@ -1095,12 +1126,14 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
     auto* self = static_cast<Carrier*>(handle->data);
     self->deliver_signal();
     parking_lot::run_deferred_unparks();  // asked for by signal handlers
-    if (self->stale_fds_.exchange(false)) self->evict_stale_waiters();
     self->take_remote_work();
 }
 
-// Fibers other threads started here, then wake-ups they sent, each in the order sent.
+// Fds closed elsewhere, fibers other threads started here, then wake-ups they sent, each in
+// the order sent.
 void Carrier::take_remote_work() {
+    if (stale_fds_.load(std::memory_order_relaxed) && stale_fds_.exchange(false))
+        evict_stale_waiters();
     Fiber* first = oldest_first(arrivals_.exchange(nullptr, std::memory_order_acquire),
                                 &Fiber::next_runnable);
     while (first) {

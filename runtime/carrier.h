@@ -12,6 +12,7 @@
 #include "runtime/fiber.h"
 #include "runtime/runtime.h"
 #include "runtime/spinlock.h"
+#include "runtime/tls.h"
 
 namespace green {
 
@@ -53,8 +54,10 @@ Carrier* place_new_fiber();
 void carrier_pool_after_fork();
 void carrier_pool_remove(Carrier* carrier);
 
-// The epoll data of libuv's backend fd in the carrier's set; program fds carry fd | gen << 32.
+// The epoll data of libuv's backend fd and of the carrier's wake-up eventfd in the carrier's
+// set; program fds carry fd | gen << 32.
 constexpr uint64_t kLibuvTag = UINT64_MAX;
+constexpr uint64_t kWakeTag = UINT64_MAX - 1;
 
 struct FdRecord {
     FdWaiter* waiters = nullptr;
@@ -79,6 +82,8 @@ public:
     bool has_loop() const { return loop_ready_; }
     // Async-signal-safe, from any thread: makes the loop run on_remote_wake soon, e.g. for the
     // wake-ups a signal handler deferred (parking_lot.cpp). False if there is no loop yet.
+    // (Other threads' wake-ups go through wake_if_idle, which costs less: libuv's async
+    // handle makes the woken carrier spin for the sender and run a whole loop turn.)
     bool nudge() {
         if (!loop_ready_) return false;
         uv_async_send(remote_wake_);
@@ -189,6 +194,7 @@ public:
         uint64_t slice_since_ns = 0;
         uint64_t stuck_switches = 0;  // stuck carriers: the run being timed and since when
         uint64_t stuck_since_ns = 0;
+        uint64_t stuck_cpu_ns = 0;  // the thread's CPU time then
     } monitor_view_;
     // Work other threads queued here and the carrier has not taken yet.
     bool remote_work_waiting() const;
@@ -226,6 +232,7 @@ private:
     void start_fiber(Fiber* fiber);
     void send_arrival(Fiber* fiber, bool wake = true);  // wake: if it sleeps (never the monitor)
     void wake_if_idle();
+    void take_woken();  // the wake-up eventfd fired (poll_once)
     void take_remote_work();
     // Live threads of the program on this carrier: its fibers, and main if it runs here.
     size_t program_threads() const { return live_fibers_ + (root_exited_ || serving() ? 0 : 1); }
@@ -235,7 +242,8 @@ private:
     bool make_loop();
     void loop_made();
     bool remake_loop_after_fork();
-    bool make_epoll_set();
+    bool make_epoll_set();  // and the wake-up eventfd in it
+    void close_epoll_set();
     // Fibers parked with a deadline, in a binary min-heap on Fiber::deadline_ns (timers at the
     // clock's precision: libuv's timers count whole milliseconds).
     void add_timer(Fiber* fiber);
@@ -330,9 +338,25 @@ private:
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
     std::atomic<int> epoll_fd_{-1};
+    // Written by other threads while the carrier sleeps (wake_if_idle), once per sleep:
+    // wake_sent_ says a write is on its way or unread.
+    int wake_fd_ = -1;
+    std::atomic<bool> wake_sent_{false};
     std::vector<FdRecord> fds_;
 
     char* thread_tp_ = nullptr;  // the carrier thread's own thread pointer (glibc descriptor)
+    // The thread pointer the OS thread has now: its own, or the TLS block of the fiber that ran
+    // last here. The scheduler runs in either (every block of this carrier says the same
+    // t_carrier; t_fiber is null in the one the scheduler uses; errno is the fiber's, saved
+    // at its switch), so a switch between fibers costs one change of %fs, not two: without
+    // FSGSBASE each change is a system call. It waits in the kernel in its own (poll_once),
+    // where the program's signal handlers run as on the carrier thread.
+    char* current_tp_ = nullptr;
+    void use_thread_pointer(char* tp) {
+        if (tp == current_tp_) return;
+        tls::set_thread_pointer(tp);
+        current_tp_ = tp;
+    }
     // TLS blocks of finished fibers (after_switch_back), freed by the next fiber to start here.
     static constexpr int kMaxDeadTls = 64;
     char* dead_tls_[kMaxDeadTls];

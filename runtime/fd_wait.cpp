@@ -291,6 +291,7 @@ void Carrier::poll_once(bool block) {
                             &limit_storage)
               : &zero;
     const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
+    if (timeout != &zero) use_thread_pointer(thread_tp_);  // a handler may run while we sleep
     int n;
     do {
         if (timeout != &zero) {
@@ -314,6 +315,10 @@ void Carrier::poll_once(bool block) {
         for (int i = 0; i < n; ++i) {
             if (events[i].data.u64 == kLibuvTag) {
                 run_libuv = true;
+                continue;
+            }
+            if (events[i].data.u64 == kWakeTag) {
+                take_woken();
                 continue;
             }
             int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
@@ -371,8 +376,8 @@ void Carrier::fd_closed_remotely(int fd) {
         epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, &unused);  // this carrier's in_epoll is stale now:
     }                                                     // arm() then adds instead of modifying
     errno = saved;
-    stale_fds_.store(true, std::memory_order_release);
-    if (loop_ready_) uv_async_send(remote_wake_);
+    stale_fds_.store(true, std::memory_order_seq_cst);
+    wake_if_idle();
 }
 
 void Carrier::evict_stale_waiters() {

@@ -382,9 +382,21 @@ void look_for_slice(Carrier* c, void* context) {
 // Stuck carriers: one whose fiber has held it for kStuckNs without a switch while its thread
 // waits in the kernel (a call no hook reached: a raw system call, a lock glibc takes inside,
 // a page fault on a network file) gets no new fibers, and those made for it and not started
-// yet go to other carriers, until it switches again. A thread that computes ('R') is not
-// stuck: time slices are for that, and it is looked at again only after another kStuckNs.
+// yet go to other carriers, until it switches again. A thread that computes is not stuck:
+// time slices are for that, and it is looked at again only after another kStuckNs. Computing
+// is told by the thread's CPU time, not only by its state at the look: a loop that makes
+// system calls (mmap, a short write) is caught inside one at times, and a thread that waits
+// for a CPU is 'R' and gets little CPU time.
 constexpr uint64_t kStuckNs = 20 * 1000 * 1000;
+
+// The CPU time of another thread of this process (glibc's pthread_getcpuclockid makes the same
+// clock id from a thread id).
+uint64_t thread_cpu_ns(int32_t tid) {
+    const clockid_t clock = static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 6);
+    timespec ts{};
+    if (clock_gettime(clock, &ts) != 0) return 0;
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 struct StuckScan {
     uint64_t now_ns;
@@ -401,13 +413,17 @@ void look_for_stuck(Carrier* c, void* context) {
         v.stuck_since_ns == 0) {
         v.stuck_switches = switches;
         v.stuck_since_ns = now;
+        v.stuck_cpu_ns = thread_cpu_ns(c->tid());
         if (c->stuck()) c->set_stuck(false);
         return;
     }
     if (now - v.stuck_since_ns < kStuckNs) return;
     if (!c->stuck()) {
-        if (carrier_count() < 2 || thread_state(c->tid()) == 'R') {
+        const uint64_t cpu = thread_cpu_ns(c->tid());
+        const bool computing = (cpu - v.stuck_cpu_ns) * 4 >= now - v.stuck_since_ns;
+        if (carrier_count() < 2 || computing || thread_state(c->tid()) == 'R') {
             v.stuck_since_ns = now;  // not stuck (or no one to give its work): look later
+            v.stuck_cpu_ns = cpu;
             return;
         }
         c->set_stuck(true);
