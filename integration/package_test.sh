@@ -68,8 +68,12 @@ timeout 30 green --stats="$work/y.stats" -- /bin/sleep 0.1
 grep -q "^green.stats.end=1" "$work/y.stats" || fail "the installed green did not load libgreen"
 grep -q "/usr/lib/$multiarch/libgreen.so" <(timeout 30 green --dry-run /bin/true) ||
   fail "the installed green does not use /usr/lib/$multiarch/libgreen.so"
-MANPATH=/usr/share/man timeout 30 man -P cat green >"$work/green.man" 2>/dev/null
-grep -q "green check" "$work/green.man" || fail "man green"
+if grep -qs "path-exclude=*/usr/share/man" /etc/dpkg/dpkg.cfg.d/*; then
+  echo "dpkg is told not to install man pages here (path-exclude): man green not tried"
+else
+  MANPATH=/usr/share/man timeout 30 man -P cat green >"$work/green.man" 2>/dev/null
+  grep -q "green check" "$work/green.man" || fail "man green"
+fi
 echo "ok: dpkg -i installed it; green and man green work"
 dpkg_retry -r libgreen || fail "dpkg -r"
 installed_by_us=0
