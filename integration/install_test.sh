@@ -35,7 +35,7 @@ echo "ok: man green, man libgreen"
 
 # The installed launcher, run from a directory far from the build tree.
 cd "$work"
-"$prefix/bin/green" --carriers=1 --stats="$work/stats" -- \
+"$prefix/bin/green" --carriers=1 --stats="$work/stats.%p" --stats-signal=USR2 -- \
   "$build/integration/legacy_http_server" 0 300 >"$work/server.out" 2>"$work/server.err" &
 server=$!
 port=""
@@ -81,7 +81,11 @@ timeout 30 "$prefix/bin/green" check "$server" >"$work/check.txt" || {
   cat "$work/check.txt"; fail "green check $server says libgreen is not active"; }
 grep -q "libgreen: loaded ($prefix/lib/$multiarch/libgreen.so), active" "$work/check.txt" ||
   { cat "$work/check.txt"; fail "green check PID did not name the installed library"; }
-echo "ok: green check $server: active"
+timeout 30 "$prefix/bin/green" check --dump --json "$server" >"$work/check.json"
+fibers=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["active"], d["stats"]["values"]["total.fibers_created"])' "$work/check.json")
+# main, and one fiber per request.
+[[ $fibers == "True 41" ]] || fail "green check --dump --json: active and fibers created: $fibers"
+echo "ok: green check $server: active; its fresh stats count 41 fibers"
 
 kill -TERM "$server"
 timeout 10 tail --pid="$server" -f /dev/null || fail "the server did not end on SIGTERM"

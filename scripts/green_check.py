@@ -137,8 +137,9 @@ def imports(path):
     return {line.split()[-1].split("@")[0] for line in out.splitlines() if line.strip()}
 
 
-def check_program(path, table, library):
-    """The verdict on one executable file, as a dict."""
+def check_program(path, table, library, name=None):
+    """The verdict on one executable file, as a dict; name: what to call it (for
+    /proc/PID/exe, the file it points to)."""
     report = {"program": path, "can_preload": False, "reasons": [], "warnings": [],
               "libraries": [], "imports": [], "notes": []}
     if not os.path.isfile(path):
@@ -181,7 +182,7 @@ def check_program(path, table, library):
     if not elf["interp"]:
         return report
 
-    modules = [(os.path.basename(run), run)] + [
+    modules = [(os.path.basename(name if name and run == path else run), run)] + [
         (name, lib) for name, lib in libraries(run)
         if not GLIBC.match(name) and "libgreen" not in name]
     report["libraries"] = [lib for _, lib in modules[1:]]
@@ -268,7 +269,7 @@ def check_process(pid, table, library, syscalls, dump):
     except OSError:
         exe_path = None
     report = {"pid": pid, "running": True, "exe": exe_path}
-    program = check_program(exe if exe_path else "", table, library)
+    program = check_program(exe if exe_path else "", table, library, exe_path)
     program["program"] = exe_path
     report["program_check"] = program
     maps = read_proc(f"{proc}/maps") or ""
@@ -453,6 +454,7 @@ def print_process(r, out):
 
 
 def main(argv):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `green check ... | head` ends quietly
     ap = argparse.ArgumentParser(prog="green check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ap.add_argument("--dump", action="store_true",
