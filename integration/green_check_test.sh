@@ -9,15 +9,8 @@
 set -euo pipefail
 build=$1 source=$2
 green=$build/green
-work=$(mktemp -d)
+source "$(dirname "$0")/scratch.sh"
 chmod 755 "$work"  # the set-uid copy's owner must reach it
-native=""
-cleanup() {
-  [[ -n $native ]] && kill -9 "$native" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 # A dynamic binary: can run; accept and pthread_create are cooperative imports.
@@ -104,6 +97,7 @@ echo "ok: a script is judged by its interpreter"
 # A running process without libgreen.
 "$dyn" 0 >"$work/native.out" &
 native=$!
+started+=("$native")
 for _ in $(seq 100); do grep -q listening "$work/native.out" && break; sleep 0.1; done
 status=0
 timeout 60 "$green" check "$native" >"$work/pid.txt" || status=$?
@@ -111,7 +105,7 @@ timeout 60 "$green" check "$native" >"$work/pid.txt" || status=$?
 grep -q "libgreen: not loaded" "$work/pid.txt" || fail "native process: $(cat "$work/pid.txt")"
 kill -9 "$native"
 wait "$native" 2>/dev/null || true
-native=""
+started=()
 echo "ok: a process without libgreen is reported so"
 
 # The launcher: options become GREEN_* settings, an existing LD_PRELOAD list is kept after

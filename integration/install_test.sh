@@ -7,14 +7,7 @@
 # what the test started and removes the prefix.
 set -euo pipefail
 build=$1 multiarch=$2
-work=$(mktemp -d)
-server=""
-cleanup() {
-  [[ -n $server ]] && kill -9 "$server" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/scratch.sh"
 
 prefix=$work/prefix
 timeout 120 cmake --install "$build" --prefix "$prefix" >"$work/install.log" ||
@@ -38,6 +31,7 @@ cd "$work"
 "$prefix/bin/green" --carriers=1 --stats="$work/stats.%p" --stats-signal=USR2 -- \
   "$build/integration/legacy_http_server" 0 300 >"$work/server.out" 2>"$work/server.err" &
 server=$!
+started+=("$server")
 port=""
 for _ in $(seq 100); do  # up to 10 s for "listening on PORT"
   port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$work/server.out")
@@ -89,5 +83,5 @@ echo "ok: green check $server: active; its fresh stats count 41 fibers"
 
 kill -TERM "$server"
 timeout 10 tail --pid="$server" -f /dev/null || fail "the server did not end on SIGTERM"
-server=""
+started=()
 echo "ok: installed launcher and library work"

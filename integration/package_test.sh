@@ -8,15 +8,8 @@
 # Usage: package_test.sh SOURCE_DIR BUILD_DIR MULTIARCH. Deadlines on every step.
 set -euo pipefail
 source=$1 build=$2 multiarch=$3
-work=$(mktemp -d)
-installed_by_us=0
+source "$(dirname "$0")/scratch.sh"
 SUDO=""
-cleanup() {
-  if ((installed_by_us)); then $SUDO dpkg -r libgreen >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 deb=$(timeout 240 "$source/scripts/package.sh" "$build" "$work") || fail "scripts/package.sh"
 [[ -f $deb ]] || fail "no .deb at '$deb'"
@@ -61,7 +54,8 @@ dpkg_retry() {  # dpkg fails at once while apt holds its lock: retry for up to 1
   cat "$work/dpkg.log"
   return 1
 }
-installed_by_us=1
+remove_ours() { $SUDO dpkg -r libgreen >/dev/null 2>&1; }
+at_exit=remove_ours  # a failure below must not leave the package installed
 dpkg_retry -i "$deb" || fail "dpkg -i"
 [[ $(command -v green) == /usr/bin/green ]] || fail "green is not /usr/bin/green"
 timeout 30 green --stats="$work/y.stats" -- /bin/sleep 0.1
@@ -76,7 +70,7 @@ else
 fi
 echo "ok: dpkg -i installed it; green and man green work"
 dpkg_retry -r libgreen || fail "dpkg -r"
-installed_by_us=0
+at_exit=""
 left=()
 while read -r f; do
   [[ $f == */ ]] && continue

@@ -39,14 +39,15 @@ def tables(markdown):
 
 
 def find_table(markdown, *columns, without=("concurrency", "connections")):
-    """The first table whose header has a cell starting with each of columns (in any order)
-    and none starting with a word of without that is not asked for: {column: index}, rows."""
+    """The first table whose header has a cell containing each of columns (in any order, the
+    first such cell) and none starting with a word of without that is not asked for:
+    {column: index}, rows."""
     for header, rows in tables(markdown):
         if any(h.lower().startswith(w) for h in header for w in without if w not in columns):
             continue
         index = {}
         for want in columns:
-            hit = next((i for i, h in enumerate(header) if h.lower().startswith(want)), None)
+            hit = next((i for i, h in enumerate(header) if want in h.lower()), None)
             if hit is None:
                 break
             index[want] = hit
@@ -160,25 +161,70 @@ def write_figure(path, caption, panels, series):
     print(f"plot_bench: wrote {path}")
 
 
-def collect(rows, group_col, serie_col, value_col, keep=lambda r: True):
-    groups, values = [], {}
-    for r in rows:
-        if not keep(r):
-            continue
-        n = number(r[value_col])
-        if n is None:
-            continue
-        group, serie = r[group_col].replace("**", ""), r[serie_col].replace("**", "")
-        if group not in groups:
-            groups.append(group)
-        values.setdefault((group, serie), n)
-    return groups, values
+# The figures: the table's columns (a header cell containing each), the column that names
+# the groups on the x axis (None: one group, named by "single"), rows kept (column, value),
+# and one panel per (column, title, unit, log scale); a unit of None is read from the cells.
+SERIES = ["libuv", "native", "libgreen", "gevent"]
+THREADS = ("os threads", "OS threads", "count", True)
+FIGURES = [
+    dict(file="echo.svg", group="connections",
+         columns=("connections", "server", "round trips/s", "peak rss", "os threads"),
+         caption="x: connections; thread per connection vs the libuv event loop",
+         panels=[("round trips/s", "Echo throughput", "64-byte round trips/s", False),
+                 ("peak rss", "Peak RSS", "KiB", True), THREADS]),
+    dict(file="slow_upstream.svg", group="concurrency", keep=("client", "http_load"),
+         columns=("concurrency", "client", "server", "total", "peak rss", "os threads"),
+         caption="x: concurrency C; legacy_http_server, 1 s handler, http_load",
+         ideal=("total", 4.0, "ideal 4 s"),
+         panels=[("total", "Slow upstream: total time", "s, 4 × C requests", False),
+                 ("peak rss", "Peak RSS", None, False), THREADS]),
+    dict(file="uwsgi.svg", group=None, single="uWSGI",
+         columns=("server", "total", "mean latency", "os threads"),
+         caption="1,000 threads (native, libgreen) vs gevent; 1 s view",
+         panels=[("total", "uWSGI + Flask", "s for ab -c 1000 -n 2000", False), THREADS]),
+    dict(file="idle.svg", group="connections",
+         columns=("connections", "server", "peak rss", "per connection", "os threads"),
+         caption="x: connections held open, nothing sent",
+         panels=[("per connection", "Idle connections", "KiB per connection", False), THREADS]),
+]
 
 
-def server_name(cell):
-    """uWSGI rows name their server in words: map them to a series."""
-    c = cell.lower()
-    return "gevent" if "gevent" in c else "libgreen" if "libgreen" in c else "native"
+def series_name(cell):
+    """A row's series: the server's name, or for rows named in words (uWSGI) the word in it."""
+    c = cell.replace("**", "").strip().lower()
+    for name in ("gevent", "libgreen", "libuv"):
+        if name in c:
+            return name
+    return "native"
+
+
+def draw(md, out, fig):
+    idx, rows = find_table(md, *fig["columns"])
+    if not rows:
+        print(f"plot_bench: no table with {', '.join(fig['columns'])}: {fig['file']} skipped",
+              file=sys.stderr)
+        return
+    if "keep" in fig:
+        col, value = fig["keep"]
+        kept = [r for r in rows if r[idx[col]].replace("**", "") == value]
+        rows = kept or rows
+    panels = []
+    for col, title, unit, log in fig["panels"]:
+        if unit is None:
+            unit = "MiB" if any("MiB" in r[idx[col]] for r in rows) else "KiB"
+        groups, values = [], {}
+        for r in rows:
+            n = number(r[idx[col]])
+            if n is None:
+                continue
+            group = r[idx[fig["group"]]].replace("**", "") if fig["group"] else fig["single"]
+            if group not in groups:
+                groups.append(group)
+            values.setdefault((group, series_name(r[idx["server"]])), n)
+        ideal = fig.get("ideal")
+        panels.append(dict(title=title, unit=unit, groups=groups, series=SERIES, values=values,
+                           log=log, ideal=ideal[1:] if ideal and ideal[0] == col else None))
+    write_figure(os.path.join(out, fig["file"]), fig["caption"], panels, SERIES)
 
 
 def main(argv):
@@ -187,84 +233,9 @@ def main(argv):
         return 2
     with open(argv[1], encoding="utf-8") as f:
         md = f.read()
-    out = argv[2]
-    os.makedirs(out, exist_ok=True)
-    order = ["libuv", "native", "libgreen", "gevent"]
-
-    idx, rows = find_table(md, "connections", "server", "round trips/s", "peak rss", "os threads")
-    if rows:
-        c, s = idx["connections"], idx["server"]
-        panels = []
-        for col, title, unit, log in (("round trips/s", "Echo throughput", "64-byte round trips/s", False),
-                                      ("peak rss", "Peak RSS", "KiB", True),
-                                      ("os threads", "OS threads", "count", True)):
-            groups, values = collect(rows, c, s, idx[col])
-            panels.append(dict(title=title, unit=unit, groups=groups, series=order,
-                               values=values, log=log))
-        write_figure(os.path.join(out, "echo.svg"),
-                     "x: connections; thread per connection vs the libuv event loop",
-                     panels, order)
-    else:
-        print("plot_bench: no echo table, echo.svg skipped", file=sys.stderr)
-
-    idx, rows = find_table(md, "concurrency", "client", "server", "total", "peak rss", "os threads")
-    if rows:
-        keep = lambda r: r[idx["client"]].replace("**", "") == "http_load"
-        if not any(keep(r) for r in rows):
-            keep = lambda r: True
-        c, s = idx["concurrency"], idx["server"]
-        panels = []
-        for col, title, unit, log in (("total", "Slow upstream: total time", "s, 4 × C requests", False),
-                                      ("peak rss", "Peak RSS", "MiB" if "MiB" in " ".join(r[idx["peak rss"]] for r in rows) else "KiB", False),
-                                      ("os threads", "OS threads", "count", True)):
-            groups, values = collect(rows, c, s, idx[col], keep)
-            panels.append(dict(title=title, unit=unit, groups=groups, series=order,
-                               values=values, log=log,
-                               ideal=(4.0, "ideal 4 s") if col == "total" else None))
-        write_figure(os.path.join(out, "slow_upstream.svg"),
-                     "x: concurrency C; legacy_http_server, 1 s handler, http_load",
-                     panels, order)
-    else:
-        print("plot_bench: no slow-upstream table, slow_upstream.svg skipped", file=sys.stderr)
-
-    idx, rows = find_table(md, "server", "total", "mean latency", "failed", "peak rss", "os threads")
-    if rows is None:
-        idx, rows = find_table(md, "server", "ab -c 1000 -n 2000 total", "mean latency", "os threads")
-        if rows:
-            idx["total"] = idx.pop("ab -c 1000 -n 2000 total")
-    if rows:
-        rows = [r[:idx["server"]] + [server_name(r[idx["server"]])] + r[idx["server"] + 1:] + ["uWSGI"]
-                for r in rows]
-        g = len(rows[0]) - 1
-        panels = []
-        for col, title, unit, log in (("total", "uWSGI + Flask", "s for ab -c 1000 -n 2000", False),
-                                      ("os threads", "OS threads", "count", True)):
-            groups, values = collect(rows, g, idx["server"], idx[col])
-            panels.append(dict(title=title, unit=unit, groups=groups, series=order,
-                               values=values, log=log))
-        write_figure(os.path.join(out, "uwsgi.svg"),
-                     "1,000 threads (native, libgreen) vs gevent; 1 s view", panels, order)
-    else:
-        print("plot_bench: no uWSGI table, uwsgi.svg skipped", file=sys.stderr)
-
-    idx, rows = find_table(md, "connections", "server", "peak rss", "per connection", "os threads")
-    if rows is None:
-        idx, rows = find_table(md, "connections", "server", "peak rss", "kib per connection",
-                               "os threads")
-        if rows:
-            idx["per connection"] = idx.pop("kib per connection")
-    if rows:
-        c, s = idx["connections"], idx["server"]
-        panels = []
-        for col, title, unit, log in (("per connection", "Idle connections", "KiB per connection", False),
-                                      ("os threads", "OS threads", "count", True)):
-            groups, values = collect(rows, c, s, idx[col])
-            panels.append(dict(title=title, unit=unit, groups=groups, series=order,
-                               values=values, log=log))
-        write_figure(os.path.join(out, "idle.svg"),
-                     "x: connections held open, nothing sent", panels, order)
-    else:
-        print("plot_bench: no idle-capacity table, idle.svg skipped", file=sys.stderr)
+    os.makedirs(argv[2], exist_ok=True)
+    for fig in FIGURES:
+        draw(md, argv[2], fig)
     return 0
 
 
