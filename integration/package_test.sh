@@ -77,6 +77,10 @@ while read -r f; do
   [[ -e $f || -L $f ]] && left+=("$f")
 done <"$work/contents"
 ((${#left[@]} == 0)) || fail "dpkg -r left: ${left[*]}"
+state=$(dpkg-query -W -f='${db:Status-Abbrev}' libgreen 2>/dev/null || true)
+[[ -z ${state// /} || $state == n* ]] || fail "dpkg -r left the package in state '$state'"
+[[ -z $(compgen -G "/var/lib/dpkg/info/libgreen.*") ]] ||
+  fail "dpkg -r left $(echo /var/lib/dpkg/info/libgreen.*)"
 for d in /usr/share/libgreen /usr/libexec/libgreen /usr/share/doc/libgreen; do
   [[ ! -e $d ]] || fail "dpkg -r left the directory $d"
 done

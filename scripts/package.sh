@@ -13,6 +13,13 @@ out=$(cd "$out" && pwd)
 (cd "$build" && cpack -G DEB -B "$out/_CPack" >"$out/cpack.log" 2>&1) ||
   { cat "$out/cpack.log"; exit 1; }
 deb=$(ls -t "$out"/_CPack/libgreen_*.deb | head -1)
-mv -f "$deb" "$out/"
-rm -rf "$out/_CPack"
+# CPack 3.25 always adds postinst and postrm scripts that run ldconfig for a library under
+# /usr/lib. libgreen.so needs none (no SONAME; it is preloaded by path and linked by nothing),
+# and a postrm makes dpkg keep the package in state "rc" after dpkg -r, for a later purge:
+# the package is rebuilt without them, so that dpkg -r leaves nothing.
+rm -rf "$out/_raw"
+dpkg-deb -R "$deb" "$out/_raw"
+rm -f "$out/_raw/DEBIAN/postinst" "$out/_raw/DEBIAN/postrm"
+dpkg-deb --root-owner-group -Zxz -b "$out/_raw" "$out/$(basename "$deb")" >/dev/null
+rm -rf "$out/_CPack" "$out/_raw"
 echo "$out/$(basename "$deb")"
