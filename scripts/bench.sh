@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # libgreen's benchmarks: every workload natively, under the shim and (where there is one)
 # against an event-loop reference, in one run on one machine, printed as markdown rows with
-# the ratios. Never part of the test suite. Results go to docs/benchmarks.md by hand.
+# the ratios. Never part of the test suite. Results go to docs/benchmarks.md by hand; the
+# headline comparisons are also drawn as SVG (build/bench/plots/, see below).
 #
 #   scripts/bench.sh [quick] [SECTION...]   quick: smaller counts, for a smoke run;
 #                                           SECTION: the numbers of the sections to run
@@ -79,6 +80,11 @@ start_echo_server() {
 }
 stop_server() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
 
+# The tables go to stdout and to $B/bench/results.md, from which the headline comparisons are
+# drawn as SVG into $B/bench/plots/ (scripts/plot_bench.py; docs/plots/ is drawn the same way
+# from docs/benchmarks.md's tables).
+mkdir -p "$B/bench/plots"
+{
 echo "# libgreen benchmarks, $(date -u +%F), $(nproc) cores, $(uname -r)"
 echo
 
@@ -343,3 +349,5 @@ if want 10; then
     rm -f "$err"
     echo
 fi
+} | tee "$B/bench/results.md"
+python3 scripts/plot_bench.py "$B/bench/results.md" "$B/bench/plots" >&2

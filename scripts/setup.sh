@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev libboost-context-dev libc-ares-dev   # the runtime's libraries
   googletest libgtest-dev catch2                  # test frameworks
+  pandoc man-db dpkg-dev binutils                 # man pages, the .deb, green check (nm)
   curl wget apache2-utils python3 strace gdb      # stock programs the tests drive
   dnsmasq-base iproute2 util-linux libc-bin       # the DNS tests' server and namespaces
   memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
