@@ -14,6 +14,7 @@
 #include <cstdlib>
 
 #include "runtime/carrier.h"
+#include "runtime/stack_pool.h"
 
 namespace green {
 namespace {
@@ -285,13 +286,19 @@ void Carrier::poll_once(bool block) {
     bool run_libuv = libuv_timeout == 0;
     timespec limit_storage{};
     const timespec zero{};
-    const timespec* timeout =
-        block ? sleep_limit(libuv_timeout,
-                            timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns,
-                            &limit_storage)
-              : &zero;
+    const timespec* timeout = &zero;
+    if (block) {
+        // About to sleep: first give back the pages of stacks that stayed unused long enough,
+        // and wake when the next ones are due, so an idle process does not keep a burst's.
+        StackPool::scavenge(monotonic_now_ns());
+        const uint64_t fiber_deadline =
+            timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns;
+        timeout = sleep_limit(libuv_timeout,
+                              std::min<uint64_t>(fiber_deadline, StackPool::next_scavenge_ns()),
+                              &limit_storage);
+        use_thread_pointer(thread_tp_);  // a program's handler may run while we sleep
+    }
     const int epoll_fd = epoll_fd_.load(std::memory_order_relaxed);
-    if (timeout != &zero) use_thread_pointer(thread_tp_);  // a handler may run while we sleep
     int n;
     do {
         if (timeout != &zero) {

@@ -10,6 +10,7 @@
 #include "runtime/spinlock.h"
 
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,24 +23,34 @@
 namespace green {
 namespace {
 
-constexpr size_t kMaxPooledPerSize = 1024;
-// The last few released stacks keep their pages: a thread-per-request server starts the
-// next fiber on the stack the last one left, with no madvise and no page faults. Bounded,
-// as a stack keeps whatever its last fiber touched until it is reused or cleaned.
-constexpr size_t kMaxWarmPerSize = 16;
+// Stacks kept for reuse per size, beyond the warm ones: mappings only (MAP_NORESERVE), so a
+// burst of thousands of fibers that ends and comes again does not mmap and munmap each one.
+constexpr size_t kMaxPooledPerSize = 16384;
+// Released stacks keep their pages (warm) for a while: a thread-per-request server starts the
+// next fiber on a stack the last ones left, with no madvise and no page faults. Giving pages
+// back costs a TLB shootdown on every CPU that runs the process (an IPI each; a VM exit each
+// in a VM), and touching them again a page fault each: per request, more than the request's
+// own work on some VMs. A warm stack unused for kWarmKeepNs is cleaned (MADV_DONTNEED) by the
+// next release or by a carrier about to sleep (scavenge), oldest first: after a burst the
+// touched pages stay at most about that long. The count bound is a backstop.
+constexpr size_t kMaxWarmPerSize = 65536;
+constexpr uint64_t kWarmKeepNs = 1000ull * 1000 * 1000;
 
 // Pooled stacks wait in nodes allocated outside the lock: nothing allocates while it is held
 // (an allocator preloaded beside us may itself take locks that park).
 struct Node : RuntimeAllocated {
     Stack stack;
     Node* next;
+    Node* prev;  // warm list only: toward the newer end
+    uint64_t released_ns;
 };
 
 struct Bucket {
-    size_t usable = 0;  // 0: an unused bucket
+    size_t usable = 0;     // 0: an unused bucket
     Node* free = nullptr;  // pages given back (MADV_DONTNEED)
     size_t free_count = 0;
-    Node* warm = nullptr;  // pages kept
+    Node* warm = nullptr;  // pages kept, newest first (reused first)
+    Node* oldest_warm = nullptr;  // cleaned first
     size_t warm_count = 0;
 };
 
@@ -73,6 +84,31 @@ void push(Node*& list, size_t& count, Node* node) {
     list = node;
     ++count;
 }
+
+void push_warm(Bucket& b, Node* node) {
+    node->prev = nullptr;
+    node->next = b.warm;
+    if (b.warm)
+        b.warm->prev = node;
+    else
+        b.oldest_warm = node;
+    b.warm = node;
+    ++b.warm_count;
+}
+
+void unlink_warm(Bucket& b, Node* node) {
+    (node->prev ? node->prev->next : b.warm) = node->next;
+    (node->next ? node->next->prev : b.oldest_warm) = node->prev;
+    --b.warm_count;
+}
+
+uint64_t now_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::atomic<size_t> g_warm_total{0};  // warm stacks of every size, read without the lock
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -111,10 +147,13 @@ bool StackPool::acquire(size_t size, Stack* out) {
     {
         SpinGuard hold(g_lock);
         if (Bucket* b = bucket_for(usable, false)) {
-            if (b->warm)
-                node = pop(b->warm, b->warm_count);
-            else if (b->free)
+            if (b->warm) {
+                node = b->warm;
+                unlink_warm(*b, node);
+                g_warm_total.fetch_sub(1, std::memory_order_relaxed);
+            } else if (b->free) {
                 node = pop(b->free, b->free_count);
+            }
         }
     }
     if (node) {
@@ -147,15 +186,63 @@ void StackPool::release(const Stack& stack) {
     // not inherit them (ASan would report its own locals as out of bounds).
     ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
 #endif
-    auto* node = new Node{{}, stack, nullptr};
+    const uint64_t now = now_ns();
+    auto* node = new Node{{}, stack, nullptr, nullptr, now};
+    bool kept = false;
     {
         SpinGuard hold(g_lock);
         Bucket* b = bucket_for(stack.usable(), true);
         if (b && b->warm_count < kMaxWarmPerSize) {
-            push(b->warm, b->warm_count, node);
-            return;
+            push_warm(*b, node);
+            g_warm_total.fetch_add(1, std::memory_order_relaxed);
+            kept = true;
         }
     }
+    if (!kept) give_back(node);
+    scavenge(now, 2);  // a release cleans what has waited too long, a little at a time
+}
+
+// Cleans warm stacks unused for kWarmKeepNs, oldest first, at most `max`; the madvise and
+// munmap calls are made outside the lock.
+void StackPool::scavenge(uint64_t now, size_t max) {
+    if (g_warm_total.load(std::memory_order_relaxed) == 0) return;
+    while (max > 0) {
+        Node* batch[16];
+        size_t n = 0;
+        {
+            SpinGuard hold(g_lock);
+            for (Bucket& b : g_buckets) {
+                if (b.usable == 0) break;
+                while (n < 16 && n < max && b.oldest_warm &&
+                       now - b.oldest_warm->released_ns >= kWarmKeepNs) {
+                    Node* old = b.oldest_warm;
+                    unlink_warm(b, old);
+                    batch[n++] = old;
+                }
+            }
+            g_warm_total.fetch_sub(n, std::memory_order_relaxed);
+        }
+        for (size_t i = 0; i < n; ++i) give_back(batch[i]);
+        if (n < 16) return;
+        max -= n;
+    }
+}
+
+uint64_t StackPool::next_scavenge_ns() {
+    if (g_warm_total.load(std::memory_order_relaxed) == 0) return UINT64_MAX;
+    uint64_t oldest = UINT64_MAX;
+    SpinGuard hold(g_lock);
+    for (const Bucket& b : g_buckets) {
+        if (b.usable == 0) break;
+        if (b.oldest_warm && b.oldest_warm->released_ns < oldest) oldest = b.oldest_warm->released_ns;
+    }
+    return oldest == UINT64_MAX ? UINT64_MAX : oldest + kWarmKeepNs;
+}
+
+// A stack's pages go back to the kernel; its mapping waits in the free list, or is unmapped.
+void StackPool::give_back(void* pooled) {
+    auto* node = static_cast<Node*>(pooled);
+    const Stack stack = node->stack;
     madvise(stack.limit, stack.usable(), MADV_DONTNEED);
     {
         SpinGuard hold(g_lock);

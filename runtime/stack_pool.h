@@ -21,10 +21,18 @@ public:
     // A stack with at least `size` usable bytes (rounded up to whole pages). Returns false
     // with errno set (ENOMEM, or EAGAIN when the map count is exhausted) on failure.
     static bool acquire(size_t size, Stack* out);
-    // Keeps the mapping for reuse: the last few released per size keep their pages (warm, for
-    // the next fiber); the others give them back to the kernel (MADV_DONTNEED).
+    // Keeps the mapping for reuse, with its pages for a while (warm, for the next fiber: see
+    // stack_pool.cpp); then the pages go back to the kernel (MADV_DONTNEED).
     static void release(const Stack& stack);
+    // Gives back the pages of up to `max` stacks that have waited warm too long (a carrier
+    // calls it before it sleeps, so an idle process does not keep a burst's pages).
+    static void scavenge(uint64_t now_ns, size_t max = SIZE_MAX);
+    // When the next warm stack is due for that (UINT64_MAX: none is warm).
+    static uint64_t next_scavenge_ns();
     static size_t page_size();
+
+private:
+    static void give_back(void* pooled);
 };
 
 }  // namespace green
