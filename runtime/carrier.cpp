@@ -411,7 +411,7 @@ bool Carrier::make_epoll_set() {
     libuv.events = EPOLLIN;
     libuv.data.u64 = kLibuvTag;
     epoll_event woken{};
-    woken.events = EPOLLIN;
+    woken.events = EPOLLIN | EPOLLET;  // an event per write: never read (its count is moot)
     woken.data.u64 = kWakeTag;
     if (fd < 0 || wake < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &libuv) != 0 ||
         epoll_ctl(fd, EPOLL_CTL_ADD, wake, &woken) != 0) {
@@ -972,12 +972,12 @@ void Carrier::wake_if_idle() {
     raw_syscall(SYS_write, wake_fd_, reinterpret_cast<long>(&one), sizeof one);
 }
 
-// The eventfd is read before wake_sent_ is cleared: a sender that finds it cleared writes
-// again, so wake_sent_ never stays set with nothing left to read (which would silence every
-// later sender). What the senders queued is taken after this, in the same poll_once.
+// The eventfd is edge-triggered: each write is one event, so it is never read (a system call
+// less per wake-up; its count cannot reach 2^64 - 1). The event clears wake_sent_: a sender
+// that finds it cleared writes again, and that write is another event, so wake_sent_ never
+// stays set with no event on its way (which would silence every later sender). What the
+// senders queued is taken after this, in the same poll_once.
 void Carrier::take_woken() {
-    uint64_t count;
-    raw_syscall(SYS_read, wake_fd_, reinterpret_cast<long>(&count), sizeof count);
     wake_sent_.store(false, std::memory_order_seq_cst);
 }
 

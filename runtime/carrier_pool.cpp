@@ -138,8 +138,9 @@ void carriers_needed() {
 }
 
 // The least loaded carrier that is not stuck, by threads placed and not yet ended (main
-// counted on its carrier); ties go round the carriers in turn. With one carrier, or from a
-// carrier not on the list, the caller's.
+// counted on its carrier); a tie goes to the caller's carrier (what the two threads share
+// stays in one cache), else round the carriers in turn. With one carrier, or from a carrier
+// not on the list, the caller's.
 Carrier* place_new_fiber() {
     Carrier* here = Carrier::current();
     const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
@@ -151,7 +152,7 @@ Carrier* place_new_fiber() {
         Carrier* c = g_placeable[(start + i) % n].load(std::memory_order_relaxed);
         if (!c || c->stuck()) continue;
         const uint32_t load = c->placed() + (c->serving() ? 0 : 1);  // main is a thread too
-        if (load < best_load) {
+        if (load < best_load || (load == best_load && c == here)) {
             best = c;
             best_load = load;
         }
