@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -352,7 +351,7 @@ bool Carrier::make_loop() {
         errno = -err;
         return false;
     }
-    if (!make_epoll_set()) {
+    if (!poller_.open(uv_backend_fd(&loop_))) {
         int saved = errno;
         uv_loop_close(&loop_);
         errno = saved;
@@ -388,7 +387,7 @@ void Carrier::retire() {
                  [](uv_handle_t* handle) { delete reinterpret_cast<uv_async_t*>(handle); });
         uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks of every handle
         if (uv_loop_close(&loop_) != 0) log::fatal("carrier loop still has handles at retire");
-        close_epoll_set();
+        poller_.close();
     }
     StackPool::release(scheduler_stack_);
     if (tls_template_) tls::free_template(tls_template_);
@@ -404,35 +403,6 @@ void Carrier::retire() {
 // libuv, so their flags are never touched: DESIGN.md, problem 3) and libuv's backend fd
 // (everything libuv waits for: the remote-wake async, c-ares's sockets). A fiber woken by its
 // fd so costs one epoll_wait, and libuv runs only when it has something to do.
-bool Carrier::make_epoll_set() {
-    int fd = adopt_runtime_fd(epoll_create1(EPOLL_CLOEXEC));
-    int wake = adopt_runtime_fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    epoll_event libuv{};
-    libuv.events = EPOLLIN;
-    libuv.data.u64 = kLibuvTag;
-    epoll_event woken{};
-    woken.events = EPOLLIN | EPOLLET;  // an event per write: never read (its count is moot)
-    woken.data.u64 = kWakeTag;
-    if (fd < 0 || wake < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &libuv) != 0 ||
-        epoll_ctl(fd, EPOLL_CTL_ADD, wake, &woken) != 0) {
-        int saved = errno;
-        close_runtime_fd(fd);
-        close_runtime_fd(wake);
-        errno = saved;
-        return false;
-    }
-    wake_fd_ = wake;
-    wake_sent_.store(false);
-    epoll_fd_.store(fd);
-    return true;
-}
-
-void Carrier::close_epoll_set() {
-    close_runtime_fd(epoll_fd_.exchange(-1));
-    close_runtime_fd(wake_fd_);
-    wake_fd_ = -1;
-}
-
 void Carrier::track(Fiber* fiber) {
     fiber->prev_on_carrier = nullptr;
     fiber->next_on_carrier = all_fibers_;
@@ -483,7 +453,6 @@ void Carrier::reset_after_fork() {
         delete w;
         w = next;
     }
-    stale_fds_.store(false);
     arrivals_.store(nullptr);  // made by the parent's other threads, which the child lacks
     stuck_.store(false);
     carrier_pool_after_fork();
@@ -509,10 +478,7 @@ void Carrier::reset_after_fork() {
     restarting_signals_.store(0);
     handlers_ran_.store(0);
     registry_after_fork(this);
-    for (FdRecord& rec : fds_) {
-        rec.waiters = nullptr;
-        rec.in_epoll = false;
-    }
+    poller_.forget_waiters();
     // The loop and the epoll set are still the parent's (the same kernel objects): they are
     // remade when the child first needs them (make_loop), so a child that only execs pays
     // nothing for them. Until then nothing here may touch them.
@@ -530,8 +496,9 @@ bool Carrier::remake_loop_after_fork() {
     loop_forked_ = false;
     if (uv_loop_fork(&loop_) != 0) log::fatal("cannot give the forked child its own loop");
     shut_down_resolver(this);
-    close_epoll_set();  // the child's references only
-    if (!make_epoll_set()) log::fatal("cannot give the forked child its own epoll set");
+    poller_.close();  // the child's references only
+    if (!poller_.open(uv_backend_fd(&loop_)))
+        log::fatal("cannot give the forked child its own epoll set");
     loop_made();
     return true;
 }
@@ -966,24 +933,17 @@ void Carrier::send_arrival(Fiber* fiber, bool wake) {
 // ordered before this load, and the carrier's idle_ store before its look at the queues, so
 // one of the two sees the other. Of the senders to a sleeping carrier only the first writes.
 void Carrier::wake_if_idle() {
-    if (!idle_.load(std::memory_order_seq_cst) || !loop_ready_) return;
-    if (wake_sent_.exchange(true, std::memory_order_seq_cst)) return;
-    const uint64_t one = 1;
-    raw_syscall(SYS_write, wake_fd_, reinterpret_cast<long>(&one), sizeof one);
+    if (idle_.load(std::memory_order_seq_cst) && loop_ready_) poller_.wake();
 }
 
-// The eventfd is edge-triggered: each write is one event, so it is never read (a system call
-// less per wake-up; its count cannot reach 2^64 - 1). The event clears wake_sent_: a sender
-// that finds it cleared writes again, and that write is another event, so wake_sent_ never
-// stays set with no event on its way (which would silence every later sender). What the
-// senders queued is taken after this, in the same poll_once.
-void Carrier::take_woken() {
-    wake_sent_.store(false, std::memory_order_seq_cst);
+void Carrier::fd_closed_remotely(int fd) {
+    poller_.closed_elsewhere(fd);
+    wake_if_idle();
 }
 
 bool Carrier::remote_work_waiting() const {
     return inbox_.load(std::memory_order_seq_cst) || arrivals_.load(std::memory_order_seq_cst) ||
-           stale_fds_.load(std::memory_order_seq_cst);
+           poller_.stale_waiting();
 }
 
 void Carrier::note_signal(int sig, bool restart) {
@@ -1132,8 +1092,7 @@ void Carrier::on_remote_wake(uv_async_t* handle) {
 // Fds closed elsewhere, fibers other threads started here, then wake-ups they sent, each in
 // the order sent.
 void Carrier::take_remote_work() {
-    if (stale_fds_.load(std::memory_order_relaxed) && stale_fds_.exchange(false))
-        evict_stale_waiters();
+    if (poller_.take_stale()) poller_.evict_stale();
     Fiber* first = oldest_first(arrivals_.exchange(nullptr, std::memory_order_acquire),
                                 &Fiber::next_runnable);
     while (first) {

@@ -10,6 +10,7 @@
 
 #include "runtime/counters.h"
 #include "runtime/fiber.h"
+#include "runtime/poller.h"
 #include "runtime/runtime.h"
 #include "runtime/spinlock.h"
 #include "runtime/tls.h"
@@ -54,20 +55,8 @@ Carrier* place_new_fiber();
 void carrier_pool_after_fork();
 void carrier_pool_remove(Carrier* carrier);
 
-// The epoll data of libuv's backend fd and of the carrier's wake-up eventfd in the carrier's
-// set; program fds carry fd | gen << 32.
-constexpr uint64_t kLibuvTag = UINT64_MAX;
-constexpr uint64_t kWakeTag = UINT64_MAX - 1;
 
-struct FdRecord {
-    FdWaiter* waiters = nullptr;
-    bool in_epoll = false;  // registered (EPOLLONESHOT) in this carrier's epoll set
-};
 
-// Process-wide fd generations (fd_wait.cpp): bumped by every close of the number on any
-// thread, so a waiter parked on an fd that was closed elsewhere (and an epoll event for it)
-// is told from one for the fd that now has the number.
-uint32_t fd_generation(int fd);
 
 class Carrier {
 public:
@@ -164,15 +153,15 @@ public:
     void track(Fiber* fiber);
     void untrack(Fiber* fiber);
 
-    // fd waits (fd_wait.cpp).
+    // fd waits (fd_wait.cpp), through the carrier's poller (poller.h).
     WaitResult wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_ns,
                         ParkReason reason);
-    void fd_closing(int fd);
-    // From any thread: `fd` was closed elsewhere; stale waiters here must wake (fd_wait.cpp).
+    void fd_closing(int fd) { poller_.closing(fd); }
+    // From any thread: `fd` was closed elsewhere; stale waiters here must wake.
     void fd_closed_remotely(int fd);
     // Wakes the waiters on fds whose generation moved on (closed by another thread, or by a
     // close_range on this one).
-    void evict_stale_waiters();
+    void evict_stale_waiters() { poller_.evict_stale(); }
 
     // Diagnostics: counters (stats.cpp), the registry of carriers, the watchdog's view
     // (monitor.cpp) and the deadlock check (deadlock.cpp).
@@ -211,7 +200,7 @@ public:
     uint64_t next_deadline() const { return next_deadline_.load(std::memory_order_relaxed); }
     // The epoll set the scheduler sleeps in (-1: not made yet), for the monitor to poll: it
     // is readable when a parked fiber's fd is ready.
-    int epoll_fd() const { return epoll_fd_.load(std::memory_order_relaxed); }
+    int epoll_fd() const { return poller_.epoll_fd(); }
     // Resumes that began a new time slice: every one but hand_off()'s.
     uint64_t slices_begun() const { return slices_begun_.load(std::memory_order_relaxed); }
 
@@ -232,7 +221,6 @@ private:
     void start_fiber(Fiber* fiber);
     void send_arrival(Fiber* fiber, bool wake = true);  // wake: if it sleeps (never the monitor)
     void wake_if_idle();
-    void take_woken();  // the wake-up eventfd fired (poll_once)
     void take_remote_work();
     // Live threads of the program on this carrier: its fibers, and main if it runs here.
     size_t program_threads() const { return live_fibers_ + (root_exited_ || serving() ? 0 : 1); }
@@ -242,8 +230,6 @@ private:
     bool make_loop();
     void loop_made();
     bool remake_loop_after_fork();
-    bool make_epoll_set();  // and the wake-up eventfd in it
-    void close_epoll_set();
     // Fibers parked with a deadline, in a binary min-heap on Fiber::deadline_ns (timers at the
     // clock's precision: libuv's timers count whole milliseconds).
     void add_timer(Fiber* fiber);
@@ -252,8 +238,6 @@ private:
     void sift_down(size_t i);
     void expire_timers();
 
-    FdRecord& record(int fd);
-    void arm(int fd);
     // Waits on the carrier's epoll set (up to libuv's next timer when `block`, else not at
     // all), wakes the fibers whose fds are ready, and runs libuv's loop once when it has
     // something to do (fd_wait.cpp).
@@ -315,7 +299,6 @@ private:
     std::atomic<bool> quiet_{false};
     std::atomic<uint64_t> quiet_epoch_{0};
     std::atomic<bool> serving_{false};  // a pool carrier: its root context is no program thread
-    std::atomic<bool> stale_fds_{false};  // an fd was closed by another thread
     uv_async_t* remote_wake_ = nullptr;
     std::vector<Fiber*> timers_;
     // Signals whose handler ran while every fiber was parked (bit n-1: signal n), and those
@@ -337,12 +320,7 @@ private:
     uint32_t blocking_any_ = 0;                // of them, those with a non-empty mask
     std::atomic<uint32_t> signal_waiters_{0};  // fibers parked in pause or sigsuspend
 
-    std::atomic<int> epoll_fd_{-1};
-    // Written by other threads while the carrier sleeps (wake_if_idle), once per sleep:
-    // wake_sent_ says a write is on its way or unread.
-    int wake_fd_ = -1;
-    std::atomic<bool> wake_sent_{false};
-    std::vector<FdRecord> fds_;
+    Poller poller_{this};
 
     char* thread_tp_ = nullptr;  // the carrier thread's own thread pointer (glibc descriptor)
     // The thread pointer the OS thread has now: its own, or the TLS block of the fiber that ran
