@@ -6,6 +6,7 @@
 // buffering, ungetc, locking, flags, line and column state, getline, scanf, flush at exit.
 // Never blocks the carrier itself; never changes the fd's flags.
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +20,10 @@
 #include <new>
 
 #include "hooks/hooks.h"
+#include "runtime/tls.h"
+
+// glibc's vtable of wide-character file streams (exported since glibc 2.2).
+extern "C" const char _IO_wfile_jumps[];
 
 namespace green::hooks {
 namespace {
@@ -35,8 +40,71 @@ constexpr int kAppending = 0x1000;
 struct Stream {
     int fd;
     FILE* process;
+    FILE* file;    // the FILE the program has
     char* buffer;  // ours (glibc would size a cookie stream's buffer BUFSIZ, not st_blksize)
+    void* wide;    // the FILE's wide-character state, or nullptr
 };
+
+// Wide orientation. glibc makes cookie streams byte-oriented for good (no wide state:
+// fwide(f, 1) is -1 and fwprintf fails), where its fdopen FILE can turn wide. A twin gets
+// wide state of its own: zeroes and the wide vtable, as glibc's _IO_no_init leaves it, in
+// glibc's internal struct _IO_wide_data, whose size is found once from a FILE glibc makes
+// itself: the struct ends with that vtable's address. None if it is not found there.
+struct WideLayout {
+    size_t size = 0;
+};
+
+const WideLayout& wide_layout() {
+    static const WideLayout layout = [] {
+        WideLayout found;
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        FILE* probe = fd >= 0 ? real::get().fdopen(fd, "r") : nullptr;
+        if (!probe) {
+            if (fd >= 0) ::close(fd);
+            return found;
+        }
+        const char* start = reinterpret_cast<const char*>(probe->_wide_data);
+        const char* end = reinterpret_cast<const char*>(probe) + malloc_usable_size(probe);
+        const void* vtable = _IO_wfile_jumps;
+        for (const char* at = start; start && at + sizeof vtable <= end; at += sizeof vtable) {
+            const void* word;
+            memcpy(&word, at, sizeof word);
+            if (word == vtable) {
+                found.size = static_cast<size_t>(at - start) + sizeof vtable;
+                break;
+            }
+        }
+        fclose(probe);
+        return found;
+    }();
+    return layout;
+}
+
+void give_wide_state(Stream* s) {
+    const WideLayout& layout = wide_layout();
+    if (!layout.size || !(s->wide = calloc(1, layout.size))) return;
+    const void* vtable = _IO_wfile_jumps;
+    memcpy(static_cast<char*>(s->wide) + layout.size - sizeof vtable, &vtable, sizeof vtable);
+    s->file->_wide_data = static_cast<struct _IO_wide_data*>(s->wide);
+    s->file->_mode = 0;  // not oriented yet
+}
+
+// A wide stream's state is still used by fclose after the close callback (its conversion
+// steps, its wide buffer), so it is freed at the next close on the same OS thread: fclose
+// finishes without a switch (no interposed call that parks, no pre-emption in libc).
+__thread Stream* t_closed_wide __attribute__((tls_model("initial-exec"))) = nullptr;
+
+void free_stream(Stream* s) {
+    free(s->buffer);
+    free(s->wide);
+    delete s;
+}
+
+void free_later(Stream* s) {
+    Stream*& slot = tls::per_thread(t_closed_wide);
+    if (slot) free_stream(slot);
+    slot = s;
+}
 
 // The callbacks run wherever the FILE is used. They call the exported functions, whose guard
 // (shim/exports.cpp) decides: cooperative on a fiber, the real call elsewhere.
@@ -98,8 +166,10 @@ int stream_close(void* cookie) {
     auto* s = static_cast<Stream*>(cookie);
     int r = s->process ? close_process(s) : ::close(s->fd);
     const int saved = errno;
-    free(s->buffer);
-    delete s;
+    if (s->file->_mode > 0)
+        free_later(s);
+    else
+        free_stream(s);
     errno = saved;
     return r;
 }
@@ -121,14 +191,16 @@ FILE* cooperative_twin(FILE* native, const struct stat& st, FILE* process) {
     const char* mode = reads && writes ? (append ? "a+" : "r+")
                        : writes        ? (append ? "a" : "w")
                                        : "r";
-    auto* s = new (std::nothrow) Stream{native->_fileno, process, nullptr};
+    auto* s = new (std::nothrow) Stream{native->_fileno, process, nullptr, nullptr, nullptr};
     if (!s) return nullptr;
     FILE* twin = fopencookie(s, mode, {stream_read, stream_write, stream_seek, stream_close});
     if (!twin) {
         delete s;
         return nullptr;
     }
+    s->file = twin;
     twin->_fileno = s->fd;  // fileno(): glibc marks cookie streams with -2 and answers EBADF
+    give_wide_state(s);
     if (flags & kUnbuffered) {
         setvbuf(twin, nullptr, _IONBF, 0);
     } else {

@@ -342,6 +342,46 @@ TEST(StdioSocket, AThreadWaitingInFgetsLeavesTheOthersRunning) {
     EXPECT_EQ(fclose(f), 0);
 }
 
+TEST(StdioSocket, WideOrientationWorksAsOnGlibcsOwnFile) {
+    Pair s = socket_pair();
+    FILE* out = fdopen(s.a, "w");
+    FILE* in = fdopen(s.b, "r");
+    ASSERT_NE(out, nullptr);
+    ASSERT_NE(in, nullptr);
+    s.a = s.b = -1;
+    EXPECT_EQ(fwide(out, 0), 0);  // not oriented yet
+    EXPECT_GT(fwide(out, 1), 0);
+    EXPECT_EQ(fwprintf(out, L"wide %d %ls\n", 7, L"text"), 12);
+    EXPECT_EQ(fputwc(L'z', out), static_cast<wint_t>(L'z'));
+    EXPECT_EQ(fputws(L"\nend\n", out), 1);
+    EXPECT_EQ(fclose(out), 0);
+    wchar_t line[32];
+    ASSERT_NE(fgetws(line, 32, in), nullptr);
+    EXPECT_STREQ(line, L"wide 7 text\n");
+    EXPECT_EQ(fgetwc(in), static_cast<wint_t>(L'z'));
+    EXPECT_EQ(ungetwc(L'y', in), static_cast<wint_t>(L'y'));
+    EXPECT_EQ(fgetwc(in), static_cast<wint_t>(L'y'));
+    ASSERT_NE(fgetws(line, 32, in), nullptr);
+    EXPECT_STREQ(line, L"\n");
+    ASSERT_NE(fgetws(line, 32, in), nullptr);
+    EXPECT_STREQ(line, L"end\n");
+    EXPECT_EQ(fgetwc(in), WEOF);
+    EXPECT_NE(feof(in), 0);
+    EXPECT_EQ(fclose(in), 0);
+}
+
+TEST(StdioSocket, AByteOrientedStreamStaysSo) {
+    Pair s = socket_pair();
+    FILE* f = fdopen(s.a, "w");
+    ASSERT_NE(f, nullptr);
+    s.a = -1;
+    EXPECT_EQ(fputc('a', f), 'a');
+    EXPECT_LT(fwide(f, 1), 0);
+    EXPECT_EQ(fputwc(L'b', f), WEOF);
+    EXPECT_EQ(fclose(f), 0);
+    EXPECT_EQ(read_to_eof(s.b), "a");
+}
+
 // ---------------------------------------------------------------------------------------
 // pipes: fdopen, popen, fopen of a FIFO
 
