@@ -259,17 +259,18 @@ FILE* popen(const char* command, const char* mode) {
 // glibc's: they are often shared by many threads for logging, and a flush that parked would
 // let another fiber of its carrier into the FILE (glibc's FILE lock is per OS thread), which
 // would write or drop the half-flushed buffer; a pipe write waits only when its reader is
-// 64 KiB behind. libstdc++'s cin/cout/cerr/clog, synchronised with stdio, follow the swap.
+// 64 KiB behind. libstdc++'s standard streams, synchronised with stdio, follow the swap.
 void adopt_standard_streams() {
     static std::ios_base::Init iostreams;  // cin and cout exist before they are rebound
     struct Standard {
         FILE** stream;
         bool sockets_only;
-        std::ios* cxx[2];
+        std::ios* narrow[2];
+        std::wios* wide[2];
     };
-    Standard standard[] = {{&stdin, false, {&std::cin, nullptr}},
-                           {&stdout, true, {&std::cout, nullptr}},
-                           {&stderr, true, {&std::cerr, &std::clog}}};
+    Standard standard[] = {{&stdin, false, {&std::cin, nullptr}, {&std::wcin, nullptr}},
+                           {&stdout, true, {&std::cout, nullptr}, {&std::wcout, nullptr}},
+                           {&stderr, true, {&std::cerr, &std::clog}, {&std::wcerr, &std::wclog}}};
     for (Standard& one : standard) {
         FILE* native = *one.stream;
         struct stat st;
@@ -278,12 +279,16 @@ void adopt_standard_streams() {
         FILE* twin = cooperative_twin(native, st, nullptr);
         if (!twin) continue;
         *one.stream = twin;  // glibc's own stays as it was, unused, and is flushed at exit
-        for (std::ios* cxx : one.cxx) {
-            if (!cxx) continue;
-            // Never destroyed: the streams live until exit.
-            auto* buf = new (std::nothrow) __gnu_cxx::stdio_sync_filebuf<char>(twin);
-            if (buf) cxx->rdbuf(buf);
-        }
+        // The stream buffers are never destroyed: the streams live until exit.
+        for (std::ios* cxx : one.narrow)
+            if (auto* buf = cxx ? new (std::nothrow) __gnu_cxx::stdio_sync_filebuf<char>(twin)
+                                : nullptr)
+                cxx->rdbuf(buf);
+        if (twin->_mode != 0) continue;  // no wide state: wcin and wcout keep glibc's FILE
+        for (std::wios* cxx : one.wide)
+            if (auto* buf = cxx ? new (std::nothrow) __gnu_cxx::stdio_sync_filebuf<wchar_t>(twin)
+                                : nullptr)
+                cxx->rdbuf(buf);
     }
 }
 

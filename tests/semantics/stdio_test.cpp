@@ -532,17 +532,25 @@ TEST(StdioPipe, FopenOfARegularFileStaysSeekable) {
 namespace {
 
 // The child's side, run before main when STDIO_SEMANTICS_CHILD is set: answers each line of
-// stdin on stdout, through C stdio and C++ iostreams in turn (their order must hold), until
-// end-of-file; "bye" goes out with the flush at exit.
+// stdin (read by fgets and std::cin in turn) on stdout, through C stdio and C++ iostreams in
+// turn (their order must hold), until end-of-file; "bye" goes out with the flush at exit.
 __attribute__((constructor)) void stdio_child() {
     if (!getenv("STDIO_SEMANTICS_CHILD")) return;
     static std::ios_base::Init iostreams;
     char line[256];
     int n = 0;
     if (fileno(stdin) != 0 || fileno(stdout) != 1 || fileno(stderr) != 2) _exit(10);
-    while (fgets(line, sizeof line, stdin)) {
-        printf("%d c: %s", ++n, line);
-        std::cout << n << " c++: " << line;
+    for (;;) {  // lines read by C stdio and by std::cin in turn: one buffer for both
+        std::string text;
+        if (n % 2 == 0) {
+            if (!fgets(line, sizeof line, stdin)) break;
+            text = line;
+        } else {
+            if (!std::getline(std::cin, text)) break;
+            text += "\n";
+        }
+        printf("%d c: %s", ++n, text.c_str());
+        std::cout << n << " c++: " << text;
         fflush(stdout);
     }
     printf("bye %d\n", feof(stdin) != 0);
