@@ -1,8 +1,6 @@
 // stdio over sockets (issue 16): a thread-per-connection server that speaks through FILEs
 // made by fdopen must serve its clients at once under the shim, as it does natively, and on
 // one carrier too (cooperation, not parallelism).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,15 +40,8 @@ std::string read_line(int fd, Clock::time_point deadline) {
 
 // One client: kLines lines with a pause after each answer; the count of exact answers.
 int converse(int port, int client) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(fd);
-        return 0;
-    }
+    int fd = connect_loopback(port);
+    if (fd < 0) return 0;
     const auto deadline = Clock::now() + std::chrono::seconds(30);
     int exact = 0;
     for (int i = 1; i <= kLines; ++i) {

@@ -58,6 +58,13 @@ void write_all(int fd, const std::string& s) {
     }
 }
 
+// fdopen on `*fd`, which the FILE then owns (the Pair no longer closes it).
+FILE* adopt(int* fd, const char* mode) {
+    FILE* f = fdopen(*fd, mode);
+    if (f) *fd = -1;
+    return f;
+}
+
 // A payload whose every byte says where it is.
 std::string pattern(size_t n) {
     std::string s(n, '\0');
@@ -82,9 +89,8 @@ struct TempDir {
 
 TEST(StdioSocket, FgetsJoinsAPartialLineAndKeepsTheRestBuffered) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "r");
+    FILE* f = adopt(&s.a, "r");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     After later(30, [&] { write_all(s.b, "lo\nworld\npartial"); });
     write_all(s.b, "hel");
     char line[64];
@@ -138,9 +144,8 @@ TEST(StdioSocket, FullBufferingSendsWholeBuffersOfTheBlockSize) {
     struct stat st;
     ASSERT_EQ(fstat(s.a, &st), 0);
     const long block = st.st_blksize > 0 && st.st_blksize < BUFSIZ ? st.st_blksize : BUFSIZ;
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     std::string data = pattern(static_cast<size_t>(block) + 100);
     ASSERT_EQ(fwrite(data.data(), 1, 10, f), 10u);
     EXPECT_EQ(queued(s.b), 0);  // nothing sent yet
@@ -153,9 +158,8 @@ TEST(StdioSocket, FullBufferingSendsWholeBuffersOfTheBlockSize) {
 
 TEST(StdioSocket, SetvbufLineBufferedAndTheProgramsOwnBuffer) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     ASSERT_EQ(setvbuf(f, nullptr, _IOLBF, 0), 0);
     fputs("no newline yet", f);
     EXPECT_EQ(queued(s.b), 0);
@@ -164,9 +168,8 @@ TEST(StdioSocket, SetvbufLineBufferedAndTheProgramsOwnBuffer) {
     EXPECT_EQ(fclose(f), 0);
 
     Pair t = socket_pair();
-    FILE* g = fdopen(t.a, "w");
+    FILE* g = adopt(&t.a, "w");
     ASSERT_NE(g, nullptr);
-    t.a = -1;
     char own[256];
     ASSERT_EQ(setvbuf(g, own, _IOFBF, sizeof own), 0);
     const std::string data = pattern(300);
@@ -180,9 +183,8 @@ TEST(StdioSocket, SetvbufLineBufferedAndTheProgramsOwnBuffer) {
 
 TEST(StdioSocket, UnbufferedWritesEachCallAtOnce) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     ASSERT_EQ(setvbuf(f, nullptr, _IONBF, 0), 0);
     EXPECT_EQ(fputc('x', f), 'x');
     EXPECT_EQ(queued(s.b), 1);
@@ -194,9 +196,8 @@ TEST(StdioSocket, UnbufferedWritesEachCallAtOnce) {
 TEST(StdioSocket, EofAndErrorFlagsAndClearerr) {
     IgnoreSigpipe ignore;
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "r+");
+    FILE* f = adopt(&s.a, "r+");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     write_all(s.b, "x");
     shutdown(s.b, SHUT_WR);
     EXPECT_EQ(fgetc(f), 'x');
@@ -219,9 +220,8 @@ TEST(StdioSocket, EofAndErrorFlagsAndClearerr) {
 
 TEST(StdioSocket, ReadingAWriteOnlyStreamSetsTheErrorFlag) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     errno = 0;
     EXPECT_EQ(fgetc(f), EOF);
     EXPECT_EQ(errno, EBADF);
@@ -232,9 +232,8 @@ TEST(StdioSocket, ReadingAWriteOnlyStreamSetsTheErrorFlag) {
 
 TEST(StdioSocket, GetlineAndGetdelimGrowTheirBuffer) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "r");
+    FILE* f = adopt(&s.a, "r");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     std::string long_line(10000, 'q');
     After later(20, [&] {
         write_all(s.b, long_line + "\nk1=v1,k2=v2");
@@ -258,9 +257,8 @@ TEST(StdioSocket, LargeFwriteToASlowReaderArrivesWholeAndInOrder) {
     Pair s = socket_pair();
     int small = 4096;
     setsockopt(s.a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     const std::string data = pattern(3 << 20);
     std::string got;
     std::thread reader([&] {
@@ -282,9 +280,8 @@ TEST(StdioSocket, FflushOfABigBufferWaitsForTheSlowReader) {
     Pair s = socket_pair();
     int small = 4096;
     setsockopt(s.a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     std::vector<char> buffer(1 << 20);
     ASSERT_EQ(setvbuf(f, buffer.data(), _IOFBF, buffer.size()), 0);
     const std::string data = pattern(900000);
@@ -308,9 +305,8 @@ TEST(StdioSocket, FflushOfABigBufferWaitsForTheSlowReader) {
 
 TEST(StdioSocket, LargeFreadFromASlowWriterGetsEveryByte) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "r");
+    FILE* f = adopt(&s.a, "r");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     const std::string data = pattern(2 << 20);
     std::thread writer([&] {
         for (size_t at = 0; at < data.size(); at += 5000) {
@@ -330,9 +326,8 @@ TEST(StdioSocket, LargeFreadFromASlowWriterGetsEveryByte) {
 
 TEST(StdioSocket, AThreadWaitingInFgetsLeavesTheOthersRunning) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "r");
+    FILE* f = adopt(&s.a, "r");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     Ticker ticker;
     After later(200, [&] { write_all(s.b, "late\n"); });
     char line[16];
@@ -372,9 +367,8 @@ TEST(StdioSocket, WideOrientationWorksAsOnGlibcsOwnFile) {
 
 TEST(StdioSocket, AByteOrientedStreamStaysSo) {
     Pair s = socket_pair();
-    FILE* f = fdopen(s.a, "w");
+    FILE* f = adopt(&s.a, "w");
     ASSERT_NE(f, nullptr);
-    s.a = -1;
     EXPECT_EQ(fputc('a', f), 'a');
     EXPECT_LT(fwide(f, 1), 0);
     EXPECT_EQ(fputwc(L'b', f), WEOF);
