@@ -1,8 +1,8 @@
 // FILE streams over sockets, pipes and FIFOs. glibc's stdio reads and writes its fd with its
 // internal __read/__write, which no hook sees, so a fiber in fgets on a socket held its whole
-// carrier. fdopen, fopen of a FIFO, popen and (at start-up) the standard streams on a socket
-// or an empty pipe therefore give the program a FILE made by glibc's own fopencookie, whose
-// callbacks make the exported, cooperative read/write/close. glibc keeps everything else:
+// carrier. fdopen and fopen on a socket, pipe or FIFO, popen, and at start-up stdin on one of
+// those and stdout/stderr on a socket therefore give the program a FILE made by glibc's own
+// fopencookie, whose callbacks make the exported, cooperative read/write/close. glibc keeps:
 // buffering, ungetc, locking, flags, line and column state, getline, scanf, flush at exit.
 // Never blocks the carrier itself; never changes the fd's flags.
 #include <fcntl.h>
@@ -20,7 +20,6 @@
 #include <new>
 
 #include "hooks/hooks.h"
-#include "runtime/tls.h"
 
 // glibc's vtable of wide-character file streams (exported since glibc 2.2).
 extern "C" const char _IO_wfile_jumps[];
@@ -34,15 +33,22 @@ constexpr int kNoWrites = 0x0008;
 constexpr int kUnbuffered = 0x0002;
 constexpr int kLineBuffered = 0x0200;
 constexpr int kAppending = 0x1000;
+constexpr int kUserBuffer = 0x0001;  // the program's buffer: glibc never frees it
+
+// The buffer glibc gives a file stream (filedoalloc.c): st_blksize when below BUFSIZ. Its
+// cookie streams get BUFSIZ (their stat is a stub), so a twin's buffer is made here.
+size_t buffer_size(const struct stat& st) {
+    return st.st_blksize > 0 && st.st_blksize < BUFSIZ ? static_cast<size_t>(st.st_blksize)
+                                                        : BUFSIZ;
+}
 
 // The cookie of one stream. `process` is popen's own FILE, kept open in glibc's list of
 // popen streams (a later popen's child closes its fd, as POSIX asks) until pclose.
 struct Stream {
     int fd;
     FILE* process;
-    FILE* file;    // the FILE the program has
-    char* buffer;  // ours (glibc would size a cookie stream's buffer BUFSIZ, not st_blksize)
-    void* wide;    // the FILE's wide-character state, or nullptr
+    FILE* file;  // the FILE the program has
+    void* wide;  // the FILE's wide-character state, or nullptr
 };
 
 // Wide orientation. glibc makes cookie streams byte-oriented for good (no wide state:
@@ -50,6 +56,9 @@ struct Stream {
 // wide state of its own: zeroes and the wide vtable, as glibc's _IO_no_init leaves it, in
 // glibc's internal struct _IO_wide_data, whose size is found once from a FILE glibc makes
 // itself: the struct ends with that vtable's address. None if it is not found there.
+// Turning wide, glibc makes that vtable the FILE's own (iofwide.c): from then on the stream is
+// glibc's file stream on _fileno, exact but no longer cooperative, and our close callback is
+// never called, so its Stream and wide state (272 bytes) are not freed.
 struct WideLayout {
     size_t size = 0;
 };
@@ -89,21 +98,9 @@ void give_wide_state(Stream* s) {
     s->file->_mode = 0;  // not oriented yet
 }
 
-// A wide stream's state is still used by fclose after the close callback (its conversion
-// steps, its wide buffer), so it is freed at the next close on the same OS thread: fclose
-// finishes without a switch (no interposed call that parks, no pre-emption in libc).
-__thread Stream* t_closed_wide __attribute__((tls_model("initial-exec"))) = nullptr;
-
 void free_stream(Stream* s) {
-    free(s->buffer);
     free(s->wide);
-    delete s;
-}
-
-void free_later(Stream* s) {
-    Stream*& slot = tls::per_thread(t_closed_wide);
-    if (slot) free_stream(slot);
-    slot = s;
+    free(s);
 }
 
 // The callbacks run wherever the FILE is used. They call the exported functions, whose guard
@@ -166,10 +163,7 @@ int stream_close(void* cookie) {
     auto* s = static_cast<Stream*>(cookie);
     int r = s->process ? close_process(s) : ::close(s->fd);
     const int saved = errno;
-    if (s->file->_mode > 0)
-        free_later(s);
-    else
-        free_stream(s);
+    free_stream(s);  // the FILE is byte-oriented or unused here: fclose has no use for it
     errno = saved;
     return r;
 }
@@ -181,8 +175,8 @@ bool waits_for_peer(int fd, struct stat* st) {
 }
 
 // A cookie FILE in the image of `native`, glibc's FILE on `fd`: same direction, appending and
-// buffering mode, the buffer size glibc would pick (st_blksize below BUFSIZ, filedoalloc.c),
-// and fileno(). nullptr when one cannot be made (no memory): the caller keeps `native`.
+// buffering mode, the buffer size glibc would pick, wide state, and fileno(). nullptr when one
+// cannot be made (no memory): the caller keeps `native`.
 FILE* cooperative_twin(FILE* native, const struct stat& st, FILE* process) {
     const int flags = native->_flags;
     if (native->_mode != 0) return nullptr;  // oriented already (fopen's ccs=): keep glibc's
@@ -191,11 +185,13 @@ FILE* cooperative_twin(FILE* native, const struct stat& st, FILE* process) {
     const char* mode = reads && writes ? (append ? "a+" : "r+")
                        : writes        ? (append ? "a" : "w")
                                        : "r";
-    auto* s = new (std::nothrow) Stream{native->_fileno, process, nullptr, nullptr, nullptr};
+    auto* s = static_cast<Stream*>(calloc(1, sizeof(Stream)));
     if (!s) return nullptr;
+    s->fd = native->_fileno;
+    s->process = process;
     FILE* twin = fopencookie(s, mode, {stream_read, stream_write, stream_seek, stream_close});
     if (!twin) {
-        delete s;
+        free(s);
         return nullptr;
     }
     s->file = twin;
@@ -203,11 +199,9 @@ FILE* cooperative_twin(FILE* native, const struct stat& st, FILE* process) {
     give_wide_state(s);
     if (flags & kUnbuffered) {
         setvbuf(twin, nullptr, _IONBF, 0);
-    } else {
-        size_t size = st.st_blksize > 0 && st.st_blksize < BUFSIZ ? st.st_blksize : BUFSIZ;
-        s->buffer = static_cast<char*>(malloc(size));
-        if (s->buffer)
-            setvbuf(twin, s->buffer, flags & kLineBuffered ? _IOLBF : _IOFBF, size);
+    } else if (char* buffer = static_cast<char*>(malloc(buffer_size(st)))) {
+        setvbuf(twin, buffer, flags & kLineBuffered ? _IOLBF : _IOFBF, buffer_size(st));
+        twin->_flags &= ~kUserBuffer;  // glibc's to free, as the buffer it makes itself
     }
     return twin;
 }
