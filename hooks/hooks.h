@@ -54,6 +54,10 @@ void preempt_thread(int tid);
 // Who holds the lock a fiber waits on, for the deadlock report (hooks/sync.cpp).
 int32_t lock_holder(ParkReason reason, const void* object);
 
+// At start-up: stdin on a socket, pipe or FIFO and stdout/stderr on a socket become FILEs
+// that wait cooperatively (hooks/stdio.cpp).
+void adopt_standard_streams();
+
 // Registers the runtime callbacks hooks need (thread-specific data destructors, fork locks).
 void install();
 // The locks of hooks/signal.cpp and hooks/process.cpp, for fork (runtime/fork.h).

@@ -51,14 +51,10 @@ size_t count_of(const std::string& text, const std::string& what) {
 // One request on a fresh connection; the response up to the server's close. (ab may open
 // more connections than it makes requests: the count here must be exact.)
 std::string http_get(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = connect_loopback(port);
     std::string response;
     const char request[] = "GET / HTTP/1.0\r\n\r\n";
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+    if (fd >= 0 &&
         send(fd, request, sizeof request - 1, MSG_NOSIGNAL) == sizeof request - 1) {
         char buf[4096];
         for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) response.append(buf, n);

@@ -360,14 +360,9 @@ TEST_CASE(
     // Connections while both children wait in accept: each wakes both, one wins.
     int served = 0;
     for (int i = 0; i < 30; ++i) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(static_cast<uint16_t>(port));
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int fd = connect_loopback(port);
         char c = 0;
-        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-            read(fd, &c, 1) == 1)
+        if (fd >= 0 && read(fd, &c, 1) == 1)
             served += c == 'x';
         close(fd);
         usleep(10000);

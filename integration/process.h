@@ -84,6 +84,9 @@ struct EchoResult {
 };
 EchoResult echo_load(int port, size_t conns, size_t bytes, int timeout_s);
 
+// A TCP connection to 127.0.0.1:port (close-on-exec), or -1 with errno.
+int connect_loopback(int port);
+
 std::string green_library();
 std::string build_dir();
 bool exited_with(int status, int code);

@@ -131,14 +131,11 @@ int free_tcp_port() {
 // Waits until a TCP server accepts on `port`.
 bool accepting(int port, int timeout_ms) {
     for (int waited = 0; waited < timeout_ms; waited += 50) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(static_cast<uint16_t>(port));
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-        close(fd);
-        if (ok) return true;
+        int fd = connect_loopback(port);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
         usleep(50000);
     }
     return false;

@@ -76,6 +76,7 @@ __attribute__((constructor(101))) void green_start() {
     carriers.runtime = config;
     carriers.create_thread = green::real::get().pthread_create;
     green::configure_carriers(carriers);
+    green::hooks::adopt_standard_streams();
     start_diagnostics(settings);
 }
 
