@@ -556,7 +556,12 @@ void Carrier::scheduler_loop() {
         if (quiet && waiting_on_peers_ != 0) check_deadlock();
         // Every fiber is parked or queued: let in what any of them accepts (see idle_mask).
         uint64_t idle = idle_mask();
-        if (idle != kernel_mask_) set_kernel_mask(idle);
+        if (idle != kernel_mask_) {
+            // What this lets in is no fiber's: its handler runs as on the carrier thread, not in
+            // the block of the fiber that ran last (which may block it).
+            use_thread_pointer(thread_tp_);
+            set_kernel_mask(idle);
+        }
         poll_once(!anything_runnable());
     }
 }
@@ -586,13 +591,17 @@ void Carrier::resume(Fiber* fiber, bool handed_off) {
     fiber->state = FiberState::kRunning;
     // The fiber's own TLS from here to its next switch back; nothing in between touches TLS
     // but t_fiber, which is written in the fiber's block.
+    // A block that has not had glibc's per-thread set-up (tls::start_thread: the <ctype.h>
+    // tables) must not run a handler: signals stay blocked until fiber_entry has done it.
+    const bool fresh = fiber->tls && !fiber->tls_ready;
+    if (fresh) set_kernel_mask(kMaskUnknown);
     use_thread_pointer(fiber->tls ? fiber->tls : thread_tp_);
     t_fiber = fiber;
     bump(counters_.switches);
     running_.store(fiber, std::memory_order_relaxed);
     // The fiber's mask is the thread's while it runs. Masks rarely differ: usually no call.
     // (A signal this lets in runs its handler here, as the fiber's: t_fiber is set.)
-    if (fiber->sigmask != kernel_mask_) set_kernel_mask(fiber->sigmask);
+    if (!fresh && fiber->sigmask != kernel_mask_) set_kernel_mask(fiber->sigmask);
 #ifdef GREEN_SANITIZE
     __sanitizer_start_switch_fiber(&asan_fake_stack_, fiber->asan_stack_bottom,
                                    fiber->asan_stack_size);

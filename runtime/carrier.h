@@ -120,6 +120,11 @@ public:
         return target != nullptr && target != fiber;
     }
     void yield();
+    // On a new fiber, once its TLS block is set up: signals may come in now (resume).
+    void tls_set_up(Fiber* fiber) {
+        fiber->tls_ready = true;
+        if (fiber->sigmask != kernel_mask_) set_kernel_mask(fiber->sigmask);
+    }
     // Time slices (preempt.cpp). Set by the monitor thread when the running fiber has had its
     // slice; each hooked call checks it (Fiber::preempt_flag points here).
     std::atomic<bool> preempt_requested_{false};

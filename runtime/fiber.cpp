@@ -202,7 +202,10 @@ void fiber_entry(ctx::transfer_t transfer) {
 #endif
     // Entered from Carrier::resume(): record the scheduler's context to switch back to.
     fiber->carrier->set_scheduler_context(transfer.fctx);
-    if (fiber->tls) tls::start_thread();
+    if (fiber->tls) {
+        tls::start_thread();
+        fiber->carrier->tls_set_up(fiber);
+    }
     // On a fiber of this carrier: the TLS blocks of its ended fibers (never on the scheduler,
     // which must not call a program's free: runtime_alloc.h).
     fiber->carrier->free_dead_tls();

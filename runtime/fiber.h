@@ -58,6 +58,7 @@ struct Fiber : RuntimeAllocated {
     ParkReason park_reason = ParkReason::kNone;  // while running: the last park's reason
     const void* park_object = nullptr;  // the lock or fiber waited on, for diagnostics
     bool is_root = false;  // the carrier thread's original context (main() for the process)
+    bool tls_ready = false;  // its TLS block has had glibc's per-thread set-up (fiber_entry)
     // How the fiber's end is shared with other carriers' threads (join, detach): kFinished
     // once its stack is released, kDetached once no one may join it. Whoever sets the second
     // of the two frees the handle.
