@@ -91,11 +91,10 @@ Ring* as_ring(io_uring* ring) { return reinterpret_cast<Ring*>(ring); }
 
 // io_uring_enter(2) as liburing's __sys_io_uring_enter2 makes it: -errno on failure, and errno
 // left as it was (liburing never sets it).
-long raw_enter(const Ring* ring, unsigned submit, unsigned min_complete, unsigned flags,
-               void* arg, size_t size) {
+long raw_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags, const void* arg,
+               size_t size) {
     const int saved = errno;
-    long r = real::get().syscall(SYS_io_uring_enter, ring->enter_ring_fd, submit, min_complete,
-                                 flags, arg, size);
+    long r = real::get().syscall(SYS_io_uring_enter, fd, submit, min_complete, flags, arg, size);
     if (r < 0) r = -errno;
     errno = saved;
     return r;
@@ -108,37 +107,80 @@ unsigned ready(const Ring* ring) {
            __atomic_load_n(ring->cq.khead, __ATOMIC_RELAXED);
 }
 
-// The fd to park on: the ring's own fd, which polls readable while completions wait in the ring
-// or the kernel holds work for it (overflowed completions, task work). -1 when it cannot be
-// polled (the program closed it after registering the ring).
-int pollable_fd(const Ring* ring) {
-    if (ring->ring_fd < 0) return -1;
-    pollfd p{ring->ring_fd, POLLIN, 0};
-    const int saved = errno;
-    int r = unless_ours_interrupted([&] { return real::get().poll(&p, 1, 0); });
-    errno = saved;
-    return r == 1 && (p.revents & POLLNVAL) ? -1 : ring->ring_fd;
-}
+// A ring as io_uring_enter sees it: the fd (or registered index) to enter with, the fd to poll,
+// and, when liburing's struct is at hand, its completion queue to count in place.
+class Target {
+  public:
+    explicit Target(const Ring* ring)
+        : enter_fd_(ring->enter_ring_fd),
+          poll_fd_(ring->ring_fd),
+          registered_((ring->int_flags & kIntFlagRegRing) ? IORING_ENTER_REGISTERED_RING : 0),
+          ring_(ring) {}
+    // A bare fd (a raw io_uring_enter): a registered ring's index cannot be polled.
+    Target(int fd, unsigned flags)
+        : enter_fd_(fd),
+          poll_fd_((flags & IORING_ENTER_REGISTERED_RING) ? -1 : fd),
+          registered_(flags & IORING_ENTER_REGISTERED_RING),
+          ring_(nullptr) {}
+
+    long enter(unsigned submit, unsigned min_complete, unsigned flags, const void* arg,
+               size_t size) const {
+        return raw_enter(enter_fd_, submit, min_complete, flags, arg, size);
+    }
+    // Polled rings (IORING_SETUP_IOPOLL) reap inside io_uring_enter: the kernel waits. Only
+    // liburing's struct tells; a bare fd's probe (has) then polls in the kernel, as natively.
+    bool polled() const { return ring_ && (ring_->flags & IORING_SETUP_IOPOLL); }
+
+    // 1 if `n` completions are in the ring (n capped at its size, as the kernel caps it), after
+    // the work the kernel does before it would wait (its task's work, overflowed completions);
+    // 0 if not; -1 if entering fails (the kernel's own wait then reports why).
+    int has(unsigned n) const {
+        if (ring_) {
+            if (enter(0, 0, IORING_ENTER_GETEVENTS | registered_, nullptr, 0) < 0) return -1;
+            n = std::min(n, __atomic_load_n(ring_->cq.kring_entries, __ATOMIC_RELAXED));
+            return ready(ring_) >= n;
+        }
+        // No ring memory: the kernel's own count, asked with a timeout of zero.
+        __kernel_timespec zero{};
+        io_uring_getevents_arg arg{};
+        arg.ts = reinterpret_cast<uint64_t>(&zero);
+        long r = enter(0, n, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | registered_, &arg,
+                       sizeof arg);
+        return r == 0 ? 1 : r == -ETIME ? 0 : -1;
+    }
+
+    // The fd to park on: the ring's own, which polls readable while completions wait in the
+    // ring or the kernel holds work for it (overflowed completions, task work). -1 when it
+    // cannot be polled (a registered ring whose fd the program closed, or only an index).
+    int poll_fd() const {
+        if (poll_fd_ < 0) return -1;
+        pollfd p{poll_fd_, POLLIN, 0};
+        const int saved = errno;
+        int r = unless_ours_interrupted([&] { return real::get().poll(&p, 1, 0); });
+        errno = saved;
+        return r == 1 && (p.revents & POLLNVAL) ? -1 : poll_fd_;
+    }
+
+  private:
+    int enter_fd_;
+    int poll_fd_;
+    unsigned registered_;
+    const Ring* ring_;
+};
 
 // What the kernel's wait for `want` completions ended with, with errno-style codes: 0 (enough),
 // -ETIME (the deadline), -EINTR (a handler ran), or 1 when the kernel must wait instead.
 constexpr long kKernelWaits = 1;
 
-long park_for_completions(const Ring* ring, unsigned want, uint64_t deadline) {
+long park_for_completions(const Target& ring, unsigned want, uint64_t deadline) {
     uint64_t backoff_ns = 20'000;
     for (;;) {
-        // What the kernel does before it waits: run the task's work, flush overflowed
-        // completions. min_complete 0 never waits.
-        if (raw_enter(ring, 0, 0, IORING_ENTER_GETEVENTS |
-                      ((ring->int_flags & kIntFlagRegRing) ? IORING_ENTER_REGISTERED_RING : 0),
-                      nullptr, 0) < 0)
-            return kKernelWaits;  // it reports the error itself
-        unsigned have = ready(ring);
-        if (have >= want) return 0;
-        const int fd = pollable_fd(ring);
+        int has = ring.has(want);
+        if (has != 0) return has > 0 ? 0 : kKernelWaits;
+        const int fd = ring.poll_fd();
         if (fd < 0) return kKernelWaits;
         WaitResult w;
-        if (have == 0 && !ready_now(fd, POLLIN)) {
+        if (!ready_now(fd, POLLIN)) {
             w = wait_fd(fd, EPOLLIN, deadline, ParkReason::kPoll);
         } else {
             // Completions, but fewer than wanted: no fd event tells of the next one.
@@ -173,22 +215,21 @@ uint64_t deadline_after_kernel_span(const __kernel_timespec& ts) {
 // size; it returns the count submitted if any, else the wait's result, and a wait that timed out
 // or was interrupted with completions in the ring reports 0 (io_uring/io_uring.c,
 // io_uring_enter and io_cqring_wait).
-long enter(Ring* ring, unsigned submit, unsigned min_complete, unsigned flags, void* arg,
-           size_t size) {
-    if (!(flags & IORING_ENTER_GETEVENTS) || min_complete == 0 ||
-        (ring->flags & IORING_SETUP_IOPOLL))  // polled rings reap inside the call
-        return raw_enter(ring, submit, min_complete, flags, arg, size);
+long enter(const Target& ring, unsigned submit, unsigned min_complete, unsigned flags,
+           const void* arg, size_t size) {
+    if (!(flags & IORING_ENTER_GETEVENTS) || min_complete == 0 || ring.polled())
+        return ring.enter(submit, min_complete, flags, arg, size);
     // Submits, and checks what the kernel checks before it waits (the fd, the argument).
-    const long submitted = raw_enter(ring, submit, 0, flags, arg, size);
+    const long submitted = ring.enter(submit, 0, flags, arg, size);
     if (submitted < 0) return submitted;
 
-    const sigset_t* sigmask = static_cast<const sigset_t*>(arg);
+    const void* sigmask = arg;
     uint64_t deadline = kNoDeadline;
     bool timespec_fault = false;
     if (flags & IORING_ENTER_EXT_ARG) {
         io_uring_getevents_arg ext{};
         copy_from_user(&ext, arg, sizeof ext);  // the kernel has just read it
-        sigmask = reinterpret_cast<const sigset_t*>(ext.sigmask);
+        sigmask = reinterpret_cast<const void*>(ext.sigmask);
         if (ext.ts) {
             __kernel_timespec ts{};
             if (!copy_from_user(&ts, reinterpret_cast<const void*>(ext.ts), sizeof ts))
@@ -197,18 +238,17 @@ long enter(Ring* ring, unsigned submit, unsigned min_complete, unsigned flags, v
                 deadline = deadline_after_kernel_span(ts);
         }
     }
-    const unsigned want = std::min(min_complete, __atomic_load_n(ring->cq.kring_entries,
-                                                                 __ATOMIC_RELAXED));
     long waited;
-    if (ready(ring) >= want)
+    int has = ring.has(min_complete);
+    if (has > 0)
         waited = 0;
-    else if (sigmask || timespec_fault)  // the mask is the kernel's to set; EFAULT is its to say
-        waited = kKernelWaits;
+    else if (has < 0 || sigmask || timespec_fault)  // the mask is the kernel's to set, and
+        waited = kKernelWaits;                      // EFAULT its to say
     else
-        waited = park_for_completions(ring, want, deadline);
+        waited = park_for_completions(ring, min_complete, deadline);
     if (waited == kKernelWaits)
-        waited = raw_enter(ring, 0, min_complete, flags, arg, size);
-    else if (waited < 0 && ready(ring) > 0)
+        waited = ring.enter(0, min_complete, flags, arg, size);
+    else if (waited < 0 && ring.has(1) > 0)
         waited = 0;
     return submitted > 0 ? submitted : waited;
 }
@@ -312,7 +352,7 @@ int get_cqe(Ring* ring, io_uring_cqe** cqe_ptr, GetData* data) {
             break;
         }
         if (ring->int_flags & kIntFlagRegRing) flags |= IORING_ENTER_REGISTERED_RING;
-        ret = static_cast<int>(enter(ring, data->submit, data->wait_nr, flags, data->arg,
+        ret = static_cast<int>(enter(Target(ring), data->submit, data->wait_nr, flags, data->arg,
                                      static_cast<size_t>(data->size)));
         if (ret < 0) {
             if (!err) err = ret;
@@ -384,7 +424,7 @@ int io_uring_submit_and_wait(io_uring* ring, unsigned wait_nr) {
         return static_cast<int>(submitted);
     if (cq_needs_enter) flags |= IORING_ENTER_GETEVENTS;
     if (r->int_flags & kIntFlagRegRing) flags |= IORING_ENTER_REGISTERED_RING;
-    return static_cast<int>(enter(r, submitted, wait_nr, flags, nullptr, kSigsetSize));
+    return static_cast<int>(enter(Target(r), submitted, wait_nr, flags, nullptr, kSigsetSize));
 }
 
 int io_uring_submit_and_wait_timeout(io_uring* ring, io_uring_cqe** cqe_ptr, unsigned wait_nr,
@@ -395,6 +435,27 @@ int io_uring_submit_and_wait_timeout(io_uring* ring, io_uring_cqe** cqe_ptr, uns
                          ts, sigmask);
     if (ts) return get_cqe_with_timeout(r, cqe_ptr, flush_sq(r), wait_nr, ts, sigmask);
     return hooks::__io_uring_get_cqe(ring, cqe_ptr, flush_sq(r), wait_nr, sigmask);
+}
+
+int io_uring_enter(unsigned int fd, unsigned int submit, unsigned int wait_nr, unsigned int flags,
+                   sigset_t* sigmask) {
+    return hooks::io_uring_enter2(fd, submit, wait_nr, flags, sigmask, kSigsetSize);
+}
+
+int io_uring_enter2(unsigned int fd, unsigned int submit, unsigned int wait_nr, unsigned int flags,
+                    sigset_t* sigmask, size_t size) {
+    const int ring = static_cast<int>(fd);
+    return static_cast<int>(enter(Target(ring, flags), submit, wait_nr, flags, sigmask, size));
+}
+
+long io_uring_enter_call(long fd, long submit, long wait_nr, long flags, long arg, long size) {
+    long r = enter(Target(static_cast<int>(fd), static_cast<unsigned>(flags)),
+                   static_cast<unsigned>(submit), static_cast<unsigned>(wait_nr),
+                   static_cast<unsigned>(flags), reinterpret_cast<const void*>(arg),
+                   static_cast<size_t>(size));
+    if (r >= 0) return r;
+    errno = static_cast<int>(-r);  // syscall(2)'s convention
+    return -1;
 }
 
 }  // namespace green::hooks

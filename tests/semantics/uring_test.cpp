@@ -4,6 +4,7 @@
 // other threads running while one waits. Natively and under the shim.
 #include <liburing.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -47,8 +48,20 @@ class Ring {
     int error_;
 };
 
-#define REQUIRE_RING(ring)                                                              \
-    if ((ring).error() != 0) GTEST_SKIP() << "io_uring_queue_init: " << strerror(-(ring).error())
+// Each test has a ring and a pipe whose read end a queued read can wait on.
+class Uring : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (ring.error() != 0)
+            GTEST_SKIP() << "io_uring_queue_init: " << strerror(-ring.error());
+    }
+    // Queues a read of the pipe (not submitted): it completes when something is written.
+    void prep_pipe_read() { ring.prep_read(p.a, buf, sizeof buf); }
+
+    Ring ring;
+    Pair p = pipe_pair();
+    char buf[16] = {};
+};
 
 __kernel_timespec span_ms(long ms) {
     __kernel_timespec ts{};
@@ -59,8 +72,13 @@ __kernel_timespec span_ms(long ms) {
 
 // Several threads that must each keep ticking while the caller waits: with fibers, at least
 // one of them shares the waiter's carrier.
+// Ready once each has ticked (a loaded machine may start a thread late).
 struct Tickers {
     Ticker t[4];
+    Tickers() {
+        auto start = Clock::now();
+        while (least() < 1 && ms_since(start) < 10000) usleep(1000);
+    }
     int least() const {
         int m = t[0].ticks();
         for (const Ticker& x : t) m = std::min(m, x.ticks());
@@ -70,12 +88,8 @@ struct Tickers {
 
 }  // namespace
 
-TEST(Uring, WaitCqeReturnsACompletionThatArrivesLaterWhileOtherThreadsRun) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[16] = {};
-    ring.prep_read(p.a, buf, sizeof buf);
+TEST_F(Uring, WaitCqeReturnsACompletionThatArrivesLaterWhileOtherThreadsRun) {
+    prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
     Tickers tickers;
     int before = tickers.least();
@@ -90,21 +104,17 @@ TEST(Uring, WaitCqeReturnsACompletionThatArrivesLaterWhileOtherThreadsRun) {
     EXPECT_EQ(cqe->user_data, kReadTag);
     EXPECT_EQ(cqe->res, 5);
     EXPECT_EQ(std::string(buf, 5), "hello");
-    EXPECT_GT(tickers.least() - before, 3) << "a thread stood still while another waited";
+    EXPECT_GT(tickers.least() - before, 1) << "a thread stood still while another waited";
     io_uring_cqe_seen(ring.get(), cqe);
 }
 
-TEST(Uring, WaitCqeSeesAnotherThreadsSubmission) {
+TEST_F(Uring, WaitCqeSeesAnotherThreadsSubmission) {
     // MariaDB's shape: one thread waits for completions, others submit. The submitter lives
     // until the completion is in: the kernel cancels a thread's requests when it exits.
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[16] = {};
     std::atomic<bool> submitted{false}, seen{false};
     std::thread submitter([&] {
         usleep(50000);
-        ring.prep_read(p.a, buf, sizeof buf);
+        prep_pipe_read();
         EXPECT_EQ(io_uring_submit(ring.get()), 1);
         submitted = true;
         while (!seen) usleep(1000);
@@ -121,9 +131,7 @@ TEST(Uring, WaitCqeSeesAnotherThreadsSubmission) {
     io_uring_cqe_seen(ring.get(), cqe);
 }
 
-TEST(Uring, WaitCqeReturnsAtOnceWhenACompletionIsThere) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, WaitCqeReturnsAtOnceWhenACompletionIsThere) {
     ring.prep_nop();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
     io_uring_cqe* cqe = nullptr;
@@ -133,20 +141,14 @@ TEST(Uring, WaitCqeReturnsAtOnceWhenACompletionIsThere) {
     io_uring_cqe_seen(ring.get(), cqe);
 }
 
-TEST(Uring, PeekOnAnEmptyRingIsEagain) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, PeekOnAnEmptyRingIsEagain) {
     io_uring_cqe* cqe = reinterpret_cast<io_uring_cqe*>(1);
     EXPECT_EQ(io_uring_peek_cqe(ring.get(), &cqe), -EAGAIN);
     EXPECT_EQ(cqe, nullptr);
 }
 
-TEST(Uring, WaitCqeTimeoutIsEtimeWhenNothingCompletes) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
-    ring.prep_read(p.a, buf, sizeof buf);
+TEST_F(Uring, WaitCqeTimeoutIsEtimeWhenNothingCompletes) {
+    prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
     Tickers tickers;
     int before = tickers.least();
@@ -158,7 +160,7 @@ TEST(Uring, WaitCqeTimeoutIsEtimeWhenNothingCompletes) {
     EXPECT_GE(took, 190);
     EXPECT_LT(took, 5000);
     EXPECT_EQ(cqe, nullptr);
-    EXPECT_GT(tickers.least() - before, 3);
+    EXPECT_GT(tickers.least() - before, 1);
     // The read is still pending; a write completes it.
     ASSERT_EQ(write(p.b, "x", 1), 1);
     ts = span_ms(5000);
@@ -167,9 +169,7 @@ TEST(Uring, WaitCqeTimeoutIsEtimeWhenNothingCompletes) {
     io_uring_cqe_seen(ring.get(), cqe);
 }
 
-TEST(Uring, WaitCqeTimeoutOfZeroIsEtimeAtOnce) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, WaitCqeTimeoutOfZeroIsEtimeAtOnce) {
     __kernel_timespec ts = span_ms(0);
     io_uring_cqe* cqe = nullptr;
     auto start = Clock::now();
@@ -178,15 +178,11 @@ TEST(Uring, WaitCqeTimeoutOfZeroIsEtimeAtOnce) {
     EXPECT_EQ(cqe, nullptr);
 }
 
-TEST(Uring, WaitCqesWithFewerCompletionsThanAskedGivesTheFirstAfterTheTimeout) {
+TEST_F(Uring, WaitCqesWithFewerCompletionsThanAskedGivesTheFirstAfterTheTimeout) {
     // The kernel reports 0 for a timed-out wait when completions are in the ring; liburing then
     // hands back the first one.
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
     ring.prep_nop();
-    ring.prep_read(p.a, buf, sizeof buf);
+    prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 2);
     __kernel_timespec ts = span_ms(100);
     io_uring_cqe* cqe = nullptr;
@@ -198,13 +194,9 @@ TEST(Uring, WaitCqesWithFewerCompletionsThanAskedGivesTheFirstAfterTheTimeout) {
     EXPECT_EQ(io_uring_cq_ready(ring.get()), 1u);
 }
 
-TEST(Uring, WaitCqesForTwoReturnsWhenTheSecondArrives) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
+TEST_F(Uring, WaitCqesForTwoReturnsWhenTheSecondArrives) {
     ring.prep_nop();
-    ring.prep_read(p.a, buf, sizeof buf);
+    prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 2);
     After writer(80, [&] { ASSERT_EQ(write(p.b, "y", 1), 1); });
     __kernel_timespec ts = span_ms(5000);
@@ -218,36 +210,26 @@ TEST(Uring, WaitCqesForTwoReturnsWhenTheSecondArrives) {
     EXPECT_EQ(io_uring_cq_ready(ring.get()), 2u);
 }
 
-TEST(Uring, SubmitAndWaitReturnsTheSubmittedCountOnceACompletionIsThere) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
-    ring.prep_read(p.a, buf, sizeof buf);
-    After writer(100, [&] { ASSERT_EQ(write(p.b, "z", 1), 1); });
+TEST_F(Uring, SubmitAndWaitReturnsTheSubmittedCountOnceACompletionIsThere) {
+    prep_pipe_read();
     Tickers tickers;
     int before = tickers.least();
+    After writer(100, [&] { ASSERT_EQ(write(p.b, "z", 1), 1); });
     auto start = Clock::now();
     EXPECT_EQ(io_uring_submit_and_wait(ring.get(), 1), 1);
     EXPECT_GE(ms_since(start), 80);
     EXPECT_EQ(io_uring_cq_ready(ring.get()), 1u);
-    EXPECT_GT(tickers.least() - before, 3);
+    EXPECT_GT(tickers.least() - before, 1);
 }
 
-TEST(Uring, SubmitAndWaitWithNothingToSubmitReturnsZero) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, SubmitAndWaitWithNothingToSubmitReturnsZero) {
     ring.prep_nop();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
     EXPECT_EQ(io_uring_submit_and_wait(ring.get(), 1), 0);
 }
 
-TEST(Uring, SubmitAndWaitTimeoutReportsTheSubmittedCountWhenTimeRunsOut) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
-    ring.prep_read(p.a, buf, sizeof buf);
+TEST_F(Uring, SubmitAndWaitTimeoutReportsTheSubmittedCountWhenTimeRunsOut) {
+    prep_pipe_read();
     __kernel_timespec ts = span_ms(100);
     io_uring_cqe* cqe = reinterpret_cast<io_uring_cqe*>(1);
     auto start = Clock::now();
@@ -259,12 +241,8 @@ TEST(Uring, SubmitAndWaitTimeoutReportsTheSubmittedCountWhenTimeRunsOut) {
     EXPECT_EQ(cqe, nullptr);
 }
 
-TEST(Uring, SubmitAndWaitTimeoutHandsBackTheCompletion) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
-    ring.prep_read(p.a, buf, sizeof buf);
+TEST_F(Uring, SubmitAndWaitTimeoutHandsBackTheCompletion) {
+    prep_pipe_read();
     After writer(60, [&] { ASSERT_EQ(write(p.b, "w", 1), 1); });
     __kernel_timespec ts = span_ms(5000);
     io_uring_cqe* cqe = nullptr;
@@ -278,12 +256,8 @@ std::atomic<int> g_handled{0};
 void on_usr1(int) { ++g_handled; }
 }  // namespace
 
-TEST(Uring, AHandlerEndsTheWaitWithEintrEvenUnderSaRestart) {
-    Ring ring;
-    REQUIRE_RING(ring);
-    Pair p = pipe_pair();
-    char buf[4];
-    ring.prep_read(p.a, buf, sizeof buf);
+TEST_F(Uring, AHandlerEndsTheWaitWithEintrEvenUnderSaRestart) {
+    prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
     struct sigaction sa {};
     sa.sa_handler = on_usr1;
@@ -300,9 +274,7 @@ TEST(Uring, AHandlerEndsTheWaitWithEintrEvenUnderSaRestart) {
     sigaction(SIGUSR1, &old, nullptr);
 }
 
-TEST(Uring, ABadRingFdGivesLiburingsErrorAtOnce) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, ABadRingFdGivesLiburingsErrorAtOnce) {
     io_uring copy = *ring.get();  // the same ring memory, another fd
     io_uring_cqe* cqe = nullptr;
     copy.ring_fd = copy.enter_ring_fd = closed_fd();
@@ -313,7 +285,7 @@ TEST(Uring, ABadRingFdGivesLiburingsErrorAtOnce) {
     EXPECT_EQ(io_uring_wait_cqe_timeout(&copy, &cqe, &ts), -EBADF);
     EXPECT_EQ(io_uring_submit_and_wait(&copy, 1), -EBADF);
 
-    Pair p = pipe_pair();  // an fd that is not a ring: never readable here
+    // An fd that is not a ring, and never readable here.
     copy.ring_fd = copy.enter_ring_fd = p.a;
     auto start = Clock::now();
     EXPECT_EQ(io_uring_wait_cqe(&copy, &cqe), -EOPNOTSUPP);
@@ -321,15 +293,63 @@ TEST(Uring, ABadRingFdGivesLiburingsErrorAtOnce) {
     EXPECT_LT(ms_since(start), 2000);
 }
 
-TEST(Uring, ABadTimeoutPointerIsEfault) {
-    Ring ring;
-    REQUIRE_RING(ring);
+TEST_F(Uring, ABadTimeoutPointerIsEfault) {
     io_uring_cqe* cqe = nullptr;
     EXPECT_EQ(io_uring_wait_cqe_timeout(ring.get(), &cqe, bad_pointer<__kernel_timespec>()),
               -EFAULT);
 }
 
-TEST(Uring, ManyThreadsEachWaitOnTheirOwnRing) {
+TEST_F(Uring, RawEnterWaitsForACompletionWhileOtherThreadsRun) {
+    // syscall(SYS_io_uring_enter) and liburing's io_uring_enter: no struct io_uring at hand.
+    prep_pipe_read();
+    ASSERT_EQ(io_uring_submit(ring.get()), 1);
+    Tickers tickers;
+    int before = tickers.least();
+    After writer(100, [&] { ASSERT_EQ(write(p.b, "r", 1), 1); });
+    errno = 555;
+    auto start = Clock::now();
+    EXPECT_EQ(syscall(SYS_io_uring_enter, ring.get()->ring_fd, 0, 1, IORING_ENTER_GETEVENTS,
+                      nullptr, 0),
+              0);
+    EXPECT_EQ(errno, 555);
+    EXPECT_GE(ms_since(start), 80);
+    EXPECT_EQ(io_uring_cq_ready(ring.get()), 1u);
+    EXPECT_GT(tickers.least() - before, 1);
+    // Already there: at once.
+    EXPECT_EQ(io_uring_enter(ring.get()->ring_fd, 0, 1, IORING_ENTER_GETEVENTS, nullptr), 0);
+}
+
+TEST_F(Uring, RawEnterTimesOutWithEtime) {
+    prep_pipe_read();
+    ASSERT_EQ(io_uring_submit(ring.get()), 1);
+    __kernel_timespec ts = span_ms(100);
+    io_uring_getevents_arg arg{};
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+    const unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    auto start = Clock::now();
+    errno = 0;
+    EXPECT_EQ(syscall(SYS_io_uring_enter, ring.get()->ring_fd, 0, 1, flags, &arg, sizeof arg), -1);
+    EXPECT_EQ(errno, ETIME);
+    EXPECT_GE(ms_since(start), 90);
+    EXPECT_EQ(io_uring_enter2(ring.get()->ring_fd, 0, 1, flags,
+                              reinterpret_cast<sigset_t*>(&arg), sizeof arg),
+              -ETIME);
+    // A wrong argument size is the kernel's EINVAL, at once.
+    EXPECT_EQ(io_uring_enter2(ring.get()->ring_fd, 0, 1, flags,
+                              reinterpret_cast<sigset_t*>(&arg), sizeof arg - 1),
+              -EINVAL);
+}
+
+TEST_F(Uring, RawEnterOnAnFdThatIsNoRingFailsAtOnce) {
+    auto start = Clock::now();
+    errno = 0;
+    EXPECT_EQ(syscall(SYS_io_uring_enter, p.a, 0, 1, IORING_ENTER_GETEVENTS, nullptr, 0), -1);
+    EXPECT_EQ(errno, EOPNOTSUPP);
+    EXPECT_EQ(io_uring_enter(closed_fd(), 0, 1, IORING_ENTER_GETEVENTS, nullptr), -EBADF);
+    EXPECT_LT(ms_since(start), 2000);
+}
+
+TEST(UringThreads, EightWaitAtOnceEachOnARingOfItsOwn) {
     constexpr int kThreads = 8;
     std::vector<std::thread> threads;
     std::atomic<int> done{0}, skipped{0};
@@ -348,7 +368,7 @@ TEST(Uring, ManyThreadsEachWaitOnTheirOwnRing) {
             io_uring_cqe* cqe = nullptr;
             if (io_uring_wait_cqe(ring.get(), &cqe) == 0 && cqe->res == 1) ++done;
         });
-    // Each thread's read completes only after the previous one's: they all wait at once.
+    // The writes come one by one while the others still wait.
     auto start = Clock::now();
     for (int i = 0; i < kThreads; ++i) {
         usleep(10000);
