@@ -1,8 +1,11 @@
 // liburing's waits for completions (io_uring_wait_cqe, io_uring_wait_cqes,
-// io_uring_wait_cqe_timeout, io_uring_submit_and_wait, io_uring_submit_and_wait_timeout):
-// results, the completion handed back, -ETIME, -EINTR, bad ring fds, errno left alone, and
-// other threads running while one waits. Natively and under the shim.
+// io_uring_wait_cqe_timeout, io_uring_submit_and_wait, io_uring_submit_and_wait_timeout, the raw
+// io_uring_enter) and Linux aio's io_getevents: results, the completion handed back, -ETIME,
+// -EINTR, bad ring fds and contexts, errno left alone, and other threads running while one
+// waits. Natively and under the shim.
+#include <linux/aio_abi.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <signal.h>
@@ -378,4 +381,84 @@ TEST(UringThreads, EightWaitAtOnceEachOnARingOfItsOwn) {
     if (skipped) GTEST_SKIP() << "io_uring refused";
     EXPECT_EQ(done, kThreads);
     EXPECT_LT(ms_since(start), 10000);
+}
+
+// Linux native aio through raw system calls (as libaio and MariaDB make them): an aio poll
+// request on a pipe completes when something is written.
+class Aio : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (syscall(SYS_io_setup, 8, &ctx) != 0) GTEST_SKIP() << "io_setup: " << strerror(errno);
+    }
+    void TearDown() override {
+        if (ctx) syscall(SYS_io_destroy, ctx);
+    }
+    void submit_poll() {
+        iocb cb{};
+        cb.aio_lio_opcode = IOCB_CMD_POLL;
+        cb.aio_fildes = static_cast<uint32_t>(p.a);
+        cb.aio_buf = POLLIN;
+        cb.aio_data = 42;
+        iocb* list[1] = {&cb};
+        ASSERT_EQ(syscall(SYS_io_submit, ctx, 1, list), 1);
+    }
+    long getevents(long min_nr, const timespec* timeout) {
+        return syscall(SYS_io_getevents, ctx, min_nr, 4L, events, timeout);
+    }
+
+    aio_context_t ctx = 0;
+    Pair p = pipe_pair();
+    io_event events[4] = {};
+};
+
+TEST_F(Aio, GeteventsWaitsForACompletionWhileOtherThreadsRun) {
+    submit_poll();
+    Tickers tickers;
+    int before = tickers.least();
+    After writer(100, [&] { ASSERT_EQ(write(p.b, "a", 1), 1); });
+    errno = 77;
+    auto start = Clock::now();
+    ASSERT_EQ(getevents(1, nullptr), 1) << strerror(errno);
+    EXPECT_EQ(errno, 77);
+    EXPECT_GE(ms_since(start), 80);
+    EXPECT_EQ(events[0].data, 42u);
+    EXPECT_TRUE(events[0].res & POLLIN);
+    EXPECT_GT(tickers.least() - before, 1);
+}
+
+TEST_F(Aio, GeteventsTimesOutWithZero) {
+    submit_poll();
+    timespec ts{0, 100 * 1000 * 1000};
+    auto start = Clock::now();
+    EXPECT_EQ(getevents(1, &ts), 0);
+    EXPECT_GE(ms_since(start), 90);
+    timespec zero{};
+    EXPECT_EQ(getevents(1, &zero), 0);
+}
+
+TEST_F(Aio, GeteventsErrorsAreTheKernels) {
+    errno = 0;
+    EXPECT_EQ(syscall(SYS_io_getevents, opaque<aio_context_t>(12345), 1L, 4L, events, nullptr), -1);
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(getevents(5, nullptr), -1);  // min_nr above nr
+    EXPECT_EQ(errno, EINVAL);
+    EXPECT_EQ(getevents(1, bad_pointer<timespec>()), -1);
+    EXPECT_EQ(errno, EFAULT);
+}
+
+TEST_F(Aio, AHandlerEndsTheWaitWithEintr) {
+    submit_poll();
+    struct sigaction sa {};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    struct sigaction old {};
+    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+    g_handled = 0;
+    pthread_t self = pthread_self();
+    After killer(80, [self] { pthread_kill(self, SIGUSR1); });
+    errno = 0;
+    EXPECT_EQ(getevents(1, nullptr), -1);
+    EXPECT_EQ(errno, EINTR);
+    EXPECT_EQ(g_handled, 1);
+    sigaction(SIGUSR1, &old, nullptr);
 }
