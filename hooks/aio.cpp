@@ -43,13 +43,8 @@ long io_getevents_call(long ctx, long min_nr, long nr, long events_arg, long tim
     long got = take_events(ctx, nr, events);
     if (got < 0) return real_call();  // the kernel's error
     if (got >= min_nr || (timeout && span.tv_sec == 0 && span.tv_nsec == 0)) return got;
-    const __int128 ns = static_cast<__int128>(span.tv_sec) * kNsPerSec + span.tv_nsec;
     const uint64_t deadline =
-        !timeout ? kNoDeadline
-        : ns <= 0 ? monotonic_now_ns()
-                  : deadline_in_ns(ns >= static_cast<__int128>(kLatestDeadline)
-                                       ? kLatestDeadline
-                                       : static_cast<uint64_t>(ns));
+        timeout ? deadline_after_unchecked(span.tv_sec, span.tv_nsec) : kNoDeadline;
     uint64_t backoff_ns = 20'000;
     for (;;) {
         uint64_t until = deadline_in_ns(backoff_ns);

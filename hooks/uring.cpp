@@ -200,16 +200,6 @@ long park_for_completions(const Target& ring, unsigned want, uint64_t deadline) 
     }
 }
 
-// The deadline of the kernel's relative timeout, read as timespec64_to_ktime reads it: seconds
-// and nanoseconds added without a range check, saturating; zero or less has passed already.
-uint64_t deadline_after_kernel_span(const __kernel_timespec& ts) {
-    const __int128 ns = static_cast<__int128>(ts.tv_sec) * kNsPerSec + ts.tv_nsec;
-    if (ns <= 0) return monotonic_now_ns();
-    return deadline_in_ns(ns >= static_cast<__int128>(kLatestDeadline)
-                              ? kLatestDeadline
-                              : static_cast<uint64_t>(ns));
-}
-
 // io_uring_enter(2), whose wait for completions parks the fiber. The kernel submits first, then
 // (IORING_ENTER_GETEVENTS) waits until min_complete completions are in the ring, capped at its
 // size; it returns the count submitted if any, else the wait's result, and a wait that timed out
@@ -235,7 +225,7 @@ long enter(const Target& ring, unsigned submit, unsigned min_complete, unsigned 
             if (!copy_from_user(&ts, reinterpret_cast<const void*>(ext.ts), sizeof ts))
                 timespec_fault = true;
             else
-                deadline = deadline_after_kernel_span(ts);
+                deadline = deadline_after_unchecked(ts.tv_sec, ts.tv_nsec);
         }
     }
     long waited;

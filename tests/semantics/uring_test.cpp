@@ -257,24 +257,44 @@ TEST_F(Uring, SubmitAndWaitTimeoutHandsBackTheCompletion) {
 namespace {
 std::atomic<int> g_handled{0};
 void on_usr1(int) { ++g_handled; }
+
+// A counting SIGUSR1 handler with SA_RESTART (which io_uring_enter and io_getevents ignore),
+// and the signal sent to this thread 80 ms from now; the old handler is back at the end.
+class Usr1Soon {
+  public:
+    Usr1Soon() {
+        struct sigaction sa {};
+        sa.sa_handler = on_usr1;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGUSR1, &sa, &old_);
+        g_handled = 0;
+        pthread_t self = pthread_self();
+        killer_ = std::thread([self] {
+            usleep(80000);
+            pthread_kill(self, SIGUSR1);
+        });
+    }
+    ~Usr1Soon() {
+        killer_.join();
+        sigaction(SIGUSR1, &old_, nullptr);
+    }
+    Usr1Soon(const Usr1Soon&) = delete;
+    Usr1Soon& operator=(const Usr1Soon&) = delete;
+
+  private:
+    struct sigaction old_ {};
+    std::thread killer_;
+};
 }  // namespace
 
 TEST_F(Uring, AHandlerEndsTheWaitWithEintrEvenUnderSaRestart) {
     prep_pipe_read();
     ASSERT_EQ(io_uring_submit(ring.get()), 1);
-    struct sigaction sa {};
-    sa.sa_handler = on_usr1;
-    sa.sa_flags = SA_RESTART;
-    struct sigaction old {};
-    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-    g_handled = 0;
-    pthread_t self = pthread_self();
-    After killer(80, [self] { pthread_kill(self, SIGUSR1); });
+    Usr1Soon usr1;
     io_uring_cqe* cqe = reinterpret_cast<io_uring_cqe*>(1);
     EXPECT_EQ(io_uring_wait_cqe(ring.get(), &cqe), -EINTR);
     EXPECT_EQ(cqe, nullptr);
     EXPECT_EQ(g_handled, 1);
-    sigaction(SIGUSR1, &old, nullptr);
 }
 
 TEST_F(Uring, ABadRingFdGivesLiburingsErrorAtOnce) {
@@ -448,17 +468,9 @@ TEST_F(Aio, GeteventsErrorsAreTheKernels) {
 
 TEST_F(Aio, AHandlerEndsTheWaitWithEintr) {
     submit_poll();
-    struct sigaction sa {};
-    sa.sa_handler = on_usr1;
-    sa.sa_flags = SA_RESTART;
-    struct sigaction old {};
-    ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
-    g_handled = 0;
-    pthread_t self = pthread_self();
-    After killer(80, [self] { pthread_kill(self, SIGUSR1); });
+    Usr1Soon usr1;
     errno = 0;
     EXPECT_EQ(getevents(1, nullptr), -1);
     EXPECT_EQ(errno, EINTR);
     EXPECT_EQ(g_handled, 1);
-    sigaction(SIGUSR1, &old, nullptr);
 }
