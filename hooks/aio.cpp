@@ -40,6 +40,7 @@ long io_getevents_call(long ctx, long min_nr, long nr, long events_arg, long tim
     timespec span{};
     if (timeout && !copy_from_user(&span, timeout, sizeof span)) return real_call();  // EFAULT
     if (min_nr <= 0 || nr < min_nr) return real_call();  // nothing to wait for, or EINVAL
+    HandlerWatch handlers;
     long got = take_events(ctx, nr, events);
     if (got < 0) return real_call();  // the kernel's error
     if (got >= min_nr || (timeout && span.tv_sec == 0 && span.tv_nsec == 0)) return got;
@@ -49,12 +50,20 @@ long io_getevents_call(long ctx, long min_nr, long nr, long events_arg, long tim
     for (;;) {
         uint64_t until = deadline_in_ns(backoff_ns);
         backoff_ns = std::min<uint64_t>(backoff_ns * 2, 2'000'000);
-        if (sleep_until(std::min(until, deadline), ParkReason::kPoll) == WaitResult::kInterrupted) {
+        // A handler that ran while this fiber ran, since the last look, ends the call as one
+        // that interrupts the sleep does.
+        bool interrupted = handlers.ran();
+        if (!interrupted &&
+            sleep_until(std::min(until, deadline), ParkReason::kPoll) == WaitResult::kInterrupted) {
             interruption_restarts();  // io_getevents is never restarted
+            interrupted = true;
+        }
+        if (interrupted) {
             if (got > 0) return got;
             errno = EINTR;
             return -1;
         }
+        handlers.mark();
         long r = take_events(ctx, nr - got, events + got);
         if (r < 0) {  // the context went away meanwhile
             if (got > 0) return got;

@@ -172,14 +172,17 @@ class Target {
 // -ETIME (the deadline), -EINTR (a handler ran), or 1 when the kernel must wait instead.
 constexpr long kKernelWaits = 1;
 
-long park_for_completions(const Target& ring, unsigned want, uint64_t deadline) {
+long park_for_completions(const Target& ring, unsigned want, uint64_t deadline,
+                          HandlerWatch& handlers) {
     uint64_t backoff_ns = 20'000;
     for (;;) {
         int has = ring.has(want);
         if (has != 0) return has > 0 ? 0 : kKernelWaits;
         const int fd = ring.poll_fd();
         if (fd < 0) return kKernelWaits;
+        if (handlers.ran()) return -EINTR;  // while this fiber ran, since the last look
         WaitResult w;
+        bool backoff_over = false;
         if (!ready_now(fd, POLLIN)) {
             w = wait_fd(fd, EPOLLIN, deadline, ParkReason::kPoll);
         } else {
@@ -187,8 +190,10 @@ long park_for_completions(const Target& ring, unsigned want, uint64_t deadline) 
             uint64_t until = deadline_in_ns(backoff_ns);
             backoff_ns = std::min<uint64_t>(backoff_ns * 2, 2'000'000);
             w = sleep_until(std::min(until, deadline), ParkReason::kPoll);
-            if (w == WaitResult::kTimedOut && until < deadline) continue;
+            backoff_over = w == WaitResult::kTimedOut && until < deadline;
         }
+        handlers.mark();
+        if (backoff_over) continue;
         switch (w) {
             case WaitResult::kReady: break;
             case WaitResult::kTimedOut: return -ETIME;
@@ -210,6 +215,7 @@ long enter(const Target& ring, unsigned submit, unsigned min_complete, unsigned 
     if (!(flags & IORING_ENTER_GETEVENTS) || min_complete == 0 || ring.polled())
         return ring.enter(submit, min_complete, flags, arg, size);
     // Submits, and checks what the kernel checks before it waits (the fd, the argument).
+    HandlerWatch handlers;
     const long submitted = ring.enter(submit, 0, flags, arg, size);
     if (submitted < 0) return submitted;
 
@@ -235,7 +241,7 @@ long enter(const Target& ring, unsigned submit, unsigned min_complete, unsigned 
     else if (has < 0 || sigmask || timespec_fault)  // the mask is the kernel's to set, and
         waited = kKernelWaits;                      // EFAULT its to say
     else
-        waited = park_for_completions(ring, min_complete, deadline);
+        waited = park_for_completions(ring, min_complete, deadline, handlers);
     if (waited == kKernelWaits)
         waited = ring.enter(0, min_complete, flags, arg, size);
     else if (waited < 0 && ring.has(1) > 0)
