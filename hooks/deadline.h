@@ -50,6 +50,16 @@ inline uint64_t deadline_after(const timespec& span) {
     return deadline_in_ns(span_ns(span.tv_sec, span.tv_nsec));
 }
 
+// A relative timeout as the kernel reads it for io_uring_enter and io_getevents
+// (timespec64_to_ktime): seconds and nanoseconds added without a range check, saturating;
+// zero or less has passed already.
+inline uint64_t deadline_after_unchecked(int64_t sec, int64_t nsec) {
+    const __int128 ns = static_cast<__int128>(sec) * kNsPerSec + nsec;
+    if (ns <= 0) return monotonic_now_ns();
+    return deadline_in_ns(ns >= static_cast<__int128>(kLatestDeadline) ? kLatestDeadline
+                                                                       : static_cast<uint64_t>(ns));
+}
+
 // poll's and epoll_wait's milliseconds; a negative count waits forever.
 inline uint64_t deadline_after_ms(int ms) {
     return ms < 0 ? kNoDeadline : deadline_in_ns(static_cast<uint64_t>(ms) * 1000000ull);

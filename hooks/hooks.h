@@ -28,6 +28,10 @@ bool filtered_and_alone();
 int tkill(pid_t tid, int sig);
 // syscall(SYS_futex, ...) (hooks/futex.cpp).
 long futex_call(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+// syscall(SYS_io_uring_enter, ...) (hooks/uring.cpp): a wait for completions parks.
+long io_uring_enter_call(long fd, long submit, long wait_nr, long flags, long arg, long size);
+// syscall(SYS_io_getevents, ...) (hooks/aio.cpp): libaio's wait, cooperative.
+long io_getevents_call(long ctx, long min_nr, long nr, long events, long timeout);
 
 // GREEN_DISABLE=1 asks for every call to pass through. Read from the environment on first
 // use, so that it holds even for calls made before libgreen's constructor.

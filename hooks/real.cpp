@@ -10,6 +10,7 @@ namespace green::real {
 
 Table g_table;
 bool g_resolved = false;
+lib::Slots lib::g_slots;
 
 void resolve() {
     // One thread fills the table (a program's static constructors may start threads that call
@@ -25,9 +26,18 @@ void resolve() {
 #define GREEN_HOOK(ret, name, params, args)                                        \
     g_table.name = reinterpret_cast<ret(*) params>(dlsym(RTLD_NEXT, #name));       \
     if (!g_table.name) log::fatal("cannot resolve the real %s: %s", #name, dlerror());
+#define GREEN_HOOK_LIB(ret, name, params, args, absent)
 #include "hooks/symbols.def"
     __atomic_store_n(&g_resolved, true, __ATOMIC_RELEASE);
     t_resolving = false;
+}
+
+void* optional(const char* name, void** slot) {
+    void* found = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(found != nullptr, 1)) return found;
+    found = dlsym(RTLD_NEXT, name);
+    if (found) __atomic_store_n(slot, found, __ATOMIC_RELEASE);
+    return found;
 }
 
 }  // namespace green::real

@@ -64,6 +64,18 @@ long syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6)
     switch (number) {
         case SYS_futex:
             return futex_call(number, a1, a2, a3, a4, a5, a6);
+        case SYS_io_uring_enter:
+        case SYS_io_getevents: {
+            Fiber* self = current_fiber();
+            if (!self || self->hook_depth != 0 || filtered_and_alone()) break;
+            ++self->hook_depth;  // the hook's own calls are the real ones
+            const int saved = errno;
+            long r = number == SYS_io_getevents ? io_getevents_call(a1, a2, a3, a4, a5)
+                                                : io_uring_enter_call(a1, a2, a3, a4, a5, a6);
+            if (r >= 0) errno = saved;
+            --self->hook_depth;
+            return r;
+        }
         case SYS_close:
             return hooks::close(static_cast<int>(a1));
         case SYS_close_range:

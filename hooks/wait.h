@@ -83,6 +83,25 @@ int unless_ours_interrupted(Call call) {
     }
 }
 
+// Whether a program's signal handler ran while the calling fiber ran, since the last mark
+// (Fiber::handlers_ran). For waits that look again and again (a poll with back-off): such a
+// handler, between two looks, interrupted no park and would be lost; it ends the call as it
+// ends a blocked system call. One that comes while the fiber is parked interrupts the park.
+class HandlerWatch {
+public:
+    HandlerWatch() { mark(); }
+    void mark() { mark_ = count(); }
+    bool ran() const { return count() != mark_; }
+
+private:
+    static uint32_t count() {
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // written by handlers
+        Fiber* self = current_fiber();
+        return self ? self->handlers_ran : 0;
+    }
+    uint32_t mark_;
+};
+
 // Readiness now, without waiting: what a real call would find.
 inline bool ready_now(int fd, short events) {
     pollfd p{fd, events, 0};

@@ -81,7 +81,7 @@ void Carrier::poll_once(bool block) {
     if (block) {
         // About to sleep: first give back the pages of stacks that stayed unused long enough,
         // and wake when the next ones are due, so an idle process does not keep a burst's.
-        StackPool::scavenge(monotonic_now_ns());
+        StackPool::scavenge(monotonic_now_ns() + StackPool::scavenge_slack_ns());
         const uint64_t fiber_deadline =
             timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns;
         timeout = sleep_limit(libuv_timeout,

@@ -35,6 +35,10 @@ constexpr size_t kMaxPooledPerSize = 16384;
 // touched pages stay at most about that long. The count bound is a backstop.
 constexpr size_t kMaxWarmPerSize = 65536;
 constexpr uint64_t kWarmKeepNs = 1000ull * 1000 * 1000;
+// A carrier about to sleep also cleans what falls due within this much, and sleeps until the
+// next due one plus as much: a burst released over a second costs a few wake-ups, not one per
+// release time on every carrier.
+constexpr uint64_t kScavengeSlackNs = 250ull * 1000 * 1000;
 
 // Pooled stacks wait in nodes allocated outside the lock: nothing allocates while it is held
 // (an allocator preloaded beside us may itself take locks that park).
@@ -213,8 +217,9 @@ void StackPool::scavenge(uint64_t now, size_t max) {
             SpinGuard hold(g_lock);
             for (Bucket& b : g_buckets) {
                 if (b.usable == 0) break;
+                // released_ns may be after `now` (another thread's release since it was read).
                 while (n < 16 && n < max && b.oldest_warm &&
-                       now - b.oldest_warm->released_ns >= kWarmKeepNs) {
+                       b.oldest_warm->released_ns + kWarmKeepNs <= now) {
                     Node* old = b.oldest_warm;
                     unlink_warm(b, old);
                     batch[n++] = old;
@@ -228,6 +233,10 @@ void StackPool::scavenge(uint64_t now, size_t max) {
     }
 }
 
+uint64_t StackPool::scavenge_slack_ns() {
+    return kScavengeSlackNs;
+}
+
 uint64_t StackPool::next_scavenge_ns() {
     if (g_warm_total.load(std::memory_order_relaxed) == 0) return UINT64_MAX;
     uint64_t oldest = UINT64_MAX;
@@ -236,7 +245,7 @@ uint64_t StackPool::next_scavenge_ns() {
         if (b.usable == 0) break;
         if (b.oldest_warm && b.oldest_warm->released_ns < oldest) oldest = b.oldest_warm->released_ns;
     }
-    return oldest == UINT64_MAX ? UINT64_MAX : oldest + kWarmKeepNs;
+    return oldest == UINT64_MAX ? UINT64_MAX : oldest + kWarmKeepNs + kScavengeSlackNs;
 }
 
 // A stack's pages go back to the kernel; its mapping waits in the free list, or is unmapped.

@@ -27,8 +27,10 @@ public:
     // Gives back the pages of up to `max` stacks that have waited warm too long (a carrier
     // calls it before it sleeps, so an idle process does not keep a burst's pages).
     static void scavenge(uint64_t now_ns, size_t max = SIZE_MAX);
-    // When the next warm stack is due for that (UINT64_MAX: none is warm).
+    // When a carrier about to sleep should wake to clean the next warm stacks (UINT64_MAX:
+    // none is warm); it then calls scavenge(now + scavenge_slack_ns()).
     static uint64_t next_scavenge_ns();
+    static uint64_t scavenge_slack_ns();
     static size_t page_size();
 
 private:

@@ -15,6 +15,7 @@ PACKAGES=(
   memcached libmemcached-tools redis-server redis-tools nginx-light  # the stock-program suite
   uwsgi-core uwsgi-plugin-python3 uwsgi-plugin-gevent-python3 python3-flask  # scripts/bench.sh
   mariadb-server mariadb-client                   # integration.mariadb (its own data dir)
+  liburing-dev                                    # the uring semantic tests (liburing.h)
 )
 
 if [[ "${1:-}" != "--no-install" ]]; then

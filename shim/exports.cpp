@@ -128,6 +128,23 @@ extern "C" {
         return counting_locks<lock_effect(#name)>(                                    \
             [&] { return keep_errno_unless_failed(call); });                          \
     }
+// A library's function (liburing): the real one may be absent (`absent` is then the result).
+// Its results are -errno values and it leaves errno alone, so the hook's own attempts must not
+// show in errno either.
+#define GREEN_HOOK_LIB(ret, name, params, args, absent)                                  \
+    GREEN_EXPORT ret name params {                                                      \
+        green::Fiber* fiber = green::current_fiber();                                   \
+        if (!fiber || fiber->hook_depth != 0 || green::hooks::filtered_and_alone()) {   \
+            auto real = fiber ? green::real::lib::name() : passed_through(green::real::lib::name()); \
+            return real ? real args : absent;                                           \
+        }                                                                               \
+        green::preempt_point(fiber);                                                    \
+        InHook in_hook(fiber);                                                          \
+        const int saved = errno;                                                        \
+        ret result = green::hooks::name args;                                           \
+        errno = saved;                                                                  \
+        return result;                                                                  \
+    }
 #define GREEN_HOOK_MANUAL(ret, name, params)
 #define GREEN_HOOK_NORETURN(name, params, args) \
     GREEN_EXPORT void name params {             \
