@@ -333,7 +333,11 @@ TEST(ThreadLocal, HundredThousandShortLivedThreadsKeepMemoryBounded) {
     long at_end = proc_status("VmRSS:");
     std::printf("RSS after 1,000 threads: %ld KiB, after 100,000: %ld KiB\n", after_first, at_end);
     ASSERT_GT(after_first, 0);
-    EXPECT_LT(at_end, 2 * after_first) << "RSS after the first 1,000: " << after_first
+    // A leak of one TLS block or malloc cache per thread would be ~500 MB. Under the shim the
+    // stacks of the last second stay warm (docs/design.md, "Stacks"): a batch that starts on
+    // one carrier while the last one's stacks are still being released on the other can
+    // keep two batches' stacks resident.
+    EXPECT_LT(at_end, 3 * after_first) << "RSS after the first 1,000: " << after_first
                                        << " KiB, after 100,000: " << at_end << " KiB";
 }
 
