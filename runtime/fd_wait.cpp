@@ -27,9 +27,12 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
                              ParkReason reason) {
     // The call has begun: a handler that runs before the park (the first wait makes the loop,
     // which takes a while) interrupts it as the kernel's would, just as one during the park.
+    // Inside a hooked call, it began at the call's entry.
     Fiber* self = current_fiber();
-    const uint32_t ran_before = self->handlers_ran;
-    const uint32_t no_restart_before = self->handlers_ran_no_restart;
+    const bool in_call = self->hook_depth > 0;
+    const uint32_t ran_before = in_call ? self->handlers_at_call : self->handlers_ran;
+    const uint32_t no_restart_before =
+        in_call ? self->handlers_no_restart_at_call : self->handlers_ran_no_restart;
     if (!ensure_loop()) return WaitResult::kReady;  // no epoll set: the retry decides
     poller_.add(waiters, count, self);
 
@@ -43,6 +46,10 @@ WaitResult Carrier::wait_fds(FdWaiter* waiters, size_t count, uint64_t deadline_
     }
     if (!woken_early) timed_out = park_until(deadline_ns, reason, true);
 
+    if (in_call) {  // what ran so far is this wait's: a later wait in the call starts afresh
+        self->handlers_at_call = self->handlers_ran;
+        self->handlers_no_restart_at_call = self->handlers_ran_no_restart;
+    }
     const bool closed = poller_.remove(waiters, count);
     bool ready = false;
     for (size_t i = 0; i < count; ++i) ready |= waiters[i].revents != 0;

@@ -109,6 +109,11 @@ struct Fiber : RuntimeAllocated {
     // that saw one run between its start and its park is interrupted by it (wait_fds).
     uint32_t handlers_ran = 0;
     uint32_t handlers_ran_no_restart = 0;
+    // Their counts when the outermost hooked call began (shim/exports.cpp): the call has begun
+    // there, so a handler that runs on the way to its wait (a forked child's first wait makes
+    // the loop, pays copy-on-write faults) interrupts it, as the kernel's would.
+    uint32_t handlers_at_call = 0;
+    uint32_t handlers_no_restart_at_call = 0;
     // The fiber's signal mask, as the kernel's 64-bit sigset (bit n-1: signal n). While the
     // fiber runs it is the carrier thread's kernel mask (Carrier::resume); pthread_create
     // copies the creator's. `awaited`: the signals it waits for in sigwait, else 0.

@@ -20,7 +20,12 @@ namespace {
 // the hook (or by the runtime under it) see a non-zero depth and pass straight through.
 class InHook {
 public:
-    explicit InHook(green::Fiber* fiber) : fiber_(fiber) { ++fiber_->hook_depth; }
+    explicit InHook(green::Fiber* fiber) : fiber_(fiber) {
+        if (fiber_->hook_depth++ == 0) {
+            fiber_->handlers_at_call = fiber_->handlers_ran;
+            fiber_->handlers_no_restart_at_call = fiber_->handlers_ran_no_restart;
+        }
+    }
     ~InHook() { --fiber_->hook_depth; }
     InHook(const InHook&) = delete;
     InHook& operator=(const InHook&) = delete;
