@@ -46,10 +46,9 @@ long io_getevents_call(long ctx, long min_nr, long nr, long events_arg, long tim
     if (got >= min_nr || (timeout && span.tv_sec == 0 && span.tv_nsec == 0)) return got;
     const uint64_t deadline =
         timeout ? deadline_after_unchecked(span.tv_sec, span.tv_nsec) : kNoDeadline;
-    uint64_t backoff_ns = 20'000;
+    uint64_t backoff_ns = 0;
     for (;;) {
-        uint64_t until = deadline_in_ns(backoff_ns);
-        backoff_ns = std::min<uint64_t>(backoff_ns * 2, 2'000'000);
+        const uint64_t until = next_poll_sleep_until(&backoff_ns);
         // A handler that ran while this fiber ran, since the last look, ends the call as one
         // that interrupts the sleep does.
         bool interrupted = handlers.ran();

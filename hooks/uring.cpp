@@ -174,7 +174,7 @@ constexpr long kKernelWaits = 1;
 
 long park_for_completions(const Target& ring, unsigned want, uint64_t deadline,
                           HandlerWatch& handlers) {
-    uint64_t backoff_ns = 20'000;
+    uint64_t backoff_ns = 0;
     for (;;) {
         int has = ring.has(want);
         if (has != 0) return has > 0 ? 0 : kKernelWaits;
@@ -187,8 +187,7 @@ long park_for_completions(const Target& ring, unsigned want, uint64_t deadline,
             w = wait_fd(fd, EPOLLIN, deadline, ParkReason::kPoll);
         } else {
             // Completions, but fewer than wanted: no fd event tells of the next one.
-            uint64_t until = deadline_in_ns(backoff_ns);
-            backoff_ns = std::min<uint64_t>(backoff_ns * 2, 2'000'000);
+            const uint64_t until = next_poll_sleep_until(&backoff_ns);
             w = sleep_until(std::min(until, deadline), ParkReason::kPoll);
             backoff_over = w == WaitResult::kTimedOut && until < deadline;
         }

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -143,6 +144,14 @@ inline bool backoff_sleep(unsigned* backoff_ms, uint64_t deadline, ParkReason re
         return false;
     }
     return true;
+}
+
+// The sleeps of a polling wait for completions no fd announces (libaio's, an io_uring ring
+// that has fewer than were asked for): 20 us, doubling up to 2 ms. Returns when this sleep
+// ends and moves *backoff_ns (start it at 0) to the next.
+inline uint64_t next_poll_sleep_until(uint64_t* backoff_ns) {
+    *backoff_ns = *backoff_ns == 0 ? 20'000 : std::min<uint64_t>(*backoff_ns * 2, 2'000'000);
+    return deadline_in_ns(*backoff_ns);
 }
 
 // After a signal handler interrupted the wait of a call that has moved `done` bytes: true if
