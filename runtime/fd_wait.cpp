@@ -88,11 +88,10 @@ void Carrier::poll_once(bool block) {
     if (block) {
         // About to sleep: first give back the pages of stacks that stayed unused long enough,
         // and wake when the next ones are due, so an idle process does not keep a burst's.
-        StackPool::scavenge(monotonic_now_ns() + StackPool::scavenge_slack_ns());
+        const uint64_t stacks_due = StackPool::scavenge_before_sleep(monotonic_now_ns());
         const uint64_t fiber_deadline =
             timers_.empty() ? kNoDeadline : timers_.front()->deadline_ns;
-        timeout = sleep_limit(libuv_timeout,
-                              std::min<uint64_t>(fiber_deadline, StackPool::next_scavenge_ns()),
+        timeout = sleep_limit(libuv_timeout, std::min<uint64_t>(fiber_deadline, stacks_due),
                               &limit_storage);
         use_thread_pointer(thread_tp_);  // a program's handler may run while we sleep
     }

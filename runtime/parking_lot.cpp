@@ -19,6 +19,7 @@
 #include <new>
 
 #include "runtime/carrier.h"
+#include "runtime/intrusive_list.h"
 #include "runtime/spinlock.h"
 
 namespace green::parking_lot {
@@ -35,8 +36,7 @@ struct Waiter {
 
 struct Bucket {
     SpinLock lock;
-    Waiter* head = nullptr;
-    Waiter* tail = nullptr;
+    IntrusiveList<Waiter> waiters;  // FIFO: appended at the tail, woken from the head
 };
 
 constexpr size_t kBucketBits = 12;
@@ -45,27 +45,6 @@ Bucket g_buckets[size_t{1} << kBucketBits];
 Bucket& bucket_of(const void* key) {
     uint64_t h = (reinterpret_cast<uintptr_t>(key) >> 2) * 0x9E3779B97F4A7C15ull;
     return g_buckets[h >> (64 - kBucketBits)];
-}
-
-void append(Bucket& b, Waiter* w) {
-    w->next = nullptr;
-    w->prev = b.tail;
-    if (b.tail)
-        b.tail->next = w;
-    else
-        b.head = w;
-    b.tail = w;
-}
-
-void remove(Bucket& b, Waiter* w) {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        b.head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        b.tail = w->prev;
 }
 
 long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) {
@@ -203,7 +182,7 @@ size_t unpark_in_handler(const void* key, size_t count) {
     Bucket& b = bucket_of(key);
     size_t woken = 0;
     SpinGuard hold(b.lock);
-    for (Waiter* w = b.head; w && woken < count;) {
+    for (Waiter* w = b.waiters.head; w && woken < count;) {
         Waiter* next = w->next;
         if (w->key == key) {
             if (w->fiber) {  // parked, so its carrier lives while we hold the lock
@@ -211,7 +190,7 @@ size_t unpark_in_handler(const void* key, size_t count) {
                 w->fiber->carrier->nudge();
                 break;
             }
-            remove(b, w);
+            b.waiters.remove(w);
             w->woken.store(1, std::memory_order_release);
             futex(&w->woken, FUTEX_WAKE_PRIVATE, 1, nullptr);
             ++woken;
@@ -229,7 +208,7 @@ void unpark_everyone() {
             const void* key = nullptr;
             {
                 SpinGuard hold(b.lock);
-                if (b.head) key = b.head->key;
+                if (b.waiters.head) key = b.waiters.head->key;
             }
             if (!key) break;
             unpark_now(key, kAll);
@@ -251,14 +230,14 @@ Parked park_erased(const void* key, ValidateRef validate, uint64_t deadline_ns, 
         SpinGuard hold(b.lock);
         if (!validate.call(validate.context)) return Parked::kInvalid;
         if (w.fiber) w.park_seq = w.fiber->park_seq + 1;  // the park we are about to enter
-        append(b, &w);
+        b.waiters.push_back(&w);
     }
     Parked r = w.fiber ? fiber_wait(w, deadline_ns, reason, interruptible)
                        : thread_wait(w, deadline_ns, interruptible);
     if (r == Parked::kWoken) return r;
     SpinGuard hold(b.lock);
     if (w.woken.load(std::memory_order_acquire)) return Parked::kWoken;  // chosen meanwhile
-    remove(b, &w);
+    b.waiters.remove(&w);
     return r;
 }
 
@@ -308,10 +287,10 @@ size_t unpark_now(const void* key, size_t count) {
         size_t n = 0;
         {
             SpinGuard hold(b.lock);
-            for (Waiter* w = b.head; w && n < 64 && woken + n < count;) {
+            for (Waiter* w = b.waiters.head; w && n < 64 && woken + n < count;) {
                 Waiter* next = w->next;
                 if (w->key == key) {
-                    remove(b, w);
+                    b.waiters.remove(w);
                     if (w->fiber) {
                         batch[n++] = Wake{w->fiber, w->park_seq};
                         if (w->fiber->carrier != here)

@@ -6,13 +6,15 @@
 // burst of fibers does not pin address space forever.
 #include "runtime/stack_pool.h"
 
+#include "runtime/intrusive_list.h"
+#include "runtime/runtime.h"
 #include "runtime/runtime_alloc.h"
 #include "runtime/spinlock.h"
 
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 
@@ -31,7 +33,7 @@ constexpr size_t kMaxPooledPerSize = 16384;
 // back costs a TLB shootdown on every CPU that runs the process (an IPI each; a VM exit each
 // in a VM), and touching them again a page fault each: per request, more than the request's
 // own work on some VMs. A warm stack unused for kWarmKeepNs is cleaned (MADV_DONTNEED) by the
-// next release or by a carrier about to sleep (scavenge), oldest first: after a burst the
+// next release or by a carrier about to sleep (scavenge_before_sleep), oldest first: after a burst the
 // touched pages stay at most about that long. The count bound is a backstop.
 constexpr size_t kMaxWarmPerSize = 65536;
 constexpr uint64_t kWarmKeepNs = 1000ull * 1000 * 1000;
@@ -53,8 +55,7 @@ struct Bucket {
     size_t usable = 0;     // 0: an unused bucket
     Node* free = nullptr;  // pages given back (MADV_DONTNEED)
     size_t free_count = 0;
-    Node* warm = nullptr;  // pages kept, newest first (reused first)
-    Node* oldest_warm = nullptr;  // cleaned first
+    IntrusiveList<Node> warm;  // pages kept: reused from the head (newest), cleaned from the tail
     size_t warm_count = 0;
 };
 
@@ -90,26 +91,13 @@ void push(Node*& list, size_t& count, Node* node) {
 }
 
 void push_warm(Bucket& b, Node* node) {
-    node->prev = nullptr;
-    node->next = b.warm;
-    if (b.warm)
-        b.warm->prev = node;
-    else
-        b.oldest_warm = node;
-    b.warm = node;
+    b.warm.push_front(node);
     ++b.warm_count;
 }
 
 void unlink_warm(Bucket& b, Node* node) {
-    (node->prev ? node->prev->next : b.warm) = node->next;
-    (node->next ? node->next->prev : b.oldest_warm) = node->prev;
+    b.warm.remove(node);
     --b.warm_count;
-}
-
-uint64_t now_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 std::atomic<size_t> g_warm_total{0};  // warm stacks of every size, read without the lock
@@ -151,8 +139,8 @@ bool StackPool::acquire(size_t size, Stack* out) {
     {
         SpinGuard hold(g_lock);
         if (Bucket* b = bucket_for(usable, false)) {
-            if (b->warm) {
-                node = b->warm;
+            if (b->warm.head) {
+                node = b->warm.head;
                 unlink_warm(*b, node);
                 g_warm_total.fetch_sub(1, std::memory_order_relaxed);
             } else if (b->free) {
@@ -190,7 +178,7 @@ void StackPool::release(const Stack& stack) {
     // not inherit them (ASan would report its own locals as out of bounds).
     ASAN_UNPOISON_MEMORY_REGION(stack.limit, stack.usable());
 #endif
-    const uint64_t now = now_ns();
+    const uint64_t now = monotonic_now_ns();
     auto* node = new Node{{}, stack, nullptr, nullptr, now};
     bool kept = false;
     {
@@ -206,46 +194,39 @@ void StackPool::release(const Stack& stack) {
     scavenge(now, 2);  // a release cleans what has waited too long, a little at a time
 }
 
-// Cleans warm stacks unused for kWarmKeepNs, oldest first, at most `max`; the madvise and
-// munmap calls are made outside the lock.
-void StackPool::scavenge(uint64_t now, size_t max) {
-    if (g_warm_total.load(std::memory_order_relaxed) == 0) return;
-    while (max > 0) {
+// Cleans warm stacks unused for kWarmKeepNs by `now`, oldest first, at most `max`; the
+// madvise and munmap calls are made outside the lock. Returns when the oldest stack left warm
+// falls due (UINT64_MAX: none is warm), read in the same pass under the lock.
+uint64_t StackPool::scavenge(uint64_t now, size_t max) {
+    if (g_warm_total.load(std::memory_order_relaxed) == 0) return UINT64_MAX;
+    for (;;) {
         Node* batch[16];
         size_t n = 0;
+        uint64_t next_due = UINT64_MAX;
         {
             SpinGuard hold(g_lock);
             for (Bucket& b : g_buckets) {
                 if (b.usable == 0) break;
                 // released_ns may be after `now` (another thread's release since it was read).
-                while (n < 16 && n < max && b.oldest_warm &&
-                       b.oldest_warm->released_ns + kWarmKeepNs <= now) {
-                    Node* old = b.oldest_warm;
+                while (n < 16 && n < max && b.warm.tail &&
+                       b.warm.tail->released_ns + kWarmKeepNs <= now) {
+                    Node* old = b.warm.tail;
                     unlink_warm(b, old);
                     batch[n++] = old;
                 }
+                if (b.warm.tail) next_due = std::min(next_due, b.warm.tail->released_ns + kWarmKeepNs);
             }
             g_warm_total.fetch_sub(n, std::memory_order_relaxed);
         }
         for (size_t i = 0; i < n; ++i) give_back(batch[i]);
-        if (n < 16) return;
         max -= n;
+        if (n < 16 || max == 0) return next_due;
     }
 }
 
-uint64_t StackPool::scavenge_slack_ns() {
-    return kScavengeSlackNs;
-}
-
-uint64_t StackPool::next_scavenge_ns() {
-    if (g_warm_total.load(std::memory_order_relaxed) == 0) return UINT64_MAX;
-    uint64_t oldest = UINT64_MAX;
-    SpinGuard hold(g_lock);
-    for (const Bucket& b : g_buckets) {
-        if (b.usable == 0) break;
-        if (b.oldest_warm && b.oldest_warm->released_ns < oldest) oldest = b.oldest_warm->released_ns;
-    }
-    return oldest == UINT64_MAX ? UINT64_MAX : oldest + kWarmKeepNs + kScavengeSlackNs;
+uint64_t StackPool::scavenge_before_sleep(uint64_t now) {
+    const uint64_t next_due = scavenge(now + kScavengeSlackNs, SIZE_MAX);
+    return next_due == UINT64_MAX ? UINT64_MAX : next_due + kScavengeSlackNs;
 }
 
 // A stack's pages go back to the kernel; its mapping waits in the free list, or is unmapped.

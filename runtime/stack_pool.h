@@ -24,16 +24,14 @@ public:
     // Keeps the mapping for reuse, with its pages for a while (warm, for the next fiber: see
     // stack_pool.cpp); then the pages go back to the kernel (MADV_DONTNEED).
     static void release(const Stack& stack);
-    // Gives back the pages of up to `max` stacks that have waited warm too long (a carrier
-    // calls it before it sleeps, so an idle process does not keep a burst's pages).
-    static void scavenge(uint64_t now_ns, size_t max = SIZE_MAX);
-    // When a carrier about to sleep should wake to clean the next warm stacks (UINT64_MAX:
-    // none is warm); it then calls scavenge(now + scavenge_slack_ns()).
-    static uint64_t next_scavenge_ns();
-    static uint64_t scavenge_slack_ns();
+    // A carrier about to sleep gives back the pages of the stacks that stayed warm long
+    // enough (so an idle process does not keep a burst's pages); returns when it should wake
+    // to give back the next ones (UINT64_MAX: no stack is warm).
+    static uint64_t scavenge_before_sleep(uint64_t now_ns);
     static size_t page_size();
 
 private:
+    static uint64_t scavenge(uint64_t now_ns, size_t max);
     static void give_back(void* pooled);
 };
 

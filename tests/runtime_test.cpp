@@ -313,10 +313,11 @@ TEST(StackPool, ReleasedStacksKeepTheirPagesUntilTheyWaitedLongEnough) {
         return n;
     };
     EXPECT_EQ(resident(), kStacks);
-    const uint64_t due = StackPool::next_scavenge_ns();
+    const uint64_t due = StackPool::scavenge_before_sleep(monotonic_now_ns());  // none yet
     ASSERT_NE(due, UINT64_MAX);
     EXPECT_GT(due, monotonic_now_ns());
-    StackPool::scavenge(due + 60000000000ull);  // as a carrier about to sleep a minute later
+    EXPECT_EQ(resident(), kStacks);
+    StackPool::scavenge_before_sleep(due + 60000000000ull);  // a carrier a minute later
     EXPECT_EQ(resident(), 0);
     for (int i = 0; i < kStacks; ++i) ASSERT_TRUE(StackPool::acquire(kSize, &stacks[i]));
     for (Stack& s : stacks) StackPool::release(s);
