@@ -380,6 +380,11 @@ void Carrier::retire() {
     carrier_pool_remove(this);
     unregister_carrier(this);
     shut_down_resolver(this);
+    // A sender on another thread may be inside wake_if_idle (it saw this carrier asleep just
+    // before its last fiber ended): wait until it has left before the eventfd is closed (its
+    // number could be the program's by the time the sender writes).
+    retiring_.store(true, std::memory_order_seq_cst);
+    while (wakers_.load(std::memory_order_acquire) != 0) __builtin_ia32_pause();
     if (loop_ready_) {
         RuntimeFdScope scope;
         on_remote_wake(remote_wake_);  // deliver (and free) what other threads still sent
@@ -942,7 +947,11 @@ void Carrier::send_arrival(Fiber* fiber, bool wake) {
 // ordered before this load, and the carrier's idle_ store before its look at the queues, so
 // one of the two sees the other. Of the senders to a sleeping carrier only the first writes.
 void Carrier::wake_if_idle() {
-    if (idle_.load(std::memory_order_seq_cst) && loop_ready_) poller_.wake();
+    wakers_.fetch_add(1, std::memory_order_seq_cst);
+    if (!retiring_.load(std::memory_order_seq_cst) && idle_.load(std::memory_order_seq_cst) &&
+        loop_ready_)
+        poller_.wake();
+    wakers_.fetch_sub(1, std::memory_order_release);
 }
 
 void Carrier::fd_closed_remotely(int fd) {

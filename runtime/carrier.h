@@ -304,6 +304,9 @@ private:
     std::atomic<bool> quiet_{false};
     std::atomic<uint64_t> quiet_epoch_{0};
     std::atomic<bool> serving_{false};  // a pool carrier: its root context is no program thread
+    // Other threads inside wake_if_idle, and the retire that waits for them to leave.
+    std::atomic<int> wakers_{0};
+    std::atomic<bool> retiring_{false};
     uv_async_t* remote_wake_ = nullptr;
     std::vector<Fiber*> timers_;
     // Signals whose handler ran while every fiber was parked (bit n-1: signal n), and those
