@@ -129,7 +129,8 @@ TEST_CASE("GREEN_STATS after legacy_echo_server: one fiber per connection, all o
     CHECK(s["total.parks.accept"] >= 1);
     // Most handlers wait for their first bytes (a few find them there already on a slow VM).
     CHECK(s["total.parks.read"] >= 100);
-    CHECK(s["total.switches"] >= 400);
+    // Every fiber is resumed once to start and once after each park.
+    CHECK(s["total.switches"] >= s["total.fibers_created"] + s["total.parks.read"]);
     CHECK(s["total.passthrough_calls"] == 0);
     CHECK(s["total.blocked_calls"] == 0);
     uint64_t per_carrier = 0;
