@@ -137,6 +137,14 @@ void carriers_needed() {
     }
 }
 
+unsigned carriers_placeable() {
+    const uint32_t n = g_placeable_count.load(std::memory_order_acquire);
+    unsigned placeable = 0;
+    for (uint32_t i = 0; i < n; ++i)
+        if (g_placeable[i].load(std::memory_order_relaxed)) ++placeable;
+    return placeable;
+}
+
 // The least loaded carrier that is not stuck, by threads placed and not yet ended (main
 // counted on its carrier); a tie goes to the caller's carrier (what the two threads share
 // stays in one cache), else round the carriers in turn. With one carrier, or from a carrier

@@ -41,6 +41,8 @@ void configure_carriers(const CarrierPoolConfig& config);
 unsigned carriers_wanted();
 // A fiber is about to be spawned: the other carriers start now if they have not.
 void carriers_needed();
+// How many carriers take new fibers now (those started and ready, not retired).
+unsigned carriers_placeable();
 
 // Makes the calling OS thread a carrier; its current context becomes the root fiber.
 // Returns false (errno set) if the loop or the epoll set cannot be made.

@@ -48,18 +48,27 @@ constexpr int kManyFibers = 10000;
 
 TEST(Carriers, NewFibersRunOnEveryCarrierAndAreJoinedFromAnother) {
     on_carriers([] {
+        // carriers_needed waits 100 ms at most for the others to be ready; a slow machine
+        // (or ThreadSanitizer) takes longer, and until then the ready ones take the fibers.
+        const uint64_t give_up = deadline_after_ns(10ull * 1000 * 1000 * 1000);
+        while (carriers_placeable() < kCarriers && monotonic_now_ns() < give_up)
+            sleep_until(deadline_after_ns(1000 * 1000), ParkReason::kSleep);
+        ASSERT_EQ(carriers_placeable(), kCarriers);
         std::mutex seen_lock;
         std::set<unsigned long> threads;
+        std::atomic<bool> all_made{false};
         auto record = [&] {
             {
                 std::lock_guard<std::mutex> hold(seen_lock);
                 threads.insert(carrier_os_thread(current_fiber()));
             }
-            // Alive a while: placement goes by the threads each carrier has now.
-            sleep_until(deadline_after_ns(5 * 1000 * 1000), ParkReason::kSleep);
+            // Alive until all are made: placement goes by the threads each carrier has now
+            // (and making one can take longer than a short sleep on a loaded machine).
+            while (!all_made) sleep_until(deadline_after_ns(1000 * 1000), ParkReason::kSleep);
         };
         std::vector<Fiber*> fibers;
         for (int i = 0; i < 12; ++i) fibers.push_back(go(&record));
+        all_made = true;
         for (Fiber* f : fibers) EXPECT_EQ(join(f, nullptr, kNoDeadline), 0);
         EXPECT_EQ(threads.size(), kCarriers);
     });
